@@ -1,0 +1,92 @@
+"""System checks for the SIGNAL_DASHBOARD setting and the middleware."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Warning, register
+
+from .conf import DEFAULTS, SETTING_NAME
+
+MIDDLEWARE_PATH = "signal_dashboard.middleware.SignalDashboardMiddleware"
+AUTH_MIDDLEWARE_PATH = "django.contrib.auth.middleware.AuthenticationMiddleware"
+
+_POSITIVE_INTS = (
+    "BUFFER_SIZE",
+    "REQUEST_BUFFER_SIZE",
+    "MAX_STRING_LENGTH",
+    "MAX_ITEMS",
+    "MAX_DEPTH",
+    "MAX_TRACEBACK_LENGTH",
+    "MAX_REQUEST_ID_LENGTH",
+)
+
+
+@register()
+def check_settings(**kwargs: Any) -> list[CheckMessage]:
+    """The SIGNAL_DASHBOARD dict: a dict, known keys, sensible values."""
+    user_config = getattr(settings, SETTING_NAME, {})
+    if not isinstance(user_config, dict):
+        return [
+            Error(
+                f"{SETTING_NAME} must be a dict.",
+                hint=f"Got {type(user_config).__name__}.",
+                id="signal_dashboard.E001",
+            )
+        ]
+    messages: list[CheckMessage] = []
+    unknown = sorted(set(user_config) - set(DEFAULTS))
+    if unknown:
+        messages.append(
+            Warning(
+                f"{SETTING_NAME} has unknown keys: {', '.join(unknown)}.",
+                hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.",
+                id="signal_dashboard.W001",
+            )
+        )
+    for key in _POSITIVE_INTS:
+        value = user_config.get(key, DEFAULTS[key])
+        if type(value) is not int or value < 1:
+            messages.append(
+                Error(
+                    f"{SETTING_NAME}[{key!r}] must be a positive integer.",
+                    hint=f"Got {value!r}; the default is {DEFAULTS[key]!r}.",
+                    id="signal_dashboard.E002",
+                )
+            )
+    sensitive = user_config.get("SENSITIVE_KEYS", ())
+    if isinstance(sensitive, str) or not all(isinstance(key, str) for key in sensitive):
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['SENSITIVE_KEYS'] must be a list of strings.",
+                hint='For example ["card_number", "iban"].',
+                id="signal_dashboard.E003",
+            )
+        )
+    return messages
+
+
+@register()
+def check_middleware(**kwargs: Any) -> list[CheckMessage]:
+    """Request correlation needs the middleware, after AuthenticationMiddleware."""
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if MIDDLEWARE_PATH not in middleware:
+        return [
+            Warning(
+                f"{MIDDLEWARE_PATH} is not in MIDDLEWARE.",
+                hint="Without it, signal events are not linked to the request that sent them.",
+                id="signal_dashboard.W002",
+            )
+        ]
+    if AUTH_MIDDLEWARE_PATH in middleware and middleware.index(MIDDLEWARE_PATH) < middleware.index(
+        AUTH_MIDDLEWARE_PATH
+    ):
+        return [
+            Warning(
+                f"{MIDDLEWARE_PATH} comes before {AUTH_MIDDLEWARE_PATH}.",
+                hint="Put it after AuthenticationMiddleware so events can name the user.",
+                id="signal_dashboard.W003",
+            )
+        ]
+    return []

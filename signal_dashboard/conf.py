@@ -1,0 +1,56 @@
+"""The ``SIGNAL_DASHBOARD`` settings dict, merged over ``DEFAULTS``."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+SETTING_NAME = "SIGNAL_DASHBOARD"
+
+DEFAULTS: dict[str, Any] = {
+    # None: trace when settings.DEBUG is on. True/False force it either way.
+    "ENABLED": None,
+    # How many recent events and request summaries the in-process recorder keeps.
+    "BUFFER_SIZE": 2000,
+    "REQUEST_BUFFER_SIZE": 500,
+    # Record sends that reached no receiver (off: they cost what they cost in Django).
+    "RECORD_EMPTY_SENDS": False,
+    # Request paths that are never traced. None: the dashboard's own URLs.
+    "EXCLUDE_PATHS": None,
+    # Bounds of the payload summary.
+    "MAX_STRING_LENGTH": 200,
+    "MAX_ITEMS": 20,
+    "MAX_DEPTH": 3,
+    "MAX_TRACEBACK_LENGTH": 8000,
+    # Extra keys to mask, beyond the ones Django's SafeExceptionReporterFilter hides.
+    "SENSITIVE_KEYS": (),
+    "MASK": "********************",
+    # Longest X-Request-ID accepted from a client; longer or malformed ones are replaced.
+    "MAX_REQUEST_ID_LENGTH": 64,
+}
+
+
+@functools.cache
+def get_config() -> dict[str, Any]:
+    """Return DEFAULTS with the project's SIGNAL_DASHBOARD setting merged over it.
+
+    A setting that is not a dict is ignored here; system check E001 reports it.
+    """
+    user_config = getattr(settings, SETTING_NAME, {})
+    return {**DEFAULTS, **(user_config if isinstance(user_config, dict) else {})}
+
+
+def tracing_enabled() -> bool:
+    """Whether the AppConfig should install tracing at startup."""
+    enabled = get_config()["ENABLED"]
+    return bool(settings.DEBUG) if enabled is None else bool(enabled)
+
+
+@receiver(setting_changed)
+def _reset_config(*, setting: str, **kwargs: object) -> None:
+    if setting in (SETTING_NAME, "DEBUG"):
+        get_config.cache_clear()

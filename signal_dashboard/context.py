@@ -1,0 +1,89 @@
+"""Context variables: what is being dispatched, on whose behalf, and our re-entrancy guard."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .events import SignalEvent
+
+PID = os.getpid()
+HOST = socket.gethostname()
+
+
+@dataclass(eq=False)
+class Origin:
+    """What caused a send: an HTTP request, a management command, or the process itself.
+
+    One object is shared by every event sent on its behalf; the request fields
+    (``status``, ``user_id``) are filled in as they become known.
+    """
+
+    kind: str  # "request", "command" or "process"
+    name: str  # "GET /pizzas/", "migrate", or the script's name
+    request_id: str | None = None
+    method: str | None = None
+    path: str | None = None
+    user_id: str | None = None
+    status: int | None = None
+    started_ns: int = 0
+    duration_ns: int | None = None
+    signal_count: int = 0
+    receiver_ns: int = 0
+    # Code object (or class) of the slowest top-level receiver; see events.receiver_label().
+    slowest_receiver_key: object = None
+    slowest_receiver_ns: int = 0
+    pid: int = field(default=PID)
+    host: str = field(default=HOST)
+
+    def add_event(self, event: SignalEvent) -> None:
+        """Count a finished send; receiver time counts top-level sends only, as nested
+        sends run inside their parent's receivers."""
+        self.signal_count += 1
+        if event.depth:
+            return
+        for key, _, _, duration, _, _ in event.calls:
+            self.receiver_ns += duration
+            if duration > self.slowest_receiver_ns:
+                self.slowest_receiver_ns = duration
+                self.slowest_receiver_key = key
+
+    def as_dict(self) -> dict[str, object]:
+        data = {
+            "kind": self.kind,
+            "name": self.name,
+            "pid": self.pid,
+            "host": self.host,
+        }
+        if self.kind == "request":
+            data.update(
+                request_id=self.request_id,
+                method=self.method,
+                path=self.path,
+                user_id=self.user_id,
+            )
+        return data
+
+
+def _process_origin() -> Origin:
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    return Origin(kind="process", name=script)
+
+
+PROCESS_ORIGIN = _process_origin()
+
+# The request or command being handled in this context; the process otherwise.
+current_origin: ContextVar[Origin] = ContextVar("signal_dashboard_origin", default=PROCESS_ORIGIN)
+
+# The send whose receivers are running now, so a nested send can name its parent.
+current_event: ContextVar[SignalEvent | None] = ContextVar(
+    "signal_dashboard_current_event", default=None
+)
+
+# Set while our own code runs (subscribers, serialization), so signals it sends are not traced.
+suspended: ContextVar[bool] = ContextVar("signal_dashboard_suspended", default=False)

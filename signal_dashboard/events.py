@@ -1,0 +1,308 @@
+"""The event records: one per signal send, with its receivers' timings and outcomes.
+
+Everything on an event that the hot path stores is cheap (references to long-lived
+objects, integers, the payload summary); labels and dictionaries are made on demand.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from types import CodeType
+from typing import TYPE_CHECKING, Any
+
+from .context import HOST, PID, Origin
+
+if TYPE_CHECKING:
+    from django.dispatch import Signal
+
+# Wall-clock time of an event is derived from its perf_counter_ns() start, so the hot
+# path reads one clock only.
+_WALL_OFFSET_NS = time.time_ns() - time.perf_counter_ns()
+
+_next_id = itertools.count(1).__next__
+
+# Senders kept by reference (for ``event.sender is Pizza``); other senders are
+# labelled at send time so the event does not keep them alive.
+_PLAIN_SENDERS = frozenset({type(None), str, int})
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """An exception raised by a receiver, reduced to text at the moment it was raised."""
+
+    type: str
+    message: str
+    traceback: str
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, max_length: int) -> ErrorInfo:
+        kind = type(exc)
+        try:
+            message = str(exc)
+        except Exception:  # str() of an exception is user code
+            message = "<message unavailable>"
+        formatted = "".join(traceback.format_exception(exc))
+        if len(formatted) > max_length:
+            formatted = "…" + formatted[-max_length:]
+        return cls(f"{kind.__module__}.{kind.__qualname__}", message[:max_length], formatted)
+
+
+@dataclass(frozen=True)
+class ReceiverCall:
+    """One receiver's part in a send."""
+
+    label: str
+    location: str
+    is_async: bool
+    start_ns: int
+    duration_ns: int
+    result: Any
+    error: ErrorInfo | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_dict(self) -> dict[str, Any]:
+        error = self.error
+        return {
+            "receiver": self.label,
+            "location": self.location,
+            "is_async": self.is_async,
+            "duration_ns": self.duration_ns,
+            "result": self.result,
+            "error": None
+            if error is None
+            else {"type": error.type, "message": error.message, "traceback": error.traceback},
+        }
+
+
+class SignalEvent:
+    """One ``Signal.send`` (or ``send_robust``, ``asend``, ``asend_robust``)."""
+
+    __slots__ = (
+        "calls",
+        "depth",
+        "duration_ns",
+        "id",
+        "method",
+        "origin",
+        "parent",
+        "payload",
+        "sender",
+        "signal",
+        "start_ns",
+    )
+
+    def __init__(
+        self,
+        signal: Signal,
+        sender: Any,
+        method: str,
+        payload: dict[str, Any],
+        parent: SignalEvent | None,
+        origin: Origin,
+        start_ns: int,
+    ) -> None:
+        self.id = _next_id()
+        self.signal = signal
+        self.sender = (
+            sender
+            if type(sender) in _PLAIN_SENDERS or isinstance(sender, type)
+            else (_OpaqueSender(sender_label(sender)))
+        )
+        self.method = method
+        self.payload = payload
+        self.parent = parent
+        self.depth = 0 if parent is None else parent.depth + 1
+        self.origin = origin
+        self.start_ns = start_ns
+        self.duration_ns = 0
+        # (receiver code or type, is_async, start_ns, duration_ns, result summary, ErrorInfo)
+        self.calls: list[tuple[Any, bool, int, int, Any, ErrorInfo | None]] = []
+
+    @property
+    def uid(self) -> str:
+        """Identifier unique across processes and hosts."""
+        return f"{HOST}:{PID}:{self.id}"
+
+    @property
+    def timestamp(self) -> float:
+        """Wall-clock start of the send, in seconds since the epoch."""
+        return (self.start_ns + _WALL_OFFSET_NS) / 1e9
+
+    @property
+    def signal_label(self) -> str:
+        return signal_label(self.signal)
+
+    @property
+    def sender_label(self) -> str:
+        sender = self.sender
+        if type(sender) is _OpaqueSender:
+            return sender.label
+        return sender_label(sender)
+
+    @property
+    def receivers(self) -> list[ReceiverCall]:
+        # Sorted by start: concurrent async receivers finish in any order.
+        return [
+            ReceiverCall(*receiver_label(key), is_async, start, duration, result, error)
+            for key, is_async, start, duration, result, error in sorted(
+                self.calls, key=lambda call: call[2]
+            )
+        ]
+
+    @property
+    def slowest_receiver(self) -> ReceiverCall | None:
+        return max(self.receivers, key=lambda call: call.duration_ns, default=None)
+
+    @property
+    def ok(self) -> bool:
+        """True when no receiver raised."""
+        return all(call[5] is None for call in self.calls)
+
+    @property
+    def errors(self) -> list[ErrorInfo]:
+        return [call[5] for call in self.calls if call[5] is not None]
+
+    @property
+    def receiver_ns(self) -> int:
+        """Time spent in receivers (overlapping async receivers count once each)."""
+        return sum(call[3] for call in self.calls)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The event as JSON-ready data; field names are part of the public API."""
+        parent = self.parent
+        return {
+            "id": self.uid,
+            "timestamp": self.timestamp,
+            "signal": self.signal_label,
+            "sender": self.sender_label,
+            "method": self.method,
+            "duration_ns": self.duration_ns,
+            "ok": self.ok,
+            "payload": self.payload,
+            "receivers": [call.as_dict() for call in self.receivers],
+            "parent_id": None if parent is None else parent.uid,
+            "depth": self.depth,
+            "origin": self.origin.as_dict(),
+            "pid": PID,
+            "host": HOST,
+        }
+
+    def __repr__(self) -> str:
+        return f"<SignalEvent {self.signal_label} sender={self.sender_label} id={self.id}>"
+
+
+class _OpaqueSender:
+    """Stands in for a sender the event must not keep alive."""
+
+    __slots__ = ("label",)
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+
+def receiver_key(receiver: Any) -> Any:
+    """What an event keeps to name a receiver: its code object, never the receiver itself.
+
+    Keeping the receiver would hold weakly connected receivers alive.
+    """
+    func = getattr(receiver, "__func__", receiver)
+    code = getattr(func, "__code__", None)
+    if code is not None:
+        return code
+    return type(receiver)
+
+
+_signal_labels: dict[int, tuple[Signal, str]] = {}
+_module_by_file: dict[str, str] = {}
+_MAX_LABEL = 200
+
+
+def signal_label(signal: Signal) -> str:
+    """Dotted path of the module attribute that holds the signal, e.g.
+    ``django.db.models.signals.post_save``."""
+    cached = _signal_labels.get(id(signal))
+    if cached is not None and cached[0] is signal:
+        return cached[1]
+    label = _find_signal_path(signal) or f"{type(signal).__qualname__}@{id(signal):#x}"
+    _signal_labels[id(signal)] = (signal, label)
+    return label
+
+
+def _find_signal_path(signal: Signal) -> str | None:
+    # A signal is usually imported into many modules; rank the candidates so the
+    # defining module wins: a module named "signals" first, then the shortest path.
+    candidates = []
+    for module_name, module in list(sys.modules.items()):
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        in_signals_module = module_name.rpartition(".")[2] == "signals"
+        for name, value in list(namespace.items()):
+            if value is signal:
+                candidates.append((not in_signals_module, len(module_name), module_name, name))
+    if not candidates:
+        return None
+    _, _, module_name, name = min(candidates)
+    return f"{module_name}.{name}"
+
+
+def sender_label(sender: Any) -> str:
+    """``app_label.Model`` for models, a dotted path for other classes, bounded text otherwise."""
+    if sender is None:
+        return "None"
+    if isinstance(sender, str):
+        return sender[:_MAX_LABEL]
+    if isinstance(sender, type):
+        meta = sender.__dict__.get("_meta")
+        label = getattr(meta, "label", None)
+        if isinstance(label, str):
+            return label
+        return f"{sender.__module__}.{sender.__qualname__}"
+    if type(sender) in (int, float, bool):
+        return str(sender)
+    kind = type(sender)
+    return f"<{kind.__module__}.{kind.__qualname__} instance>"
+
+
+_receiver_labels: dict[int, tuple[Any, tuple[str, str]]] = {}
+
+
+def receiver_label(key: Any) -> tuple[str, str]:
+    """(``module.qualname``, ``file:line``) for a key made by :func:`receiver_key`."""
+    cached = _receiver_labels.get(id(key))
+    if cached is not None and cached[0] is key:
+        return cached[1]
+    if isinstance(key, CodeType):
+        module = _module_for_file(key.co_filename)
+        label = f"{module}.{key.co_qualname}" if module else key.co_qualname
+        result = (label, f"{key.co_filename}:{key.co_firstlineno}")
+    else:
+        result = (f"{key.__module__}.{key.__qualname__}", _class_location(key))
+    _receiver_labels[id(key)] = (key, result)
+    return result
+
+
+def _module_for_file(filename: str) -> str:
+    if filename not in _module_by_file:
+        for name, module in list(sys.modules.items()):
+            if getattr(module, "__file__", None) == filename:
+                _module_by_file[filename] = name
+                break
+        else:
+            return ""
+    return _module_by_file[filename]
+
+
+def _class_location(kind: type) -> str:
+    call = getattr(kind, "__call__", None)  # noqa: B004  (the callable's own code, if Python)
+    code = getattr(call, "__code__", None)
+    if code is None:
+        return ""
+    return f"{code.co_filename}:{code.co_firstlineno}"

@@ -1,0 +1,405 @@
+"""install()/uninstall(): the Signal patch that times every receiver of every send.
+
+The four send methods are replaced on the ``Signal`` class, so every instance is traced,
+whenever it was created. Each replacement dispatches exactly as Django's own method does,
+using ``Signal._live_receivers(sender) -> (sync, async)`` (stable across Django 5.2 and
+6.x), and returns ``(receiver, response)`` pairs holding the receivers themselves.
+``has_listeners()`` and the receivers' bookkeeping are left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from time import perf_counter_ns
+from typing import Any
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.core.management.base import BaseCommand
+from django.core.signals import setting_changed
+from django.dispatch import Signal, dispatcher
+
+from . import conf, payload
+from .context import Origin, current_event, current_origin, suspended
+from .events import ErrorInfo, SignalEvent, receiver_key
+from .recorder import recorder
+
+logger = logging.getLogger("signal_dashboard")
+
+NO_RECEIVERS = dispatcher.NO_RECEIVERS
+
+# Django 6.0 runs asend()'s sync receivers before its async ones, and async receivers in a
+# TaskGroup sharing one context (dispatcher._run_parallel); 5.2 gathers them all at once.
+_run_parallel = getattr(dispatcher, "_run_parallel", None)
+_gather: Callable[..., Coroutine[Any, Any, list[Any]]] = _run_parallel or asyncio.gather
+_SYNC_BEFORE_ASYNC = _run_parallel is not None
+
+# The original methods, set while tracing is installed.
+_originals: dict[tuple[type, str], Callable[..., Any]] = {}
+
+
+@dataclass(frozen=True)
+class Options:
+    record_empty: bool
+    limits: payload.Limits
+    max_traceback: int
+
+    @classmethod
+    def load(cls) -> Options:
+        config = conf.get_config() if conf.settings.configured else conf.DEFAULTS
+        return cls(
+            record_empty=bool(config["RECORD_EMPTY_SENDS"]),
+            limits=payload.Limits.from_config(config),
+            max_traceback=int(config["MAX_TRACEBACK_LENGTH"]),
+        )
+
+
+_options: Options | None = None
+
+
+class _Failures:
+    """Tracing's own failures: counted, logged the first time, never raised into the app."""
+
+    count = 0
+
+    @classmethod
+    def add(cls) -> None:
+        cls.count += 1
+        if cls.count == 1:
+            logger.exception(
+                "signal_dashboard could not trace a signal; the signal was sent normally. "
+                "Further tracing failures are counted, not logged."
+            )
+
+
+def tracing_failures() -> int:
+    """How many times tracing failed (the signals themselves were sent normally)."""
+    return _Failures.count + payload.failures
+
+
+# --- The hot path -------------------------------------------------------------------------
+
+
+def _begin(signal: Signal, sender: Any, named: dict[str, Any], method: str) -> SignalEvent:
+    return SignalEvent(
+        signal,
+        sender,
+        method,
+        payload.summarize_kwargs(signal, named, _options.limits),  # type: ignore[union-attr]
+        current_event.get(),
+        current_origin.get(),
+        perf_counter_ns(),
+    )
+
+
+def _finish(event: SignalEvent) -> None:
+    """Turn the raw calls into what the event keeps, then record it."""
+    try:
+        event.duration_ns = perf_counter_ns() - event.start_ns
+        limits = _options.limits  # type: ignore[union-attr]
+        max_traceback = _options.max_traceback  # type: ignore[union-attr]
+        calls = event.calls
+        for index, (receiver, is_async, start, duration, result, error) in enumerate(calls):
+            calls[index] = (
+                receiver_key(receiver),
+                is_async,
+                start,
+                duration,
+                None if result is None else payload.summarize(result, limits),
+                None if error is None else ErrorInfo.from_exception(error, max_traceback),
+            )
+        event.origin.add_event(event)
+        recorder.record(event)
+    except Exception:
+        _Failures.add()
+
+
+def _call_sync(
+    event: SignalEvent,
+    signal: Signal,
+    sender: Any,
+    named: dict[str, Any],
+    receivers: list[Callable[..., Any]],
+    robust: bool,
+) -> list[tuple[Callable[..., Any], Any]]:
+    """Django's loop over sync receivers, with each call timed."""
+    calls = event.calls
+    responses = []
+    for receiver in receivers:
+        start = perf_counter_ns()
+        try:
+            response = receiver(signal=signal, sender=sender, **named)
+        except Exception as err:
+            calls.append((receiver, False, start, perf_counter_ns() - start, None, err))
+            if not robust:
+                raise
+            signal._log_robust_failure(receiver, err)
+            responses.append((receiver, err))
+        except BaseException as err:
+            calls.append((receiver, False, start, perf_counter_ns() - start, None, err))
+            raise
+        else:
+            calls.append((receiver, False, start, perf_counter_ns() - start, response, None))
+            responses.append((receiver, response))
+    return responses
+
+
+async def _call_one_async(
+    event: SignalEvent,
+    signal: Signal,
+    sender: Any,
+    named: dict[str, Any],
+    receiver: Callable[..., Any],
+    robust: bool,
+) -> Any:
+    start = perf_counter_ns()
+    try:
+        response = await receiver(signal=signal, sender=sender, **named)
+    except Exception as err:
+        event.calls.append((receiver, True, start, perf_counter_ns() - start, None, err))
+        if not robust:
+            raise
+        signal._log_robust_failure(receiver, err)
+        return err
+    except BaseException as err:
+        event.calls.append((receiver, True, start, perf_counter_ns() - start, None, err))
+        raise
+    event.calls.append((receiver, True, start, perf_counter_ns() - start, response, None))
+    return response
+
+
+async def _call_async(
+    event: SignalEvent,
+    signal: Signal,
+    sender: Any,
+    named: dict[str, Any],
+    receivers: list[Callable[..., Any]],
+    robust: bool,
+) -> list[tuple[Callable[..., Any], Any]]:
+    """Django's concurrent run of async receivers, with each call timed."""
+    responses = await _gather(
+        *(_call_one_async(event, signal, sender, named, r, robust) for r in receivers)
+    )
+    return list(zip(receivers, responses, strict=True))
+
+
+async def _no_responses() -> list[tuple[Callable[..., Any], Any]]:
+    return []
+
+
+def _record_empty(signal: Signal, sender: Any, named: dict[str, Any], method: str) -> None:
+    if suspended.get():
+        return
+    try:
+        event = _begin(signal, sender, named, method)
+    except Exception:
+        _Failures.add()
+        return
+    _finish(event)
+
+
+def _make_send(method: str, robust: bool) -> Callable[..., Any]:
+    original = getattr(Signal, method)
+
+    def send(self: Signal, sender: Any, **named: Any) -> list[tuple[Any, Any]]:
+        if not self.receivers or self.sender_receivers_cache.get(sender) is NO_RECEIVERS:
+            if _options.record_empty:  # type: ignore[union-attr]
+                _record_empty(self, sender, named, method)
+            return []
+        if suspended.get():
+            return original(self, sender, **named)
+        sync_receivers, async_receivers = self._live_receivers(sender)
+        if not sync_receivers and not async_receivers:
+            if _options.record_empty:  # type: ignore[union-attr]
+                _record_empty(self, sender, named, method)
+            return []
+        try:
+            event = _begin(self, sender, named, method)
+        except Exception:
+            _Failures.add()
+            return original(self, sender, **named)
+        token = current_event.set(event)
+        try:
+            responses = _call_sync(event, self, sender, named, sync_receivers, robust)
+            if async_receivers:
+                responses.extend(
+                    async_to_sync(_call_async)(event, self, sender, named, async_receivers, robust)
+                )
+            return responses
+        finally:
+            current_event.reset(token)
+            _finish(event)
+
+    return functools.wraps(original)(send)
+
+
+def _make_asend(method: str, robust: bool) -> Callable[..., Any]:
+    original = getattr(Signal, method)
+
+    async def asend(self: Signal, sender: Any, **named: Any) -> list[tuple[Any, Any]]:
+        if not self.receivers or self.sender_receivers_cache.get(sender) is NO_RECEIVERS:
+            if _options.record_empty:  # type: ignore[union-attr]
+                _record_empty(self, sender, named, method)
+            return []
+        if suspended.get():
+            return await original(self, sender, **named)
+        sync_receivers, async_receivers = self._live_receivers(sender)
+        if not sync_receivers and not async_receivers:
+            if _options.record_empty:  # type: ignore[union-attr]
+                _record_empty(self, sender, named, method)
+            return []
+        try:
+            event = _begin(self, sender, named, method)
+        except Exception:
+            _Failures.add()
+            return await original(self, sender, **named)
+        token = current_event.set(event)
+        try:
+            sync_part = (
+                sync_to_async(_call_sync)(event, self, sender, named, sync_receivers, robust)
+                if sync_receivers
+                else _no_responses()
+            )
+            # The async receivers' coroutines are made where Django makes them, so they are
+            # scheduled in the same order relative to the sync receivers.
+            if _SYNC_BEFORE_ASYNC:
+                responses = await sync_part
+                async_responses = await _gather(
+                    *(
+                        _call_one_async(event, self, sender, named, r, robust)
+                        for r in async_receivers
+                    )
+                )
+            else:
+                responses, async_responses = await asyncio.gather(
+                    sync_part,
+                    asyncio.gather(
+                        *(
+                            _call_one_async(event, self, sender, named, r, robust)
+                            for r in async_receivers
+                        )
+                    ),
+                )
+            responses.extend(zip(async_receivers, async_responses, strict=True))
+            return responses
+        finally:
+            current_event.reset(token)
+            _finish(event)
+
+    return functools.wraps(original)(asend)
+
+
+# --- Origin of sends outside requests -------------------------------------------------------
+
+
+def _make_execute() -> Callable[..., Any]:
+    original = BaseCommand.execute
+
+    def execute(self: BaseCommand, *args: Any, **options: Any) -> Any:
+        if current_origin.get().kind == "request":
+            return original(self, *args, **options)
+        name = type(self).__module__.rpartition(".")[2]
+        token = current_origin.set(Origin(kind="command", name=name))
+        try:
+            return original(self, *args, **options)
+        finally:
+            current_origin.reset(token)
+
+    return functools.wraps(original)(execute)
+
+
+# --- install / uninstall --------------------------------------------------------------------
+
+_PATCHES: tuple[tuple[type, str, Callable[[], Callable[..., Any]]], ...] = (
+    (Signal, "send", lambda: _make_send("send", robust=False)),
+    (Signal, "send_robust", lambda: _make_send("send_robust", robust=True)),
+    (Signal, "asend", lambda: _make_asend("asend", robust=False)),
+    (Signal, "asend_robust", lambda: _make_asend("asend_robust", robust=True)),
+    (BaseCommand, "execute", _make_execute),
+)
+
+
+def is_installed() -> bool:
+    return bool(_originals)
+
+
+def configure() -> None:
+    """Read the settings again (done by install() and whenever SIGNAL_DASHBOARD changes)."""
+    global _options
+    _options = Options.load()
+    if conf.settings.configured:
+        config = conf.get_config()
+        recorder.resize(config["BUFFER_SIZE"], config["REQUEST_BUFFER_SIZE"])
+
+
+def install() -> None:
+    """Trace every signal send from now on. Safe to call again, before or after django.setup()."""
+    configure()
+    if _originals:
+        return
+    for owner, name, make in _PATCHES:
+        _originals[(owner, name)] = owner.__dict__[name]
+        setattr(owner, name, make())
+
+
+def uninstall() -> None:
+    """Put Django's own methods back, exactly as they were."""
+    while _originals:
+        (owner, name), original = _originals.popitem()
+        setattr(owner, name, original)
+
+
+def _reconfigure(*, setting: str, **kwargs: object) -> None:
+    if setting == conf.SETTING_NAME and _originals:
+        configure()
+
+
+# Weak=False: the module keeps no other reference that matters to the dispatcher.
+setting_changed.connect(_reconfigure, weak=False, dispatch_uid="signal_dashboard.tracing")
+
+
+# --- capture() ------------------------------------------------------------------------------
+
+
+class CapturedEvents(list[SignalEvent]):
+    """The events recorded inside a :func:`capture` block, in the order they finished."""
+
+    def filter(
+        self,
+        signal: Signal | str | None = None,
+        sender: Any = None,
+        receiver: str | None = None,
+    ) -> list[SignalEvent]:
+        """Events of this signal (object or dotted label), sender (object or label) and receiver
+        (a substring of a receiver's ``module.qualname``)."""
+        return [
+            event
+            for event in self
+            if (signal is None or event.signal is signal or event.signal_label == signal)
+            and (sender is None or event.sender is sender or event.sender_label == sender)
+            and (receiver is None or any(receiver in call.label for call in event.receivers))
+        ]
+
+
+@contextmanager
+def capture() -> Iterator[CapturedEvents]:
+    """Record the signal events sent inside the block (installing tracing for it if needed)::
+
+    with capture() as events:
+        Pizza.objects.create(name="margherita")
+    [event] = events.filter(signal=post_save, sender=Pizza)
+    assert event.ok
+    """
+    was_installed = is_installed()
+    install()
+    events = CapturedEvents()
+    try:
+        with recorder.subscribed(events.append):
+            yield events
+    finally:
+        if not was_installed:
+            uninstall()

@@ -1,0 +1,74 @@
+"""System checks for SIGNAL_DASHBOARD and the middleware."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.checks import Error, Warning
+
+from signal_dashboard.checks import check_middleware, check_settings
+
+MIDDLEWARE_PATH = "signal_dashboard.middleware.SignalDashboardMiddleware"
+AUTH = "django.contrib.auth.middleware.AuthenticationMiddleware"
+
+
+def test_valid_settings_pass(settings: Any) -> None:
+    settings.SIGNAL_DASHBOARD = {"ENABLED": True, "BUFFER_SIZE": 10}
+    assert check_settings() == []
+    assert check_middleware() == []
+
+
+def test_not_a_dict(settings: Any) -> None:
+    settings.SIGNAL_DASHBOARD = ["ENABLED"]
+    assert check_settings() == [
+        Error(
+            "SIGNAL_DASHBOARD must be a dict.",
+            hint="Got list.",
+            id="signal_dashboard.E001",
+        )
+    ]
+
+
+def test_unknown_key(settings: Any) -> None:
+    settings.SIGNAL_DASHBOARD = {"BUFER_SIZE": 10}
+    [message] = check_settings()
+    assert message.id == "signal_dashboard.W001"
+    assert message.msg == "SIGNAL_DASHBOARD has unknown keys: BUFER_SIZE."
+    assert isinstance(message, Warning)
+
+
+def test_bad_numbers(settings: Any) -> None:
+    settings.SIGNAL_DASHBOARD = {"BUFFER_SIZE": 0, "MAX_DEPTH": "3"}
+    assert check_settings() == [
+        Error(
+            "SIGNAL_DASHBOARD['BUFFER_SIZE'] must be a positive integer.",
+            hint="Got 0; the default is 2000.",
+            id="signal_dashboard.E002",
+        ),
+        Error(
+            "SIGNAL_DASHBOARD['MAX_DEPTH'] must be a positive integer.",
+            hint="Got '3'; the default is 3.",
+            id="signal_dashboard.E002",
+        ),
+    ]
+
+
+def test_sensitive_keys_must_be_strings(settings: Any) -> None:
+    settings.SIGNAL_DASHBOARD = {"SENSITIVE_KEYS": "iban"}
+    assert [m.id for m in check_settings()] == ["signal_dashboard.E003"]
+
+
+def test_missing_middleware(settings: Any) -> None:
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if m != MIDDLEWARE_PATH]
+    assert check_middleware() == [
+        Warning(
+            f"{MIDDLEWARE_PATH} is not in MIDDLEWARE.",
+            hint="Without it, signal events are not linked to the request that sent them.",
+            id="signal_dashboard.W002",
+        )
+    ]
+
+
+def test_middleware_before_authentication(settings: Any) -> None:
+    settings.MIDDLEWARE = [MIDDLEWARE_PATH, AUTH]
+    assert [m.id for m in check_middleware()] == ["signal_dashboard.W003"]

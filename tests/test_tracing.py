@@ -1,0 +1,496 @@
+"""The Signal patch: Django's dispatch semantics, with and without tracing, are the same."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.dispatch import Signal, dispatcher
+
+from signal_dashboard import tracing
+from signal_dashboard.context import current_origin
+from signal_dashboard.recorder import recorder
+
+
+@pytest.fixture
+def untraced() -> Iterator[None]:
+    tracing.uninstall()
+    try:
+        yield
+    finally:
+        tracing.install()
+
+
+def run_traced_and_untraced(scenario: Callable[[], Any]) -> tuple[Any, Any, list[Any]]:
+    """Run the scenario without tracing, then with; return both results and the events."""
+    tracing.uninstall()
+    try:
+        untraced_result = scenario()
+    finally:
+        tracing.install()
+    with tracing.capture() as events:
+        traced_result = scenario()
+    return untraced_result, traced_result, events
+
+
+def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
+    try:
+        return ("returned", call())
+    except Exception as exc:
+        return ("raised", (type(exc), str(exc)))
+
+
+class Receivers:
+    """Receivers that remember what they were called with, for one scenario."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def returning(self, name: str, value: Any) -> Callable[..., Any]:
+        def receiver(sender: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return value
+
+        receiver.__qualname__ = f"receiver_{name}"
+        return receiver
+
+    def raising(self, name: str) -> Callable[..., Any]:
+        def receiver(sender: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            raise ValueError(f"{name} failed")
+
+        receiver.__qualname__ = f"receiver_{name}"
+        return receiver
+
+    def async_returning(self, name: str, value: Any) -> Callable[..., Any]:
+        async def receiver(sender: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            await asyncio.sleep(0)
+            return value
+
+        receiver.__qualname__ = f"receiver_{name}"
+        return receiver
+
+    def async_raising(self, name: str) -> Callable[..., Any]:
+        async def receiver(sender: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            await asyncio.sleep(0)
+            raise KeyError(name)
+
+        receiver.__qualname__ = f"receiver_{name}"
+        return receiver
+
+
+def normalise(responses: list[tuple[Any, Any]], receivers: dict[str, Callable[..., Any]]) -> list:
+    """Map each returned receiver back to its name, checking it is the very object connected."""
+    by_id = {id(r): name for name, r in receivers.items()}
+    result = []
+    for receiver, response in responses:
+        assert id(receiver) in by_id, f"{receiver!r} is not a connected receiver"
+        assert receivers[by_id[id(receiver)]] is receiver
+        if isinstance(response, BaseException):
+            response = ("error", type(response), str(response), response.__traceback__ is not None)
+        result.append((by_id[id(receiver)], response))
+    return result
+
+
+SEND_METHODS = ["send", "send_robust"]
+ASEND_METHODS = ["asend", "asend_robust"]
+
+
+def scenario_for(method: str, build: Callable[[Signal, Receivers], dict[str, Callable[..., Any]]]):
+    """A scenario: a fresh signal, its receivers, one send with ``method``."""
+
+    def scenario() -> tuple[Any, list[str]]:
+        signal = Signal()
+        log = Receivers()
+        receivers = build(signal, log)
+        send = getattr(signal, method)
+        if method.startswith("a"):
+            result = outcome(lambda: async_to_sync(send)(sender=Sender, size="large"))
+        else:
+            result = outcome(lambda: send(sender=Sender, size="large"))
+        if result[0] == "returned":
+            result = ("returned", normalise(result[1], receivers))
+        if not method.startswith("a"):
+            return result, log.calls
+        if result[0] == "raised":
+            # asend() does not cancel the other receivers when one raises (Django 5.2 gathers
+            # them all at once), so which of them had run by now is down to timing.
+            return result, None
+        return result, sorted(log.calls)
+
+    return scenario
+
+
+class Sender:
+    pass
+
+
+class OtherSender:
+    pass
+
+
+def sync_receivers(signal: Signal, log: Receivers) -> dict[str, Callable[..., Any]]:
+    receivers = {
+        "a": log.returning("a", 1),
+        "b": log.returning("b", None),
+        "c": log.returning("c", {"x": 1}),
+    }
+    for receiver in receivers.values():
+        signal.connect(receiver, weak=False)
+    return receivers
+
+
+def mixed_receivers(signal: Signal, log: Receivers) -> dict[str, Callable[..., Any]]:
+    receivers = {
+        "sync": log.returning("sync", "s"),
+        "async1": log.async_returning("async1", "a1"),
+        "async2": log.async_returning("async2", "a2"),
+        "sync2": log.returning("sync2", "s2"),
+    }
+    for receiver in receivers.values():
+        signal.connect(receiver, weak=False)
+    return receivers
+
+
+def failing_receivers(signal: Signal, log: Receivers) -> dict[str, Callable[..., Any]]:
+    receivers = {
+        "first": log.returning("first", 1),
+        "boom": log.raising("boom"),
+        "after": log.returning("after", 3),
+        "async_boom": log.async_raising("async_boom"),
+        "async_ok": log.async_returning("async_ok", 4),
+    }
+    for receiver in receivers.values():
+        signal.connect(receiver, weak=False)
+    return receivers
+
+
+def sender_filtered_receivers(signal: Signal, log: Receivers) -> dict[str, Callable[..., Any]]:
+    receivers = {
+        "mine": log.returning("mine", 1),
+        "other": log.returning("other", 2),
+        "any": log.returning("any", 3),
+    }
+    signal.connect(receivers["mine"], sender=Sender, weak=False)
+    signal.connect(receivers["other"], sender=OtherSender, weak=False)
+    signal.connect(receivers["any"], weak=False)
+    return receivers
+
+
+def dispatch_uid_receivers(signal: Signal, log: Receivers) -> dict[str, Callable[..., Any]]:
+    receivers = {"first": log.returning("first", 1), "second": log.returning("second", 2)}
+    signal.connect(receivers["first"], dispatch_uid="only-once", weak=False)
+    signal.connect(receivers["second"], dispatch_uid="only-once", weak=False)
+    return receivers
+
+
+BUILDERS = {
+    "sync": sync_receivers,
+    "mixed": mixed_receivers,
+    "failing": failing_receivers,
+    "sender_filtered": sender_filtered_receivers,
+    "dispatch_uid": dispatch_uid_receivers,
+}
+
+
+@pytest.mark.parametrize("method", SEND_METHODS + ASEND_METHODS)
+@pytest.mark.parametrize("build", BUILDERS.values(), ids=BUILDERS.keys())
+def test_same_result_with_and_without_tracing(method: str, build: Callable[..., Any]) -> None:
+    untraced_result, traced_result, events = run_traced_and_untraced(scenario_for(method, build))
+    assert traced_result == untraced_result
+    sends = [event for event in events if event.method == method]
+    assert len(sends) == 1, "the traced run recorded its send"
+    called = traced_result[1]
+    if called is not None:
+        assert len(sends[0].calls) == len(called)
+
+
+def test_send_propagates_the_receivers_exception_object() -> None:
+    signal = Signal()
+    error = ValueError("exactly this one")
+
+    def boom(sender: Any, **kwargs: Any) -> None:
+        raise error
+
+    signal.connect(boom, weak=False)
+    with tracing.capture() as events, pytest.raises(ValueError, match="exactly") as raised:
+        signal.send(sender=Sender)
+    assert raised.value is error
+    [event] = events
+    [call] = event.receivers
+    assert call.error is not None
+    assert call.error.type == "builtins.ValueError"
+    assert call.error.message == "exactly this one"
+    assert "raise error" in call.error.traceback
+    assert not event.ok
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
+def test_send_robust_logs_like_django(traced: bool, caplog: pytest.LogCaptureFixture) -> None:
+    if not traced:
+        tracing.uninstall()
+    try:
+        signal = Signal()
+
+        def fails(sender: Any, **kwargs: Any) -> None:
+            raise RuntimeError("oven on fire")
+
+        signal.connect(fails, weak=False)
+        with caplog.at_level(logging.ERROR, logger="django.dispatch"):
+            [(receiver, error)] = signal.send_robust(sender=Sender)
+    finally:
+        tracing.install()
+    assert receiver is fails
+    assert isinstance(error, RuntimeError)
+    assert error.__traceback__ is not None
+    [record] = caplog.records
+    assert record.getMessage() == (
+        "Error calling test_send_robust_logs_like_django.<locals>.fails in "
+        "Signal.send_robust() (oven on fire)"
+    )
+    assert record.exc_info is not None
+    assert record.exc_info[1] is error
+
+
+def test_weak_receiver_collected_is_not_called_or_kept_alive() -> None:
+    signal = Signal()
+    calls = []
+
+    def make_receiver() -> Callable[..., None]:
+        def short_lived(sender: Any, **kwargs: Any) -> None:
+            calls.append("called")
+
+        return short_lived
+
+    receiver = make_receiver()
+    signal.connect(receiver)  # weak
+    with tracing.capture() as events:
+        signal.send(sender=Sender)
+        assert calls == ["called"]
+        del receiver
+        gc.collect()
+        assert signal.send(sender=Sender) == []
+    assert calls == ["called"]
+    assert not signal.has_listeners(Sender)
+    assert len(events) == 1  # the event did not keep the receiver alive
+
+
+def test_bound_method_receiver_is_returned_as_django_returns_it() -> None:
+    signal = Signal()
+
+    class Kitchen:
+        def on_order(self, sender: Any, **kwargs: Any) -> str:
+            return "cooking"
+
+    kitchen = Kitchen()
+    signal.connect(kitchen.on_order)
+    with tracing.capture() as events:
+        [(receiver, response)] = signal.send(sender=Sender)
+    assert receiver == kitchen.on_order
+    assert receiver.__self__ is kitchen
+    assert response == "cooking"
+    [call] = events[0].receivers
+    assert call.label.endswith("Kitchen.on_order")
+    del kitchen, receiver
+    gc.collect()
+    assert not signal.has_listeners(Sender)
+
+
+def test_caching_signal_keeps_its_cache_semantics() -> None:
+    def scenario() -> tuple[Any, ...]:
+        signal = Signal(use_caching=True)
+
+        def receiver(sender: Any, **kwargs: Any) -> str:
+            return "ok"
+
+        signal.connect(receiver, sender=Sender, weak=False)
+        first = signal.send(sender=Sender)
+        empty = signal.send(sender=OtherSender)
+        cached = signal.sender_receivers_cache.get(OtherSender)
+        return (
+            [r[1] for r in first],
+            empty,
+            cached is dispatcher.NO_RECEIVERS,
+            signal.has_listeners(Sender),
+            signal.has_listeners(OtherSender),
+        )
+
+    untraced_result, traced_result, events = run_traced_and_untraced(scenario)
+    assert traced_result == untraced_result == (["ok"], [], True, True, False)
+    assert [event.sender for event in events] == [Sender]
+
+
+def test_install_and_uninstall_are_idempotent_and_restore_django() -> None:
+    names = ("send", "send_robust", "asend", "asend_robust")
+    tracing.install()
+    tracing.install()
+    assert tracing.is_installed()
+    patched = {name: dispatcher.Signal.__dict__[name] for name in names}
+    assert all(m.__code__.co_filename == tracing.__file__ for m in patched.values())
+    tracing.uninstall()
+    tracing.uninstall()
+    try:
+        assert not tracing.is_installed()
+        for name in names:
+            method = dispatcher.Signal.__dict__[name]
+            assert method.__code__.co_filename == dispatcher.__file__, name
+            assert not hasattr(method, "__wrapped__"), name
+    finally:
+        tracing.install()
+    assert {name: dispatcher.Signal.__dict__[name] for name in names} != patched  # fresh patch
+    # has_listeners is never touched.
+    assert dispatcher.Signal.has_listeners.__code__.co_filename == dispatcher.__file__
+
+
+def test_signal_created_before_and_after_install_are_traced(untraced: None) -> None:
+    before = Signal()
+    before.connect(lambda sender, **kwargs: None, weak=False)
+    tracing.install()
+    after = Signal()
+    after.connect(lambda sender, **kwargs: None, weak=False)
+    with tracing.capture() as events:
+        before.send(sender=Sender)
+        after.send(sender=Sender)
+    assert [event.signal for event in events] == [before, after]
+
+
+def test_nested_sends_record_parent_and_depth() -> None:
+    outer, inner = Signal(), Signal()
+
+    def outer_receiver(sender: Any, **kwargs: Any) -> None:
+        inner.send(sender=OtherSender)
+
+    inner.connect(lambda sender, **kwargs: None, weak=False)
+    outer.connect(outer_receiver, weak=False)
+    with tracing.capture() as events:
+        outer.send(sender=Sender)
+    inner_event, outer_event = events  # the inner send finishes first
+    assert inner_event.parent is outer_event
+    assert (outer_event.depth, inner_event.depth) == (0, 1)
+    assert outer_event.duration_ns >= inner_event.duration_ns
+
+
+def test_nested_sends_under_asend_keep_their_parent() -> None:
+    outer, inner = Signal(), Signal()
+
+    async def outer_receiver(sender: Any, **kwargs: Any) -> None:
+        await inner.asend(sender=OtherSender)
+
+    def sync_outer_receiver(sender: Any, **kwargs: Any) -> None:
+        inner.send(sender=OtherSender)
+
+    inner.connect(lambda sender, **kwargs: None, weak=False)
+    outer.connect(outer_receiver, weak=False)
+    outer.connect(sync_outer_receiver, weak=False)
+    with tracing.capture() as events:
+        async_to_sync(outer.asend)(sender=Sender)
+    [outer_event] = [e for e in events if e.signal is outer]
+    children = [e for e in events if e.signal is inner]
+    assert len(children) == 2
+    assert all(child.parent is outer_event and child.depth == 1 for child in children)
+
+
+def test_async_receivers_timed_under_send_and_asend() -> None:
+    signal = Signal()
+
+    async def slow(sender: Any, **kwargs: Any) -> str:
+        await asyncio.sleep(0.01)
+        return "done"
+
+    signal.connect(slow, weak=False)
+    with tracing.capture() as events:
+        assert signal.send(sender=Sender) == [(slow, "done")]
+        assert async_to_sync(signal.asend)(sender=Sender) == [(slow, "done")]
+    assert [event.method for event in events] == ["send", "asend"]
+    for event in events:
+        [call] = event.receivers
+        assert call.is_async
+        assert call.duration_ns >= 10_000_000
+        assert call.result == "done"
+
+
+def test_sends_without_receivers_are_not_recorded_by_default(settings: Any) -> None:
+    signal = Signal()
+    with tracing.capture() as events:
+        signal.send(sender=Sender)
+    assert events == []
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "RECORD_EMPTY_SENDS": True}
+    with tracing.capture() as events:
+        signal.send(sender=Sender, size="small")
+    [event] = events
+    assert event.calls == []
+    assert event.payload == {"size": "small"}
+
+
+def test_tracing_failure_never_reaches_the_app(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("summary failed")
+
+    monkeypatch.setattr(tracing.payload, "summarize_kwargs", broken)
+    monkeypatch.setattr(tracing._Failures, "count", 0)
+    signal = Signal()
+    signal.connect(lambda sender, **kwargs: "still works", weak=False)
+    with caplog.at_level(logging.ERROR, logger="signal_dashboard"):
+        assert [r[1] for r in signal.send(sender=Sender)] == ["still works"]
+        assert [r[1] for r in signal.send_robust(sender=Sender)] == ["still works"]
+        assert [r[1] for r in async_to_sync(signal.asend)(sender=Sender)] == ["still works"]
+    assert tracing._Failures.count == 3
+    assert len([r for r in caplog.records if r.name == "signal_dashboard"]) == 1
+
+
+def test_signals_sent_by_subscribers_are_not_traced() -> None:
+    signal = Signal()
+    signal.connect(lambda sender, **kwargs: None, weak=False)
+    seen = []
+
+    def noisy_subscriber(event: Any) -> None:
+        seen.append(event)
+        signal.send(sender=OtherSender)  # would loop forever if traced
+
+    with recorder.subscribed(noisy_subscriber):
+        signal.send(sender=Sender)
+    assert [event.sender for event in seen] == [Sender]
+
+
+def test_events_name_their_origin_outside_requests() -> None:
+    signal = Signal()
+    signal.connect(lambda sender, **kwargs: None, weak=False)
+    with tracing.capture() as events:
+        signal.send(sender=Sender)
+    [event] = events
+    assert event.origin is current_origin.get()
+    assert event.origin.kind == "process"
+    data = event.as_dict()
+    assert data["origin"]["kind"] == "process"
+    assert isinstance(data["pid"], int)
+    assert data["host"]
+
+
+def test_event_as_dict_labels() -> None:
+    signal = Signal()
+
+    def on_pizza(sender: Any, **kwargs: Any) -> int:
+        return 42
+
+    signal.connect(on_pizza, weak=False)
+    with tracing.capture() as events:
+        signal.send(sender=Sender, toppings=["ham"], size="large")
+    data = events[0].as_dict()
+    assert data["sender"] == "tests.test_tracing.Sender"
+    assert data["signal"].startswith("Signal@")  # a local signal has no dotted path
+    assert data["payload"] == {"toppings": ["ham"], "size": "large"}
+    [receiver] = data["receivers"]
+    assert receiver["receiver"] == "tests.test_tracing.test_event_as_dict_labels.<locals>.on_pizza"
+    assert receiver["location"].endswith(f"test_tracing.py:{on_pizza.__code__.co_firstlineno}")
+    assert receiver["result"] == 42
+    assert receiver["error"] is None
+    assert data["ok"] is True
