@@ -1,0 +1,119 @@
+"""Request correlation: request ids, origins, request summaries and Server-Timing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.contrib.auth import get_user_model
+from django.db.models.signals import post_save
+from django.test import AsyncClient
+
+from signal_dashboard.demo.pizzeria.models import Topping
+from signal_dashboard.middleware import request_summary
+from signal_dashboard.recorder import recorder
+from signal_dashboard.tracing import capture
+
+pytestmark = pytest.mark.django_db
+
+
+def topping_saved(sender: Any, **kwargs: Any) -> None:
+    sum(range(10_000))
+
+
+@pytest.fixture(autouse=True)
+def _listen_to_topping_saves() -> Iterator[None]:
+    post_save.connect(topping_saved, sender=Topping)
+    yield
+    post_save.disconnect(topping_saved, sender=Topping)
+
+
+def saves(events: Any) -> list[Any]:
+    return events.filter(signal=post_save, sender=Topping)
+
+
+def test_events_carry_the_request(client: Any) -> None:
+    with capture() as events:
+        response = client.get("/toppings/save/?name=basil")
+    [event] = saves(events)
+    origin = event.origin
+    assert origin.kind == "request"
+    assert (origin.method, origin.path) == ("GET", "/toppings/save/")
+    assert origin.request_id == response.headers["X-Request-ID"]
+    assert len(origin.request_id) == 32
+    assert event.as_dict()["origin"]["request_id"] == origin.request_id
+
+
+def test_well_formed_incoming_request_id_is_kept(client: Any) -> None:
+    with capture() as events:
+        client.get("/toppings/save/", HTTP_X_REQUEST_ID="lb-7f3a.42")
+    assert saves(events)[0].origin.request_id == "lb-7f3a.42"
+
+
+@pytest.mark.parametrize("bad", ["a" * 65, "spaces are bad", "<script>", ""])
+def test_malformed_incoming_request_id_is_replaced(client: Any, bad: str) -> None:
+    with capture() as events:
+        client.get("/toppings/save/", HTTP_X_REQUEST_ID=bad)
+    request_id = saves(events)[0].origin.request_id
+    assert request_id != bad
+    assert len(request_id) == 32
+
+
+def test_user_id_of_a_logged_in_user(client: Any) -> None:
+    user = get_user_model().objects.create_user("chef", password="pw")
+    client.force_login(user)
+    with capture() as events:
+        client.get("/toppings/save/?members_only=1")
+    assert saves(events)[0].origin.user_id == str(user.pk)
+
+
+def test_user_is_never_loaded_by_tracing(client: Any, django_assert_num_queries: Any) -> None:
+    user = get_user_model().objects.create_user("chef", password="pw")
+    client.force_login(user)
+    with capture() as events, django_assert_num_queries(1):  # the view's insert, nothing else
+        client.get("/toppings/save/")
+    assert saves(events)[0].origin.user_id is None
+
+
+def test_request_summary_and_server_timing(client: Any) -> None:
+    response = client.get("/toppings/save/")
+    origin = recorder.requests[-1]
+    summary = request_summary(origin)
+    assert summary["status"] == 200
+    assert summary["path"] == "/toppings/save/"
+    assert summary["signal_count"] >= 1
+    assert summary["receiver_ns"] > 0
+    assert summary["duration_ns"] >= summary["receiver_ns"]
+    assert summary["slowest_receiver"] == "tests.test_middleware.topping_saved"
+    timing = response.headers["Server-Timing"]
+    assert timing.startswith("signals;dur=")
+    assert f'desc="{summary["signal_count"]} signals"' in timing
+
+
+def test_async_view_events_carry_the_request() -> None:
+    client = AsyncClient()
+    with capture() as events:
+        response = async_to_sync(client.get)(
+            "/toppings/async-save/", headers={"X-Request-ID": "async-1"}
+        )
+    assert response.status_code == 200
+    [event] = saves(events)
+    assert event.origin.request_id == "async-1"
+    assert event.origin.path == "/toppings/async-save/"
+
+
+def test_dashboard_urls_are_not_traced(admin_client: Any) -> None:
+    with capture() as events:
+        response = admin_client.get("/signals/")
+    assert response.status_code == 200
+    assert all(event.origin.path != "/signals/" for event in events)
+    assert "X-Request-ID" not in response.headers
+
+
+def test_exclude_paths_setting(client: Any, settings: Any) -> None:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "EXCLUDE_PATHS": ["/toppings/"]}
+    with capture() as events:
+        client.get("/toppings/save/")
+    assert saves(events) == []

@@ -1,0 +1,38 @@
+"""URLs of the test project: a few views that send signals, and the dashboard."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import URLPattern, URLResolver, include, path
+
+from signal_dashboard.demo.pizzeria.models import Topping
+
+
+def save_topping(request: HttpRequest) -> HttpResponse:
+    if request.GET.get("members_only") and not request.user.is_authenticated:
+        return HttpResponse(status=403)
+    topping = Topping.objects.create(name=request.GET.get("name", "basil"))
+    return HttpResponse(f"saved {topping.pk}")
+
+
+async def async_save_topping(request: HttpRequest) -> HttpResponse:
+    topping = await Topping.objects.acreate(name=request.GET.get("name", "oregano"))
+    return HttpResponse(f"saved {topping.pk}")
+
+
+def broken(request: HttpRequest) -> HttpResponse:
+    raise RuntimeError("view failed")
+
+
+def toppings_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "tests/toppings.html", {"toppings": Topping.objects.all()})
+
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("toppings/save/", save_topping),
+    path("toppings/async-save/", async_save_topping),
+    path("toppings/", toppings_page),
+    path("broken/", broken),
+    path("signals/", include("signal_dashboard.urls")),
+]
