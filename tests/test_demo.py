@@ -1,0 +1,111 @@
+"""The demo pizzeria: its receivers, every button through real HTTP, and ``manage.py demo``."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.urls import URLResolver, include, path
+from pytest_django.live_server_helper import LiveServer
+
+from signal_dashboard.demo.pizzeria import signals
+from signal_dashboard.demo.pizzeria.models import Order, Pizza, Topping
+from signal_dashboard.demo.pizzeria.traffic import ACTIONS, TrafficGenerator
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_TIMEOUT = 60
+
+# The shop alone, for tests marked with this module as their URLconf.
+urlpatterns: list[URLResolver] = [path("", include("signal_dashboard.demo.pizzeria.urls"))]
+
+
+@pytest.mark.django_db
+def test_pizza_done_returns_the_oven_fire_and_the_async_result() -> None:
+    pizza = Pizza.objects.create(name="Margherita", price=Decimal("8.50"))
+    pizza.toppings.set([Topping.objects.create(name="basil"), Topping.objects.create(name="ham")])
+    toppings = [topping.name for topping in pizza.toppings.all()]
+
+    results = dict(signals.pizza_done.send_robust(sender=Pizza, toppings=toppings, size="large"))
+
+    error = results[signals.check_oven]
+    assert isinstance(error, RuntimeError)
+    assert str(error) == "oven on fire"
+    assert results[signals.announce_pizza] == "large pizza with 2 toppings is ready"
+
+
+@pytest.mark.urls(__name__)
+def test_every_button_works_over_http(live_server: LiveServer) -> None:
+    User.objects.create_user("demo", password="demo", is_staff=True)
+    for name in ("mozzarella", "basil", "ham"):
+        Topping.objects.create(name=name)
+    auth_events_before = signals.auth_events.copy()
+    traffic = TrafficGenerator(live_server.url)
+
+    for action in ACTIONS:
+        assert traffic.step(action) == action
+
+    assert traffic.stats.failed == 0
+    assert traffic.stats.requests == 2 * len(ACTIONS)  # the home page, then the button
+    assert traffic.stats.actions == Counter(list(ACTIONS))
+    # bake_batch made the second pizza and three baked orders; the first order was deleted.
+    assert Pizza.objects.count() == 2
+    assert list(Order.objects.values_list("status", flat=True)) == ["baked"] * 3
+    assert signals.auth_events - auth_events_before == Counter(
+        logged_in=1, logged_out=1, login_failed=1
+    )
+
+
+def test_traffic_only_goes_to_this_machine() -> None:
+    with pytest.raises(ValueError, match="only goes to this machine"):
+        TrafficGenerator("http://example.com/")
+
+
+def test_demo_command_serves_the_shop_with_traffic_and_stops(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        # pytest-django has set the test settings here; the demo must use its own.
+        "DJANGO_SETTINGS_MODULE": "signal_dashboard.demo.settings",
+        "DEMO_DATABASE": str(tmp_path / "demo.sqlite3"),
+    }
+    command = [sys.executable, "manage.py", "demo", "--port", str(port), "--duration", "8"]
+    # A session of its own, so that daphne can be found (and killed) with it.
+    demo = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output, _ = demo.communicate(timeout=DEMO_TIMEOUT)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.communicate()
+
+    assert demo.returncode == 0, output
+    assert f"http://127.0.0.1:{port}/signals/" in output
+    summary = re.search(r"^demo traffic: (\d+) requests, (\d+) failed$", output, re.MULTILINE)
+    assert summary is not None, output
+    assert int(summary[1]) > 0
+    assert summary[2] == "0", output
+    with pytest.raises(ProcessLookupError):  # daphne is gone too
+        os.killpg(demo.pid, 0)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
