@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -80,10 +82,31 @@ PROCESS_ORIGIN = _process_origin()
 # The request or command being handled in this context; the process otherwise.
 current_origin: ContextVar[Origin] = ContextVar("signal_dashboard_origin", default=PROCESS_ORIGIN)
 
-# The send whose receivers are running now, so a nested send can name its parent.
-current_event: ContextVar[SignalEvent | None] = ContextVar(
+
+class _Suspended:
+    """The value of ``current_event`` while our own code runs."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SUSPENDED"
+
+
+SUSPENDED = _Suspended()
+
+# The send whose receivers are running now, so a nested send can name its parent; SUSPENDED
+# while our own code runs (subscribers, the dashboard's requests), so the signals it sends
+# are not traced. One variable for both keeps the hot path to a single lookup.
+current_event: ContextVar[SignalEvent | _Suspended | None] = ContextVar(
     "signal_dashboard_current_event", default=None
 )
 
-# Set while our own code runs (subscribers, serialization), so signals it sends are not traced.
-suspended: ContextVar[bool] = ContextVar("signal_dashboard_suspended", default=False)
+
+@contextmanager
+def suspended() -> Iterator[None]:
+    """Signals sent inside the block are not traced."""
+    token = current_event.set(SUSPENDED)
+    try:
+        yield
+    finally:
+        current_event.reset(token)

@@ -10,11 +10,12 @@ import itertools
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
 from .context import HOST, PID, Origin
+from .payload import Limits, summarize, summarize_kwargs
 
 if TYPE_CHECKING:
     from django.dispatch import Signal
@@ -25,9 +26,33 @@ _WALL_OFFSET_NS = time.time_ns() - time.perf_counter_ns()
 
 _next_id = itertools.count(1).__next__
 
+
+@dataclass
+class Bounds:
+    """How much of a payload, result or traceback an event keeps."""
+
+    limits: Limits = field(default_factory=Limits)
+    max_traceback: int = 8000
+
+
+# Replaced by tracing.configure() when the settings change.
+bounds = Bounds()
+
+
+def summarize_result(value: Any) -> Any:
+    """A receiver's return value, bounded like the payload."""
+    return summarize(value, bounds.limits)
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """A receiver's exception, as text."""
+    return ErrorInfo.from_exception(exc, bounds.max_traceback)
+
+
 # Senders kept by reference (for ``event.sender is Pizza``); other senders are
 # labelled at send time so the event does not keep them alive.
 _PLAIN_SENDERS = frozenset({type(None), str, int})
+_IMMUTABLE = frozenset({type(None), bool, int, float, str})
 
 
 @dataclass(frozen=True)
@@ -85,14 +110,14 @@ class SignalEvent:
     """One ``Signal.send`` (or ``send_robust``, ``asend``, ``asend_robust``)."""
 
     __slots__ = (
+        "_kwargs",
+        "_payload",
         "calls",
-        "depth",
         "duration_ns",
         "id",
         "method",
         "origin",
         "parent",
-        "payload",
         "sender",
         "signal",
         "start_ns",
@@ -103,27 +128,49 @@ class SignalEvent:
         signal: Signal,
         sender: Any,
         method: str,
-        payload: dict[str, Any],
+        named: dict[str, Any],
         parent: SignalEvent | None,
         origin: Origin,
         start_ns: int,
     ) -> None:
         self.id = _next_id()
         self.signal = signal
-        self.sender = (
-            sender
-            if type(sender) in _PLAIN_SENDERS or isinstance(sender, type)
-            else (_OpaqueSender(sender_label(sender)))
-        )
+        if type(sender) in _PLAIN_SENDERS or isinstance(sender, type):
+            self.sender = sender
+        else:
+            self.sender = _OpaqueSender(sender_label(sender))
         self.method = method
-        self.payload = payload
+        # Kwargs that are all immutable plain values are summarized when first read; anything
+        # else is summarized now, before receivers or later code can change it.
+        if not named or _IMMUTABLE.issuperset(map(type, named.values())):
+            self._kwargs: dict[str, Any] | None = named
+            self._payload: dict[str, Any] | None = None
+        else:
+            self._kwargs = None
+            self._payload = summarize_kwargs(signal, named, bounds.limits)
         self.parent = parent
-        self.depth = 0 if parent is None else parent.depth + 1
         self.origin = origin
         self.start_ns = start_ns
         self.duration_ns = 0
-        # (receiver code or type, is_async, start_ns, duration_ns, result summary, ErrorInfo)
+        # (receiver key, is_async, start_ns, duration_ns, result summary, ErrorInfo or None);
+        # see receiver_key() and receiver_label().
         self.calls: list[tuple[Any, bool, int, int, Any, ErrorInfo | None]] = []
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The send's kwargs: bounded, redacted, never the objects themselves."""
+        if self._payload is None:
+            self._payload = summarize_kwargs(self.signal, self._kwargs or {}, bounds.limits)
+            self._kwargs = None
+        return self._payload
+
+    @property
+    def depth(self) -> int:
+        """0 for a send made outside any receiver, 1 for one made by a receiver, and so on."""
+        depth, parent = 0, self.parent
+        while parent is not None:
+            depth, parent = depth + 1, parent.parent
+        return depth
 
     @property
     def uid(self) -> str:
@@ -210,13 +257,10 @@ class _OpaqueSender:
 def receiver_key(receiver: Any) -> Any:
     """What an event keeps to name a receiver: its code object, never the receiver itself.
 
-    Keeping the receiver would hold weakly connected receivers alive.
+    Keeping the receiver would hold weakly connected receivers alive. Bound methods expose
+    their function's ``__code__``; callable objects are named by their class.
     """
-    func = getattr(receiver, "__func__", receiver)
-    code = getattr(func, "__code__", None)
-    if code is not None:
-        return code
-    return type(receiver)
+    return getattr(receiver, "__code__", None) or type(receiver)
 
 
 _signal_labels: dict[int, tuple[Signal, str]] = {}

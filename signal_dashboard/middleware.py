@@ -48,11 +48,8 @@ class SignalDashboardMiddleware:
             return self.__acall__(request)
         origin = self._start(request)
         if origin is None:
-            token = suspended.set(True)
-            try:
+            with suspended():
                 return self.get_response(request)  # type: ignore[return-value]
-            finally:
-                suspended.reset(token)
         token = current_origin.set(origin)
         try:
             response = self.get_response(request)
@@ -64,11 +61,8 @@ class SignalDashboardMiddleware:
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         origin = self._start(request)
         if origin is None:
-            token = suspended.set(True)
-            try:
+            with suspended():
                 return await self.get_response(request)  # type: ignore[misc]
-            finally:
-                suspended.reset(token)
         token = current_origin.set(origin)
         try:
             response = await self.get_response(request)  # type: ignore[misc]

@@ -38,8 +38,7 @@ class Recorder:
             self._notify(event)
 
     def _notify(self, event: SignalEvent) -> None:
-        token = context.suspended.set(True)
-        try:
+        with context.suspended():
             for subscriber in self.subscribers:
                 try:
                     subscriber(event)
@@ -47,8 +46,6 @@ class Recorder:
                     self.subscriber_failures += 1
                     if self.subscriber_failures == 1:
                         logger.exception("signal_dashboard subscriber %r failed", subscriber)
-        finally:
-            context.suspended.reset(token)
 
     def record_request(self, origin: Origin) -> None:
         self.requests.append(origin)

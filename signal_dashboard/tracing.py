@@ -14,7 +14,6 @@ import functools
 import logging
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Any
 
@@ -23,9 +22,9 @@ from django.core.management.base import BaseCommand
 from django.core.signals import setting_changed
 from django.dispatch import Signal, dispatcher
 
-from . import conf, payload
-from .context import Origin, current_event, current_origin, suspended
-from .events import ErrorInfo, SignalEvent, receiver_key
+from . import conf, events, payload
+from .context import PROCESS_ORIGIN, SUSPENDED, Origin, current_event, current_origin
+from .events import ErrorInfo, SignalEvent, error_info, receiver_key, summarize_result
 from .recorder import recorder
 
 logger = logging.getLogger("signal_dashboard")
@@ -42,23 +41,7 @@ _SYNC_BEFORE_ASYNC = _run_parallel is not None
 _originals: dict[tuple[type, str], Callable[..., Any]] = {}
 
 
-@dataclass(frozen=True)
-class Options:
-    record_empty: bool
-    limits: payload.Limits
-    max_traceback: int
-
-    @classmethod
-    def load(cls) -> Options:
-        config = conf.get_config() if conf.settings.configured else conf.DEFAULTS
-        return cls(
-            record_empty=bool(config["RECORD_EMPTY_SENDS"]),
-            limits=payload.Limits.from_config(config),
-            max_traceback=int(config["MAX_TRACEBACK_LENGTH"]),
-        )
-
-
-_options: Options | None = None
+_record_empty_sends = False
 
 
 class _Failures:
@@ -82,40 +65,39 @@ def tracing_failures() -> int:
 
 
 # --- The hot path -------------------------------------------------------------------------
-
-
-def _begin(signal: Signal, sender: Any, named: dict[str, Any], method: str) -> SignalEvent:
-    return SignalEvent(
-        signal,
-        sender,
-        method,
-        payload.summarize_kwargs(signal, named, _options.limits),  # type: ignore[union-attr]
-        current_event.get(),
-        current_origin.get(),
-        perf_counter_ns(),
-    )
+# Everything here runs for every traced send: no I/O, no locks, no repr() of user objects.
+# Receivers are named by their code object (see events.receiver_key()), so an event never
+# holds a receiver; the rare results and exceptions are summarized as they happen.
 
 
 def _finish(event: SignalEvent) -> None:
-    """Turn the raw calls into what the event keeps, then record it."""
+    """Account the send to its origin and record it."""
     try:
         event.duration_ns = perf_counter_ns() - event.start_ns
-        limits = _options.limits  # type: ignore[union-attr]
-        max_traceback = _options.max_traceback  # type: ignore[union-attr]
-        calls = event.calls
-        for index, (receiver, is_async, start, duration, result, error) in enumerate(calls):
-            calls[index] = (
-                receiver_key(receiver),
-                is_async,
-                start,
-                duration,
-                None if result is None else payload.summarize(result, limits),
-                None if error is None else ErrorInfo.from_exception(error, max_traceback),
-            )
-        event.origin.add_event(event)
+        origin = event.origin
+        if origin is not PROCESS_ORIGIN:
+            origin.add_event(event)
         recorder.record(event)
     except Exception:
         _Failures.add()
+
+
+def _failed_call(receiver: Any, is_async: bool, start: int, err: BaseException) -> tuple:
+    end = perf_counter_ns()
+    try:
+        info = error_info(err)
+    except Exception:
+        _Failures.add()
+        info = ErrorInfo(type(err).__qualname__, "", "")
+    return (receiver_key(receiver), is_async, start, end - start, None, info)
+
+
+def _result(response: Any) -> Any:
+    try:
+        return summarize_result(response)
+    except Exception:
+        _Failures.add()
+        return None
 
 
 def _call_sync(
@@ -126,25 +108,40 @@ def _call_sync(
     receivers: list[Callable[..., Any]],
     robust: bool,
 ) -> list[tuple[Callable[..., Any], Any]]:
-    """Django's loop over sync receivers, with each call timed."""
-    calls = event.calls
+    """Django's loop over sync receivers, with each call timed.
+
+    One clock read per receiver: each call's end is the next one's start.
+    """
+    append_call = event.calls.append
     responses = []
+    start = perf_counter_ns()
     for receiver in receivers:
-        start = perf_counter_ns()
         try:
             response = receiver(signal=signal, sender=sender, **named)
         except Exception as err:
-            calls.append((receiver, False, start, perf_counter_ns() - start, None, err))
+            append_call(_failed_call(receiver, False, start, err))
             if not robust:
                 raise
             signal._log_robust_failure(receiver, err)
             responses.append((receiver, err))
+            start = perf_counter_ns()
+            continue
         except BaseException as err:
-            calls.append((receiver, False, start, perf_counter_ns() - start, None, err))
+            append_call(_failed_call(receiver, False, start, err))
             raise
-        else:
-            calls.append((receiver, False, start, perf_counter_ns() - start, response, None))
-            responses.append((receiver, response))
+        end = perf_counter_ns()
+        append_call(
+            (
+                getattr(receiver, "__code__", None) or type(receiver),  # receiver_key(), inlined
+                False,
+                start,
+                end - start,
+                None if response is None else _result(response),
+                None,
+            )
+        )
+        responses.append((receiver, response))
+        start = end
     return responses
 
 
@@ -160,15 +157,17 @@ async def _call_one_async(
     try:
         response = await receiver(signal=signal, sender=sender, **named)
     except Exception as err:
-        event.calls.append((receiver, True, start, perf_counter_ns() - start, None, err))
+        event.calls.append(_failed_call(receiver, True, start, err))
         if not robust:
             raise
         signal._log_robust_failure(receiver, err)
         return err
     except BaseException as err:
-        event.calls.append((receiver, True, start, perf_counter_ns() - start, None, err))
+        event.calls.append(_failed_call(receiver, True, start, err))
         raise
-    event.calls.append((receiver, True, start, perf_counter_ns() - start, response, None))
+    duration = perf_counter_ns() - start
+    result = None if response is None else _result(response)
+    event.calls.append((receiver_key(receiver), True, start, duration, result, None))
     return response
 
 
@@ -192,10 +191,19 @@ async def _no_responses() -> list[tuple[Callable[..., Any], Any]]:
 
 
 def _record_empty(signal: Signal, sender: Any, named: dict[str, Any], method: str) -> None:
-    if suspended.get():
+    parent = current_event.get()
+    if parent is SUSPENDED:
         return
     try:
-        event = _begin(signal, sender, named, method)
+        event = SignalEvent(
+            signal,
+            sender,
+            method,
+            named,
+            parent,
+            parent.origin if parent else current_origin.get(),
+            perf_counter_ns(),
+        )
     except Exception:
         _Failures.add()
         return
@@ -207,18 +215,27 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
 
     def send(self: Signal, sender: Any, **named: Any) -> list[tuple[Any, Any]]:
         if not self.receivers or self.sender_receivers_cache.get(sender) is NO_RECEIVERS:
-            if _options.record_empty:  # type: ignore[union-attr]
+            if _record_empty_sends:
                 _record_empty(self, sender, named, method)
             return []
-        if suspended.get():
+        parent = current_event.get()
+        if parent is SUSPENDED:
             return original(self, sender, **named)
         sync_receivers, async_receivers = self._live_receivers(sender)
         if not sync_receivers and not async_receivers:
-            if _options.record_empty:  # type: ignore[union-attr]
+            if _record_empty_sends:
                 _record_empty(self, sender, named, method)
             return []
         try:
-            event = _begin(self, sender, named, method)
+            event = SignalEvent(
+                self,
+                sender,
+                method,
+                named,
+                parent,
+                parent.origin if parent else current_origin.get(),
+                perf_counter_ns(),
+            )
         except Exception:
             _Failures.add()
             return original(self, sender, **named)
@@ -242,18 +259,27 @@ def _make_asend(method: str, robust: bool) -> Callable[..., Any]:
 
     async def asend(self: Signal, sender: Any, **named: Any) -> list[tuple[Any, Any]]:
         if not self.receivers or self.sender_receivers_cache.get(sender) is NO_RECEIVERS:
-            if _options.record_empty:  # type: ignore[union-attr]
+            if _record_empty_sends:
                 _record_empty(self, sender, named, method)
             return []
-        if suspended.get():
+        parent = current_event.get()
+        if parent is SUSPENDED:
             return await original(self, sender, **named)
         sync_receivers, async_receivers = self._live_receivers(sender)
         if not sync_receivers and not async_receivers:
-            if _options.record_empty:  # type: ignore[union-attr]
+            if _record_empty_sends:
                 _record_empty(self, sender, named, method)
             return []
         try:
-            event = _begin(self, sender, named, method)
+            event = SignalEvent(
+                self,
+                sender,
+                method,
+                named,
+                parent,
+                parent.origin if parent else current_origin.get(),
+                perf_counter_ns(),
+            )
         except Exception:
             _Failures.add()
             return await original(self, sender, **named)
@@ -329,11 +355,13 @@ def is_installed() -> bool:
 
 def configure() -> None:
     """Read the settings again (done by install() and whenever SIGNAL_DASHBOARD changes)."""
-    global _options
-    _options = Options.load()
-    if conf.settings.configured:
-        config = conf.get_config()
-        recorder.resize(config["BUFFER_SIZE"], config["REQUEST_BUFFER_SIZE"])
+    global _record_empty_sends
+    config = conf.get_config() if conf.settings.configured else conf.DEFAULTS
+    _record_empty_sends = bool(config["RECORD_EMPTY_SENDS"])
+    events.bounds = events.Bounds(
+        payload.Limits.from_config(config), int(config["MAX_TRACEBACK_LENGTH"])
+    )
+    recorder.resize(config["BUFFER_SIZE"], config["REQUEST_BUFFER_SIZE"])
 
 
 def install() -> None:

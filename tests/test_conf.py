@@ -6,7 +6,7 @@ from typing import Any
 
 from django.test import override_settings
 
-from signal_dashboard import tracing
+from signal_dashboard import events
 from signal_dashboard.conf import DEFAULTS, get_config, tracing_enabled
 from signal_dashboard.recorder import recorder
 
@@ -28,7 +28,9 @@ def test_enabled_follows_debug_by_default() -> None:
 
 
 def test_buffer_resized_when_setting_changes() -> None:
-    with override_settings(SIGNAL_DASHBOARD={"ENABLED": True, "BUFFER_SIZE": 3}):
+    settings = {"ENABLED": True, "BUFFER_SIZE": 3, "MAX_STRING_LENGTH": 5}
+    with override_settings(SIGNAL_DASHBOARD=settings):
         assert recorder.events.maxlen == 3
-        assert tracing._options is not None
+        assert events.bounds.limits.max_string == 5
     assert recorder.events.maxlen == DEFAULTS["BUFFER_SIZE"]
+    assert events.bounds.limits.max_string == DEFAULTS["MAX_STRING_LENGTH"]

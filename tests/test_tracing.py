@@ -12,6 +12,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.dispatch import Signal, dispatcher
 
+from signal_dashboard import events as events_module
 from signal_dashboard import tracing
 from signal_dashboard.context import current_origin
 from signal_dashboard.recorder import recorder
@@ -435,14 +436,19 @@ def test_tracing_failure_never_reaches_the_app(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("summary failed")
 
-    monkeypatch.setattr(tracing.payload, "summarize_kwargs", broken)
+    monkeypatch.setattr(events_module, "summarize_kwargs", broken)
     monkeypatch.setattr(tracing._Failures, "count", 0)
     signal = Signal()
     signal.connect(lambda sender, **kwargs: "still works", weak=False)
+    toppings = ["ham"]  # not a plain value, so it is summarized at send time
     with caplog.at_level(logging.ERROR, logger="signal_dashboard"):
-        assert [r[1] for r in signal.send(sender=Sender)] == ["still works"]
-        assert [r[1] for r in signal.send_robust(sender=Sender)] == ["still works"]
-        assert [r[1] for r in async_to_sync(signal.asend)(sender=Sender)] == ["still works"]
+        assert [r[1] for r in signal.send(sender=Sender, toppings=toppings)] == ["still works"]
+        assert [r[1] for r in signal.send_robust(sender=Sender, toppings=toppings)] == [
+            "still works"
+        ]
+        assert [r[1] for r in async_to_sync(signal.asend)(sender=Sender, toppings=toppings)] == [
+            "still works"
+        ]
     assert tracing._Failures.count == 3
     assert len([r for r in caplog.records if r.name == "signal_dashboard"]) == 1
 
