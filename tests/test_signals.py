@@ -113,7 +113,10 @@ def test_pre_and_post_init(listen: Callable[[Signal], None]) -> None:
     listen(model_signals.post_init)
     with capture() as events:
         Topping(name="olive")
-    assert only(events, model_signals.pre_init, Topping).signal_label.endswith(".pre_init")
+    pre = only(events, model_signals.pre_init, Topping)
+    assert pre.signal_label == "django.db.models.signals.pre_init"
+    assert pre.sender_label == "pizzeria.Topping"
+    assert_listener_ran(pre)
     post = only(events, model_signals.post_init, Topping)
     assert post.payload["instance"] == {"model": "pizzeria.Topping", "pk": None}
     assert_listener_ran(post)
@@ -145,7 +148,10 @@ def test_request_started_and_finished(client: Any, listen: Callable[[Signal], No
     assert started.sender_label == "django.test.client.ClientHandler"
     assert started.payload["environ"]["PATH_INFO"] == "/toppings/save/"
     assert SECRET not in json.dumps(started.as_dict())
-    assert_listener_ran(only(events, core_signals.request_finished))
+    finished = only(events, core_signals.request_finished)
+    assert finished.signal_label == "django.core.signals.request_finished"
+    assert finished.sender_label == "None"  # the test client's responses have no handler class
+    assert_listener_ran(finished)
 
 
 @pytest.mark.django_db
@@ -157,6 +163,7 @@ def test_got_request_exception(client: Any, listen: Callable[[Signal], None]) ->
     assert response.status_code == 500
     event = only(events, core_signals.got_request_exception)
     assert event.signal_label == "django.core.signals.got_request_exception"
+    assert event.sender_label == "None"
     assert event.payload["request"] == {"method": "GET", "path": "/broken/"}
     assert event.origin.kind == "request"
     assert_listener_ran(event)
@@ -172,8 +179,13 @@ def test_user_logged_in_and_out(client: Any, listen: Callable[[Signal], None]) -
         client.logout()
     logged_in = only(events, auth_signals.user_logged_in)
     assert logged_in.signal_label == "django.contrib.auth.signals.user_logged_in"
+    assert logged_in.sender_label == "auth.User"
     assert logged_in.payload["user"]["model"] == "auth.User"
-    assert_listener_ran(only(events, auth_signals.user_logged_out))
+    assert_listener_ran(logged_in)
+    logged_out = only(events, auth_signals.user_logged_out)
+    assert logged_out.signal_label == "django.contrib.auth.signals.user_logged_out"
+    assert logged_out.sender_label == "auth.User"
+    assert_listener_ran(logged_out)
     assert SECRET not in json.dumps([event.as_dict() for event in events])
 
 
@@ -184,6 +196,7 @@ def test_user_login_failed_never_shows_the_password(listen: Callable[[Signal], N
         assert authenticate(request=None, username="chef", password=SECRET) is None
     event = only(events, auth_signals.user_login_failed)
     assert event.signal_label == "django.contrib.auth.signals.user_login_failed"
+    assert event.sender_label == "django.contrib.auth"
     assert event.payload["credentials"]["username"] == "chef"
     assert SECRET not in json.dumps(event.as_dict())
     assert_listener_ran(event)
@@ -199,6 +212,8 @@ def test_pre_and_post_migrate_name_the_command(listen: Callable[[Signal], None])
     post = events.filter(signal=model_signals.post_migrate)
     assert pre
     assert post
+    assert pre[0].signal_label == "django.db.models.signals.pre_migrate"
+    assert post[0].signal_label == "django.db.models.signals.post_migrate"
     assert {event.sender_label for event in post} >= {
         "<django.contrib.auth.apps.AuthConfig instance>",
         "<signal_dashboard.demo.pizzeria.apps.PizzeriaConfig instance>",
@@ -217,6 +232,7 @@ def test_setting_changed_never_shows_the_value(listen: Callable[[Signal], None])
     assert [event.payload["enter"] for event in sends] == [True, False]
     assert sends[0].payload["setting"] == "PIZZA_API_TOKEN"
     assert sends[0].signal_label == "django.core.signals.setting_changed"
+    assert sends[0].sender_label == "django.conf.UserSettingsHolder"
     assert SECRET not in json.dumps([event.as_dict() for event in sends])
     assert_listener_ran(sends[0])
 
@@ -231,6 +247,7 @@ def test_template_rendered_with_a_lazy_queryset_causes_no_query(
         template.render(Context({"greeting": "ciao", "toppings": Topping.objects.all()}))
     event = only(events, test_signals.template_rendered)
     assert event.signal_label == "django.test.signals.template_rendered"
+    assert event.sender_label == "<django.template.base.Template instance>"
     assert event.payload["context"] == {"variables": ["greeting", "toppings"]}
     assert_listener_ran(event)
 
@@ -246,6 +263,7 @@ def test_connection_created_never_shows_the_settings(listen: Callable[[Signal], 
         connection.close()
     event = only(events, backend_signals.connection_created)
     assert event.signal_label == "django.db.backends.signals.connection_created"
+    assert event.sender_label == "django.db.backends.sqlite3.base.DatabaseWrapper"
     assert event.payload["connection"] == {"alias": "default", "vendor": "sqlite"}
     assert "NAME" not in json.dumps(event.as_dict())
     assert_listener_ran(event)
