@@ -31,6 +31,19 @@ DEFAULTS: dict[str, Any] = {
     "MASK": "********************",
     # Longest X-Request-ID accepted from a client; longer or malformed ones are replaced.
     "MAX_REQUEST_ID_LENGTH": 64,
+    # Who may watch: dotted path of a callable taking the user and returning a bool.
+    # None: active staff users.
+    "ACCESS": None,
+    # Where the dashboard's WebSocket is routed (see signal_dashboard.routing).
+    "WEBSOCKET_PATH": "ws/signals/",
+    # Sends that take at least this long are highlighted.
+    "SLOW_MS": 100,
+    # Rows a dashboard page keeps; older ones are removed as new ones arrive.
+    "MAX_ROWS": 200,
+    # Events waiting to be pushed to dashboards; past this the oldest are dropped and counted.
+    "STREAM_BUFFER_SIZE": 5000,
+    # Events a paused dashboard holds back; past this the oldest are dropped and counted.
+    "MAX_HELD_EVENTS": 1000,
 }
 
 

@@ -241,6 +241,30 @@ class SignalEvent:
             "host": HOST,
         }
 
+    def as_row(self) -> dict[str, Any]:
+        """The compact form streamed to dashboards: what a row shows and filters need."""
+        calls = self.receivers
+        slowest = max(calls, key=lambda call: call.duration_ns, default=None)
+        errors = self.errors
+        parent = self.parent
+        return {
+            "id": self.uid,
+            "timestamp": self.timestamp,
+            "signal": self.signal_label,
+            "sender": self.sender_label,
+            "method": self.method,
+            "duration_ns": self.duration_ns,
+            "receiver_count": len(calls),
+            "receivers": [call.label for call in calls],
+            "slowest_receiver": None if slowest is None else slowest.label,
+            "slowest_receiver_ns": 0 if slowest is None else slowest.duration_ns,
+            "ok": not errors,
+            "error": f"{errors[0].type}: {errors[0].message}" if errors else None,
+            "origin": self.origin.as_dict(),
+            "depth": self.depth,
+            "parent_id": None if parent is None else parent.uid,
+        }
+
     def __repr__(self) -> str:
         return f"<SignalEvent {self.signal_label} sender={self.sender_label} id={self.id}>"
 

@@ -8,4 +8,5 @@ app_name = "signal_dashboard"
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("events/<str:event_id>/", views.event_detail, name="event"),
 ]

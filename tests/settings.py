@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from tempfile import gettempdir
 
 # The repository root, so the top-level templates/ and static/ work from a source checkout.
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -17,6 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_htmx",
     "signal_dashboard",
     "signal_dashboard.demo.pizzeria",
 ]
@@ -32,6 +35,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "tests.urls"
+ASGI_APPLICATION = "tests.asgi.application"
 
 TEMPLATES = [
     {
@@ -48,11 +52,14 @@ TEMPLATES = [
     },
 ]
 
-# pytest-django creates the test database; for SQLite that is in memory.
+# pytest-django creates the test database. It is a file, not SQLite's in-memory default, because
+# the browser tests' live server runs in another process and must open the same database; one
+# file per test run, so that runs side by side don't share it.
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": ":memory:",
+        "TEST": {"NAME": str(Path(gettempdir()) / f"signal-dashboard-tests-{os.getpid()}.sqlite3")},
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -67,3 +74,5 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 SIGNAL_DASHBOARD = {"ENABLED": True}
+
+CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

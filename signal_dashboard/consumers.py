@@ -1,0 +1,173 @@
+"""The dashboard's WebSocket: a live, filtered stream of signal events as HTML fragments.
+
+Messages from the page are JSON objects sent by htmx's ws extension (form values plus a
+``HEADERS`` object) with an ``action``: ``filter``, ``pause``, ``resume`` or ``clear``.
+Everything sent back is HTML that htmx swaps in by element id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from typing import Any
+from urllib.parse import parse_qsl
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.template.loader import render_to_string
+
+from .access import can_view
+from .broadcast import GROUP, broadcaster
+from .conf import get_config
+from .context import suspended
+from .filters import EventFilter, FilterError
+from .recorder import recorder
+
+FORBIDDEN = 4403
+MAX_MESSAGE_BYTES = 16 * 1024
+ACTIONS = ("filter", "pause", "resume", "clear")
+# Keys htmx's ws extension adds to every message besides the form's fields.
+_ENVELOPE_KEYS = frozenset({"HEADERS", "action"})
+
+
+class DashboardConsumer(AsyncWebsocketConsumer):
+    """One open dashboard: its filter, pause state and what it has been sent."""
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Signals sent while serving a dashboard (its user lookup, say) would feed the
+        # dashboard itself; they are not traced.
+        with suspended():
+            await super().dispatch(message)
+
+    async def connect(self) -> None:
+        if not await sync_to_async(can_view)(self.scope.get("user")):
+            # Accepted first so the page sees the 4403 code (a refused handshake has none).
+            await self.accept()
+            await self.close(code=FORBIDDEN)
+            return
+        config = get_config()
+        self.max_rows: int = config["MAX_ROWS"]
+        self.held: deque[dict[str, Any]] = deque(maxlen=config["MAX_HELD_EVENTS"])
+        self.paused = False
+        self.dropped = 0  # rows this socket missed: held-back overflow and channel-layer gaps
+        self.next_row: int | None = None  # running number of the next row we expect
+        self.cleared_at = 0.0
+        self.senders_sent: set[str] = set()
+        query = dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
+        self.filter_error = ""
+        try:
+            self.filter = EventFilter.parse(query)
+        except FilterError as error:
+            self.filter, self.filter_error = EventFilter(), str(error)
+        # Join before accepting, so nothing sent after the page sees the socket open is missed.
+        await self.channel_layer.group_add(GROUP, self.channel_name)
+        broadcaster.attach()
+        self.joined = True
+        await self.accept()
+        if self.filter_error:
+            await self.send_error(self.filter_error)
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "joined", False):
+            self.joined = False
+            await self.channel_layer.group_discard(GROUP, self.channel_name)
+            broadcaster.detach()
+
+    # -- from the page ----------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            await self.send_error("Send text frames holding a JSON object.")
+            return
+        if len(text_data.encode()) > MAX_MESSAGE_BYTES:
+            await self.send_error(f"Message too large (the limit is {MAX_MESSAGE_BYTES} bytes).")
+            return
+        try:
+            message = json.loads(text_data)
+        except ValueError:
+            await self.send_error("Malformed message: not JSON.")
+            return
+        if not isinstance(message, dict):
+            await self.send_error("Malformed message: expected a JSON object.")
+            return
+        action = message.get("action")
+        if action not in ACTIONS:
+            await self.send_error(
+                f"Unknown action {str(action)[:40]!r}; expected one of {', '.join(ACTIONS)}."
+            )
+            return
+        await getattr(self, f"action_{action}")(message)
+
+    async def action_filter(self, message: dict[str, Any]) -> None:
+        try:
+            self.filter = EventFilter.parse(message, ignore=_ENVELOPE_KEYS)
+        except FilterError as error:
+            await self.send_error(str(error))
+            return
+        rows = [
+            row
+            for row in (event.as_row() for event in reversed(list(recorder.events)))
+            if row["timestamp"] > self.cleared_at and self.filter.matches(row)
+        ][: self.max_rows]
+        self.held.clear()
+        await self.push(rows, replace=True)
+
+    async def action_pause(self, message: dict[str, Any]) -> None:
+        self.paused = True
+        await self.push([])
+
+    async def action_resume(self, message: dict[str, Any]) -> None:
+        self.paused = False
+        rows = list(reversed(self.held))
+        self.held.clear()
+        await self.push(rows)
+
+    async def action_clear(self, message: dict[str, Any]) -> None:
+        self.cleared_at = max((event.timestamp for event in list(recorder.events)), default=0.0)
+        self.held.clear()
+        await self.push([], replace=True)
+
+    # -- from the broadcaster ---------------------------------------------------------------
+
+    async def signal_batch(self, message: dict[str, Any]) -> None:
+        """A batch of rows from every process's recorder, oldest first."""
+        rows = message["rows"]
+        if self.next_row is not None and message["first"] > self.next_row:
+            self.dropped += message["first"] - self.next_row  # the channel layer lost a batch
+        self.next_row = message["first"] + len(rows)
+        self.status = {"rate": message["rate"], "dropped": message["dropped"] + self.dropped}
+        matching = [row for row in rows if self.filter.matches(row)]
+        if self.paused:
+            for row in matching:
+                if len(self.held) == self.held.maxlen:
+                    self.dropped += 1
+                self.held.append(row)
+            await self.push([])
+            return
+        await self.push(matching[::-1])
+
+    # -- to the page ------------------------------------------------------------------------
+
+    async def push(self, rows: list[dict[str, Any]], replace: bool = False) -> None:
+        """Send rows (newest first) with the status line and any senders not seen yet."""
+        new_senders = sorted({row["sender"] for row in rows} - self.senders_sent)
+        self.senders_sent.update(new_senders)
+        status = getattr(self, "status", {"rate": 0.0, "dropped": self.dropped})
+        html = render_to_string(
+            "signal_dashboard/_push.html",
+            {
+                "rows": rows,
+                "replace": replace,
+                "new_senders": new_senders,
+                "rate": status["rate"],
+                "dropped": status["dropped"],
+                "paused": self.paused,
+                "held": len(self.held),
+                "filter": self.filter,
+            },
+        )
+        await self.send(text_data=html)
+
+    async def send_error(self, text: str) -> None:
+        html = render_to_string("signal_dashboard/_error.html", {"error": text})
+        await self.send(text_data=html)

@@ -1,0 +1,25 @@
+"""WebSocket routing: one line in a project's asgi.py, after ``get_asgi_application()``::
+
+from signal_dashboard.routing import websocket_application
+
+application = ProtocolTypeRouter(
+    {"http": django_asgi_app, "websocket": websocket_application}
+)
+"""
+
+from __future__ import annotations
+
+from channels.auth import AuthMiddlewareStack
+from channels.routing import URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
+from django.urls import path
+
+from .conf import get_config
+from .consumers import DashboardConsumer
+
+websocket_urlpatterns = [path(get_config()["WEBSOCKET_PATH"], DashboardConsumer.as_asgi())]
+
+# Origins are checked against ALLOWED_HOSTS; the session cookie gives the user.
+websocket_application = AllowedHostsOriginValidator(
+    AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+)

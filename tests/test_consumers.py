@@ -1,0 +1,300 @@
+"""The dashboard's WebSocket, driven with channels' WebsocketCommunicator."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser, User
+from django.dispatch import Signal
+from django.test import override_settings
+
+from signal_dashboard.broadcast import GROUP, broadcaster
+from signal_dashboard.consumers import MAX_MESSAGE_BYTES, DashboardConsumer
+from signal_dashboard.recorder import recorder
+from signal_dashboard.routing import websocket_application
+
+TIMEOUT = 3
+
+pizza_signal = Signal()
+order_signal = Signal()
+
+
+class Pizza:
+    pass
+
+
+class Order:
+    pass
+
+
+def on_pizza(sender: Any, **kwargs: Any) -> str:
+    return "baked"
+
+
+def on_order(sender: Any, **kwargs: Any) -> None:
+    raise RuntimeError("no oven")
+
+
+pizza_signal.connect(on_pizza)
+order_signal.connect(on_order)
+
+
+def staff() -> User:
+    return User(username="chef", is_staff=True, is_active=True)
+
+
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    async_to_sync(test)()
+
+
+async def connect(user: Any, query: str = "") -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(
+        DashboardConsumer.as_asgi(), "/ws/signals/" + (f"?{query}" if query else "")
+    )
+    communicator.scope["user"] = user
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def next_push(communicator: WebsocketCommunicator, containing: str) -> str:
+    """The next message that contains ``containing`` (status-only pushes are skipped)."""
+    deadline = time.monotonic() + TIMEOUT
+    seen = []
+    while time.monotonic() < deadline:
+        message = await communicator.receive_from(timeout=TIMEOUT)
+        if containing in message:
+            return message
+        seen.append(message)
+    raise AssertionError(f"no message containing {containing!r} within {TIMEOUT}s: {seen[-3:]}")
+
+
+def senders(html: str) -> list[str]:
+    return re.findall(r'data-sender="([^"]+)"', html)
+
+
+def send_pizza() -> None:
+    pizza_signal.send(sender=Pizza, size="large")
+
+
+def send_order() -> None:
+    order_signal.send_robust(sender=Order)
+
+
+@pytest.mark.parametrize(
+    "user",
+    [AnonymousUser(), User(username="cook", is_staff=False, is_active=True)],
+    ids=["anonymous", "not staff"],
+)
+def test_socket_closed_with_4403_before_any_event(user: Any) -> None:
+    async def test() -> None:
+        communicator = await connect(user)
+        send_pizza()
+        output = await communicator.receive_output(timeout=TIMEOUT)
+        assert output == {"type": "websocket.close", "code": 4403}
+        assert await communicator.receive_nothing(timeout=0.3)
+        assert broadcaster.listeners == 0
+
+    run(test)
+
+
+def test_access_setting_decides_instead_of_staff(settings: Any) -> None:
+    settings.SIGNAL_DASHBOARD = {
+        **settings.SIGNAL_DASHBOARD,
+        "ACCESS": "tests.test_consumers.only_chefs",
+    }
+
+    async def test() -> None:
+        cook = await connect(User(username="chef", is_staff=False, is_active=True))
+        send_pizza()
+        assert "data-sender" in await next_push(cook, "data-sender")
+        await cook.disconnect()
+        admin = await connect(User(username="admin", is_staff=True, is_active=True))
+        assert (await admin.receive_output(timeout=TIMEOUT))["code"] == 4403
+
+    run(test)
+
+
+def only_chefs(user: Any) -> bool:
+    return user.username == "chef"
+
+
+def test_foreign_origin_is_refused() -> None:
+    async def test() -> None:
+        communicator = WebsocketCommunicator(
+            websocket_application, "/ws/signals/", headers=[(b"origin", b"http://evil.example")]
+        )
+        connected, _ = await communicator.connect()
+        assert not connected
+
+    run(test)
+
+
+def test_staff_sees_sends_live_and_groups_are_empty_after_disconnect() -> None:
+    async def test() -> None:
+        communicator = await connect(staff())
+        send_pizza()
+        html = await next_push(communicator, "data-sender")
+        assert senders(html) == ["tests.test_consumers.Pizza"]
+        assert 'hx-swap-oob="afterbegin"' in html
+        assert 'data-signal="tests.test_consumers.pizza_signal"' in html
+        assert '<option value="tests.test_consumers.Pizza">' in html  # a new sender
+        await communicator.disconnect()
+        assert not get_channel_layer().groups.get(GROUP)
+        assert broadcaster.listeners == 0
+        assert broadcaster not in recorder.subscribers
+
+    run(test)
+
+
+def test_filter_from_the_page_url_applies_to_the_stream() -> None:
+    async def test() -> None:
+        communicator = await connect(staff(), "sender=Order&errors_only=on")
+        send_pizza()
+        send_order()
+        html = await next_push(communicator, "data-sender")
+        assert senders(html) == ["tests.test_consumers.Order"]
+        assert "RuntimeError: no oven" in html
+        await communicator.disconnect()
+
+    run(test)
+
+
+def test_changing_the_filter_rerenders_from_the_buffer() -> None:
+    async def test() -> None:
+        send_pizza()
+        send_order()
+        communicator = await connect(staff())
+        await communicator.send_to(
+            text_data=json.dumps(
+                {"action": "filter", "sender": "Pizza", "HEADERS": {"HX-Request": "true"}}
+            )
+        )
+        html = await next_push(communicator, 'hx-swap-oob="innerHTML"')
+        assert senders(html)
+        assert set(senders(html)) == {"tests.test_consumers.Pizza"}
+        send_order()
+        send_pizza()
+        live = await next_push(communicator, "data-sender")
+        assert set(senders(live)) == {"tests.test_consumers.Pizza"}
+        await communicator.disconnect()
+
+    run(test)
+
+
+def test_pause_holds_events_back_and_resume_shows_them() -> None:
+    async def test() -> None:
+        communicator = await connect(staff())
+        await communicator.send_to(text_data=json.dumps({"action": "pause"}))
+        await next_push(communicator, "paused")
+        send_pizza()
+        send_pizza()
+        held = await next_push(communicator, "2 held back")
+        assert "data-sender" not in held
+        await communicator.send_to(text_data=json.dumps({"action": "resume"}))
+        resumed = await next_push(communicator, "data-sender")
+        assert senders(resumed) == ["tests.test_consumers.Pizza"] * 2
+        await communicator.disconnect()
+
+    run(test)
+
+
+def test_clear_empties_the_rows_and_refilters_only_newer_events() -> None:
+    async def test() -> None:
+        send_pizza()
+        communicator = await connect(staff())
+        await communicator.send_to(text_data=json.dumps({"action": "clear"}))
+        cleared = await next_push(communicator, 'hx-swap-oob="innerHTML"')
+        assert senders(cleared) == []
+        await communicator.send_to(text_data=json.dumps({"action": "filter"}))
+        refiltered = await next_push(communicator, 'hx-swap-oob="innerHTML"')
+        assert senders(refiltered) == []
+        await communicator.disconnect()
+
+    run(test)
+
+
+BAD_MESSAGES = {
+    "malformed json": ("{not json", "not JSON"),
+    "not an object": ("[1, 2]", "expected a JSON object"),
+    "unknown action": (json.dumps({"action": "explode"}), "Unknown action 'explode'"),
+    "unknown filter field": (
+        json.dumps({"action": "filter", "colour": "red"}),
+        "Unknown filter field(s): colour",
+    ),
+    "negative duration": (json.dumps({"action": "filter", "min_duration_ms": -5}), "negative"),
+    "huge string": (json.dumps({"action": "filter", "sender": "x" * 5000}), "200"),
+    "oversize frame": ("x" * (MAX_MESSAGE_BYTES + 1), "too large"),
+}
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD_MESSAGES.values(), ids=BAD_MESSAGES.keys())
+def test_bad_input_gets_an_error_and_the_socket_stays_usable(text: str, expected: str) -> None:
+    async def test() -> None:
+        communicator = await connect(staff())
+        await communicator.send_to(text_data=text)
+        error = await next_push(communicator, 'id="sd-error"')
+        assert expected in error.replace("&#x27;", "'")
+        send_pizza()
+        assert senders(await next_push(communicator, "data-sender"))
+        await communicator.disconnect()
+
+    run(test)
+
+
+def test_binary_frame_gets_an_error() -> None:
+    async def test() -> None:
+        communicator = await connect(staff())
+        await communicator.send_to(bytes_data=b"\x00\x01")
+        assert "text frames" in await next_push(communicator, 'id="sd-error"')
+        await communicator.disconnect()
+
+    run(test)
+
+
+def test_invalid_filter_in_the_url_shows_an_error_and_streams_unfiltered() -> None:
+    async def test() -> None:
+        communicator = await connect(staff(), "min_duration_ms=-1")
+        assert "negative" in await next_push(communicator, 'id="sd-error"')
+        send_pizza()
+        assert senders(await next_push(communicator, "data-sender"))
+        await communicator.disconnect()
+
+    run(test)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_channel_layer_down_drops_and_counts_without_raising() -> None:
+    unreachable = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{free_port()}/0"]},
+        }
+    }
+
+    async def test() -> None:
+        with override_settings(CHANNEL_LAYERS=unreachable):
+            send_pizza()
+            send_pizza()
+            before = broadcaster.dropped
+            broadcaster.pending.clear()
+            broadcaster.pending.extend(list(recorder.events)[-2:])
+            await broadcaster.flush()  # must not raise
+            assert broadcaster.dropped == before + 2
+            assert not broadcaster.pending
+
+    run(test)
