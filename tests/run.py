@@ -27,7 +27,8 @@ VENVS = REPO / ".venv"
 BIN = "Scripts" if os.name == "nt" else "bin"
 
 # Debian packages the suites need; each provides a command of the same name.
-SYSTEM_PACKAGES: tuple[str, ...] = ()
+# chromium: the browser tests drive it with Playwright (tests/browser.py).
+SYSTEM_PACKAGES: tuple[str, ...] = ("chromium",)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,125 @@
+"""The dashboard in a real browser: headless Chromium against a live Daphne server.
+
+Signals are caused by real HTTP requests to the live server, so events travel the whole way:
+tracing, broadcast, channel layer, WebSocket, htmx, the page.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.request
+
+import pytest
+from django.contrib.auth import get_user_model
+from playwright.sync_api import Browser, Page, ViewportSize, expect
+
+from tests.browser import DashboardLiveServerTestCase, launch_browser, login
+
+pytestmark = pytest.mark.browser
+
+STAFF = "staff"
+PASSWORD = "pw"
+TOPPING_SAVES = (
+    'tr.sd-row[data-signal="django.db.models.signals.post_save"][data-sender="pizzeria.Topping"]'
+)
+# Rows of other senders: each request to the live server sends request_started and
+# request_finished, which Django's own receivers listen to.
+OTHER_SENDERS = 'tr.sd-row:not([data-sender="pizzeria.Topping"])'
+# The receiver tests/asgi.py connects, as the detail panel labels it.
+TOPPING_RECEIVER = "tests.asgi.topping_saved"
+# How soon a save must show on an open dashboard.
+LIVE_WITHIN_MS = 2000
+VIEWPORT: ViewportSize = {"width": 1400, "height": 900}
+
+# Set to a path to save a picture of the dashboard there (docs/dashboard.png, say).
+SCREENSHOT = os.environ.get("SIGNAL_DASHBOARD_SCREENSHOT", "")
+
+# In the page: open a raw WebSocket and resolve with how it ended and what came before.
+WATCH_SOCKET = """(url) => new Promise((resolve) => {
+  let messages = 0;
+  const socket = new WebSocket(url);
+  socket.onmessage = () => { messages += 1; };
+  socket.onclose = (event) => resolve({code: event.code, messages: messages});
+  setTimeout(() => resolve({code: null, messages: messages}), 5000);
+})"""
+
+
+class DashboardInBrowserTests(DashboardLiveServerTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        # Before any browser: while Playwright runs, this thread may not query the database.
+        get_user_model().objects.create_user(STAFF, password=PASSWORD, is_staff=True)
+
+    def request(self, path: str) -> None:
+        """GET ``path`` from the live server, as any client would."""
+        with urllib.request.urlopen(self.live_server_url + path, timeout=10) as response:
+            assert response.status == 200
+
+    def open_dashboard(self, browser: Browser) -> Page:
+        """The dashboard, signed in as staff, once its WebSocket is open."""
+        page = browser.new_page(viewport=VIEWPORT)
+        login(page, self.live_server_url, STAFF, PASSWORD)
+        page.goto(self.live_server_url + "/signals/")
+        expect(page.locator("#sd-status")).to_have_text(re.compile(r"\bconnected\b"))
+        return page
+
+    def test_live_rows_filter_and_receiver_timings(self) -> None:
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser)
+            toppings = page.locator(f"#sd-rows {TOPPING_SAVES}")
+            others = page.locator(f"#sd-rows {OTHER_SENDERS}")
+
+            self.request("/toppings/save/?name=basil")
+            expect(toppings.first).to_be_visible(timeout=LIVE_WITHIN_MS)
+            expect(toppings.first).to_have_attribute("data-ok", "true")
+            expect(others.first).to_be_visible()
+            expect(page.locator('#sd-senders option[value="pizzeria.Topping"]')).to_have_count(1)
+            expect(page.locator("#sd-dropped")).to_have_text(re.compile(r"^\s*\d+\s*$"))
+
+            sender = page.locator('#sd-filters [name="sender"]')
+            sender.press_sequentially("pizzeria.Topping")
+            sender.press("Tab")
+            expect(page).to_have_url(re.compile(r"[?&]sender=pizzeria\.Topping(&|$)"))
+            expect(others).to_have_count(0)
+            expect(toppings).to_have_count(1)
+            basil = toppings.first.get_attribute("data-id")
+            assert basil
+
+            # Under the filter, the next request's own request_started and request_finished
+            # stay off the page; its save arrives, on top.
+            self.request("/toppings/save/?name=oregano")
+            expect(toppings).to_have_count(2, timeout=LIVE_WITHIN_MS)
+            expect(toppings.nth(1)).to_have_attribute("data-id", basil)
+            expect(others).to_have_count(0)
+
+            toppings.first.click()
+            receiver = page.locator("#sd-detail .sd-receiver")
+            expect(receiver).to_have_count(1)
+            expect(receiver.locator(".sd-receiver-label")).to_have_text(TOPPING_RECEIVER)
+            expect(receiver.locator(".sd-receiver-duration")).to_have_text(
+                re.compile(r"^\s*\d+\.\d{3} ms\s*$")
+            )
+            expect(page.locator("#sd-detail .sd-payload")).to_contain_text("created")
+
+    def test_anonymous_users_get_neither_the_page_nor_the_stream(self) -> None:
+        with launch_browser() as browser:
+            page = browser.new_page()
+            page.goto(self.live_server_url + "/signals/")
+            expect(page).to_have_url(re.compile("login"))
+            ending = page.evaluate(WATCH_SOCKET, self.live_server_ws_url + "/ws/signals/")
+        assert ending == {"code": 4403, "messages": 0}
+
+    @pytest.mark.skipif(not SCREENSHOT, reason="SIGNAL_DASHBOARD_SCREENSHOT is not set")
+    def test_screenshot(self) -> None:
+        names = ("basil", "oregano", "mozzarella", "olives", "anchovies", "rocket")
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser)
+            for name in names:
+                self.request(f"/toppings/save/?name={name}")
+            self.request("/toppings/async-save/?name=chili")
+            toppings = page.locator(f"#sd-rows {TOPPING_SAVES}")
+            expect(toppings).to_have_count(len(names) + 1)
+            toppings.first.click()
+            expect(page.locator("#sd-detail .sd-receiver")).to_have_count(1)
+            page.screenshot(path=SCREENSHOT, full_page=True)
