@@ -221,8 +221,8 @@ class SignalEvent:
         """Time spent in receivers (overlapping async receivers count once each)."""
         return sum(call[3] for call in self.calls)
 
-    def as_dict(self) -> dict[str, Any]:
-        """The event as JSON-ready data; field names are part of the public API."""
+    def _common_fields(self) -> dict[str, Any]:
+        """The fields both the full and the row form of an event carry."""
         parent = self.parent
         return {
             "id": self.uid,
@@ -231,12 +231,18 @@ class SignalEvent:
             "sender": self.sender_label,
             "method": self.method,
             "duration_ns": self.duration_ns,
+            "origin": self.origin.as_dict(),
+            "depth": self.depth,
+            "parent_id": None if parent is None else parent.uid,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """The event as JSON-ready data; field names are part of the public API."""
+        return {
+            **self._common_fields(),
             "ok": self.ok,
             "payload": self.payload,
             "receivers": [call.as_dict() for call in self.receivers],
-            "parent_id": None if parent is None else parent.uid,
-            "depth": self.depth,
-            "origin": self.origin.as_dict(),
             "pid": PID,
             "host": HOST,
         }
@@ -246,23 +252,14 @@ class SignalEvent:
         calls = self.receivers
         slowest = max(calls, key=lambda call: call.duration_ns, default=None)
         errors = self.errors
-        parent = self.parent
         return {
-            "id": self.uid,
-            "timestamp": self.timestamp,
-            "signal": self.signal_label,
-            "sender": self.sender_label,
-            "method": self.method,
-            "duration_ns": self.duration_ns,
+            **self._common_fields(),
             "receiver_count": len(calls),
             "receivers": [call.label for call in calls],
             "slowest_receiver": None if slowest is None else slowest.label,
             "slowest_receiver_ns": 0 if slowest is None else slowest.duration_ns,
             "ok": not errors,
             "error": f"{errors[0].type}: {errors[0].message}" if errors else None,
-            "origin": self.origin.as_dict(),
-            "depth": self.depth,
-            "parent_id": None if parent is None else parent.uid,
         }
 
     def __repr__(self) -> str:
