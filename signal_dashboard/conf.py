@@ -36,8 +36,12 @@ DEFAULTS: dict[str, Any] = {
     "ACCESS": None,
     # Where the dashboard's WebSocket is routed (see signal_dashboard.routing).
     "WEBSOCKET_PATH": "ws/signals/",
-    # Sends that take at least this long are highlighted.
+    # Sends, and receivers whose p95 latency is, at least this long are highlighted.
     "SLOW_MS": 100,
+    # The rolling window of the latency statistics, beside the totals since start.
+    "STATS_WINDOW_SECONDS": 300,
+    # A receiver that runs more than this many times inside one request or command is a storm.
+    "STORM_THRESHOLD": 50,
     # Rows a dashboard page keeps; older ones are removed as new ones arrive.
     "MAX_ROWS": 200,
     # Events waiting to be pushed to dashboards; past this the oldest are dropped and counted.

@@ -40,6 +40,11 @@ class Origin:
     # Code object (or class) of the slowest top-level receiver; see events.receiver_label().
     slowest_receiver_key: object = None
     slowest_receiver_ns: int = 0
+    # Calls per receiver key, nested sends included, for storm detection.
+    receiver_calls: dict[object, int] = field(default_factory=dict)
+    # Receivers that ran more than STORM_THRESHOLD times here: (label, calls), set at the end.
+    storms: list[tuple[str, int]] = field(default_factory=list)
+    error: str | None = None  # a command's exception, as "Type: message"
     pid: int = field(default=PID)
     host: str = field(default=HOST)
 
@@ -47,7 +52,11 @@ class Origin:
         """Count a finished send; receiver time counts top-level sends only, as nested
         sends run inside their parent's receivers."""
         self.signal_count += 1
-        if event.depth:
+        calls = self.receiver_calls
+        for call in event.calls:
+            key = call[0]
+            calls[key] = calls.get(key, 0) + 1
+        if event.parent is not None:
             return
         for key, _, _, duration, _, _ in event.calls:
             self.receiver_ns += duration

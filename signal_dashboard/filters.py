@@ -101,6 +101,24 @@ class EventFilter:
             return path is not None and path.startswith(self.path)
         return True
 
+    def matches_labels(self, signal: str, sender: str, receiver: str) -> bool:
+        """Whether the sender, signal and receiver fields admit these labels (the other fields
+        are not looked at)."""
+        return (
+            (not self._sender or self._sender in sender.lower())
+            and (not self._signal or self._signal in signal.lower())
+            and (not self._receiver or self._receiver in receiver.lower())
+        )
+
+    @property
+    def needs_events(self) -> bool:
+        """Whether a field is set that only single events can answer (not aggregates)."""
+        return bool(self.path or self.min_duration_ms is not None or self.errors_only)
+
+    def without_event_fields(self) -> EventFilter:
+        """This filter with path, minimum duration and errors only cleared."""
+        return EventFilter(sender=self.sender, signal=self.signal, receiver=self.receiver)
+
     def to_query(self) -> dict[str, str]:
         """The fields that differ from the defaults, as strings for a URL's query."""
         query = {name: getattr(self, name) for name in _TEXT_FIELDS if getattr(self, name)}

@@ -1,4 +1,5 @@
-"""The in-process recorder: a ring buffer of recent events and the hook later stages attach to."""
+"""The in-process recorder: recent events and requests, latency statistics, and the hook later
+stages attach to."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from . import context
+from .stats import LatencyStore
 
 if TYPE_CHECKING:
     from .context import Origin
@@ -31,9 +33,11 @@ class Recorder:
         self.requests: deque[Origin] = deque(maxlen=request_size)
         self.subscribers: tuple[Subscriber, ...] = ()
         self.subscriber_failures = 0
+        self.latency = LatencyStore()
 
     def record(self, event: SignalEvent) -> None:
         self.events.append(event)
+        self.latency.record(event)
         if self.subscribers:
             self._notify(event)
 
@@ -48,6 +52,8 @@ class Recorder:
                         logger.exception("signal_dashboard subscriber %r failed", subscriber)
 
     def record_request(self, origin: Origin) -> None:
+        """Keep a finished request's (or command's) summary and note its receiver storms."""
+        origin.storms = self.latency.record_origin(origin)
         self.requests.append(origin)
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
@@ -74,9 +80,17 @@ class Recorder:
         if request_size != self.requests.maxlen:
             self.requests = deque(self.requests, maxlen=request_size)
 
+    def configure_latency(self, window_seconds: int, storm_threshold: int) -> None:
+        latency = self.latency
+        if window_seconds != latency.window_seconds:
+            # Slices of another length cannot be compared: start the statistics afresh.
+            self.latency = LatencyStore(window_seconds=window_seconds)
+        self.latency.storm_threshold = storm_threshold
+
     def clear(self) -> None:
         self.events.clear()
         self.requests.clear()
+        self.latency.clear()
 
 
 recorder = Recorder()

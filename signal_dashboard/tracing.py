@@ -329,11 +329,20 @@ def _make_execute() -> Callable[..., Any]:
         if current_origin.get().kind == "request":
             return original(self, *args, **options)
         name = type(self).__module__.rpartition(".")[2]
-        token = current_origin.set(Origin(kind="command", name=name))
+        origin = Origin(kind="command", name=name, started_ns=perf_counter_ns())
+        token = current_origin.set(origin)
         try:
             return original(self, *args, **options)
+        except BaseException as err:
+            origin.error = f"{type(err).__qualname__}: {str(err)[:200]}"
+            raise
         finally:
             current_origin.reset(token)
+            origin.duration_ns = perf_counter_ns() - origin.started_ns
+            try:
+                recorder.record_request(origin)
+            except Exception:
+                _Failures.add()
 
     return functools.wraps(original)(execute)
 
@@ -362,6 +371,7 @@ def configure() -> None:
         payload.Limits.from_config(config), int(config["MAX_TRACEBACK_LENGTH"])
     )
     recorder.resize(config["BUFFER_SIZE"], config["REQUEST_BUFFER_SIZE"])
+    recorder.configure_latency(config["STATS_WINDOW_SECONDS"], config["STORM_THRESHOLD"])
 
 
 def install() -> None:

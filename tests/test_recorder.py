@@ -6,36 +6,53 @@ from typing import Any
 
 from django.dispatch import Signal
 
+from signal_dashboard.events import SignalEvent
 from signal_dashboard.recorder import Recorder, recorder
+from signal_dashboard.stats import TableQuery
+from signal_dashboard.tracing import capture
 
 
 class Sender:
     pass
 
 
+def sent(count: int) -> list[SignalEvent]:
+    """``count`` real events, one send each."""
+    signal = Signal()
+    signal.connect(lambda sender, **kwargs: None, weak=False)
+    with capture() as events:
+        for _ in range(count):
+            signal.send(sender=Sender)
+    return list(events)
+
+
 def test_ring_buffer_keeps_the_newest_events() -> None:
     ring = Recorder(size=3, request_size=2)
-    for item in range(5):
-        ring.record(item)  # type: ignore[arg-type]
-    assert list(ring.events) == [2, 3, 4]
+    events = sent(5)
+    for event in events:
+        ring.record(event)
+    assert list(ring.events) == events[2:]
+    assert ring.latency.table(TableQuery(group="signal"))[0].histogram.count == 5
 
 
 def test_resize_keeps_recent_events() -> None:
     ring = Recorder(size=5, request_size=2)
-    for item in range(5):
-        ring.record(item)  # type: ignore[arg-type]
+    events = sent(5)
+    for event in events:
+        ring.record(event)
     ring.resize(2, 2)
-    assert list(ring.events) == [3, 4]
+    assert list(ring.events) == events[3:]
 
 
 def test_subscribe_and_unsubscribe() -> None:
     ring = Recorder(size=3)
+    first, second = sent(2)
     seen: list[Any] = []
     unsubscribe = ring.subscribe(seen.append)
-    ring.record(1)  # type: ignore[arg-type]
+    ring.record(first)
     unsubscribe()
-    ring.record(2)  # type: ignore[arg-type]
-    assert seen == [1]
+    ring.record(second)
+    assert seen == [first]
 
 
 def test_failing_subscriber_is_counted_and_the_send_still_returns() -> None:

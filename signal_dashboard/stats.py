@@ -1,0 +1,549 @@
+"""Latency aggregation: log-bucketed histograms per receiver, signal and sender.
+
+A :class:`Histogram` keeps counts in HDR-style buckets: values below 128 ns exactly, larger
+ones in 64 linear sub-buckets per power of two, so any value is within 1/128 (0.8%) of its
+bucket's midpoint. Memory is bounded by the number of buckets (at most a few thousand, whatever
+the volume) and two histograms merge by adding counts, so processes can be combined.
+
+:class:`LatencyStore` keeps, per (signal, sender, receiver), a histogram since start and one
+per time slice of the rolling window, plus the slowest calls and "storms" (a receiver that ran
+more than ``STORM_THRESHOLD`` times inside one request). Recording runs on the sending thread:
+dictionary updates only, no locks, no labels. Labels are made when a table is asked for.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .events import _WALL_OFFSET_NS, receiver_label, sender_label, signal_label
+
+if TYPE_CHECKING:
+    from .context import Origin
+    from .events import SignalEvent
+    from .filters import EventFilter
+
+# Values below 2**_EXACT_BITS ns get a bucket each; above, 2**_SUB_BITS buckets per power of two.
+_SUB_BITS = 6
+_EXACT_BITS = _SUB_BITS + 1
+_EXACT = 1 << _EXACT_BITS
+
+PERCENTILES = (50, 95, 99)
+
+
+def bucket_index(value: int) -> int:
+    """The bucket a non-negative number of nanoseconds falls in."""
+    if value < _EXACT:
+        return max(value, 0)
+    shift = value.bit_length() - _EXACT_BITS
+    return (shift << _SUB_BITS) + (value >> shift)
+
+
+def bucket_bounds(index: int) -> tuple[int, int]:
+    """The values a bucket holds: ``lower <= value < upper``."""
+    if index < _EXACT:
+        return index, index + 1
+    shift = (index >> _SUB_BITS) - 1
+    top = index - (shift << _SUB_BITS)
+    return top << shift, (top + 1) << shift
+
+
+def _bucket_value(index: int) -> int:
+    """What a bucket stands for in a percentile: the middle of its range."""
+    lower, upper = bucket_bounds(index)
+    return (lower + upper - 1) // 2
+
+
+class Histogram:
+    """Counts of durations (in nanoseconds) in log-linear buckets; mergeable and bounded."""
+
+    __slots__ = ("buckets", "count", "errors", "max_ns", "min_ns", "sum_ns")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, int] = {}
+        self.count = 0
+        self.errors = 0
+        self.sum_ns = 0
+        self.min_ns = 0
+        self.max_ns = 0
+
+    def add(self, value: int, error: bool = False) -> None:
+        value = max(value, 0)
+        index = bucket_index(value)
+        buckets = self.buckets
+        buckets[index] = buckets.get(index, 0) + 1
+        if not self.count or value < self.min_ns:
+            self.min_ns = value
+        if value > self.max_ns:
+            self.max_ns = value
+        self.count += 1
+        self.sum_ns += value
+        if error:
+            self.errors += 1
+
+    def merge(self, other: Histogram) -> None:
+        """Add ``other``'s counts to this histogram."""
+        if not other.count:
+            return
+        buckets = self.buckets
+        for index, count in other.buckets.items():
+            buckets[index] = buckets.get(index, 0) + count
+        self.min_ns = other.min_ns if not self.count else min(self.min_ns, other.min_ns)
+        self.max_ns = max(self.max_ns, other.max_ns)
+        self.count += other.count
+        self.sum_ns += other.sum_ns
+        self.errors += other.errors
+
+    @classmethod
+    def merged(cls, histograms: Iterable[Histogram]) -> Histogram:
+        total = cls()
+        for histogram in histograms:
+            total.merge(histogram)
+        return total
+
+    @property
+    def mean_ns(self) -> float:
+        return self.sum_ns / self.count if self.count else 0.0
+
+    def percentile(self, percent: float) -> int:
+        """The nearest-rank percentile, within 0.8% of the exact value (0 when empty)."""
+        if not self.count:
+            return 0
+        rank = max(1, math.ceil(percent / 100 * self.count))
+        seen = 0
+        for index in sorted(self.buckets):
+            seen += self.buckets[index]
+            if seen >= rank:
+                # The extremes are known exactly; the bucket's middle could lie beyond them.
+                return min(max(_bucket_value(index), self.min_ns), self.max_ns)
+        return self.max_ns
+
+    def summary(self) -> dict[str, Any]:
+        """count, errors, mean, p50, p95, p99, max (and min), durations in nanoseconds."""
+        return {
+            "count": self.count,
+            "errors": self.errors,
+            "mean_ns": round(self.mean_ns),
+            **{f"p{percent}_ns": self.percentile(percent) for percent in PERCENTILES},
+            "min_ns": self.min_ns,
+            "max_ns": self.max_ns,
+        }
+
+    def shape(self, bins: int = 24) -> list[int]:
+        """Counts in ``bins`` equal steps of log(duration) between the extremes, for a sparkline."""
+        if not self.count:
+            return []
+        low = math.log(max(self.min_ns, 1))
+        high = math.log(max(self.max_ns, 1))
+        counts = [0] * bins
+        if high - low < 1e-9:
+            counts[bins // 2] = self.count
+            return counts
+        step = (high - low) / bins
+        for index, count in self.buckets.items():
+            value = max(_bucket_value(index), 1)
+            counts[min(bins - 1, max(0, int((math.log(value) - low) / step)))] += count
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: totals and ``[lower_ns, upper_ns, count]`` per non-empty bucket."""
+        return {
+            "count": self.count,
+            "errors": self.errors,
+            "sum_ns": self.sum_ns,
+            "min_ns": self.min_ns,
+            "max_ns": self.max_ns,
+            "buckets": [
+                [*bucket_bounds(index), self.buckets[index]] for index in sorted(self.buckets)
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Histogram:
+        """The histogram that :meth:`to_dict` described (from this or another process)."""
+        histogram = cls()
+        for lower, _upper, count in data["buckets"]:
+            index = bucket_index(int(lower))
+            histogram.buckets[index] = histogram.buckets.get(index, 0) + int(count)
+        histogram.count = int(data["count"])
+        histogram.errors = int(data["errors"])
+        histogram.sum_ns = int(data["sum_ns"])
+        histogram.min_ns = int(data["min_ns"])
+        histogram.max_ns = int(data["max_ns"])
+        return histogram
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Histogram):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<Histogram count={self.count} p50={self.percentile(50)}ns max={self.max_ns}ns>"
+
+
+class Series:
+    """One key's durations: since start, and per time slice over the rolling window."""
+
+    __slots__ = ("last_ns", "slices", "total")
+
+    def __init__(self) -> None:
+        self.total = Histogram()
+        self.slices: deque[tuple[int, Histogram]] = deque()
+        self.last_ns = 0  # wall-clock time of the latest value, ns since the epoch
+
+    def add(self, value: int, error: bool, wall_ns: int, slice_ns: int, max_slices: int) -> None:
+        self.total.add(value, error)
+        self.last_ns = wall_ns
+        slice_id = wall_ns // slice_ns
+        slices = self.slices
+        if not slices or slices[-1][0] != slice_id:
+            slices.append((slice_id, Histogram()))
+            while len(slices) > max_slices:
+                slices.popleft()
+        slices[-1][1].add(value, error)
+
+    def window(self, since_slice: int) -> Histogram:
+        return Histogram.merged(h for slice_id, h in self.slices if slice_id >= since_slice)
+
+
+@dataclass(frozen=True)
+class SlowCall:
+    """One of a receiver's slowest calls."""
+
+    duration_ns: int
+    event_id: str
+    timestamp: float
+    origin: str
+    request_id: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "duration_ns": self.duration_ns,
+            "event_id": self.event_id,
+            "timestamp": self.timestamp,
+            "origin": self.origin,
+            "request_id": self.request_id,
+        }
+
+
+@dataclass
+class Storms:
+    """How often a receiver ran more than the threshold inside one request or command."""
+
+    requests: int = 0
+    max_calls: int = 0
+
+
+GROUPS = ("receiver", "signal", "sender")
+SORT_COLUMNS = ("name", "count", "errors", "mean", "p50", "p95", "p99", "max", "last")
+
+
+@dataclass(frozen=True)
+class TableQuery:
+    """What a latency table shows: grouped by what, over which span, in which order."""
+
+    group: str = "receiver"
+    sort: str = "p95"
+    descending: bool = True
+    window: bool = True  # the rolling window; False: since start
+
+    PARAMS: ClassVar[tuple[str, ...]] = ("group", "sort", "order", "span")
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> TableQuery:
+        """From a query string or a socket message; ValueError with a user-fit message."""
+        group = data.get("group") or "receiver"
+        sort = data.get("sort") or "p95"
+        order = data.get("order") or ("asc" if sort == "name" else "desc")
+        span = data.get("span") or "window"
+        if group not in GROUPS:
+            raise ValueError(f"group must be one of {', '.join(GROUPS)}; got {str(group)[:40]!r}.")
+        if sort not in SORT_COLUMNS:
+            raise ValueError(
+                f"sort must be one of {', '.join(SORT_COLUMNS)}; got {str(sort)[:40]!r}."
+            )
+        if order not in ("asc", "desc"):
+            raise ValueError(f"order must be asc or desc; got {str(order)[:40]!r}.")
+        if span not in ("window", "all"):
+            raise ValueError(f"span must be window or all; got {str(span)[:40]!r}.")
+        return cls(group=group, sort=sort, descending=order == "desc", window=span == "window")
+
+    def to_query(self) -> dict[str, str]:
+        return {
+            "group": self.group,
+            "sort": self.sort,
+            "order": "desc" if self.descending else "asc",
+            "span": "window" if self.window else "all",
+        }
+
+
+@dataclass
+class TableRow:
+    """One line of a latency table."""
+
+    name: str
+    histogram: Histogram
+    location: str = ""
+    storms: Storms | None = None
+    last: float = 0.0  # wall-clock seconds of the latest call
+    slow: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {
+            "name": self.name,
+            **self.histogram.summary(),
+            "last": self.last,
+            "histogram": self.histogram.to_dict(),
+        }
+        if self.location:
+            data["location"] = self.location
+        if self.storms is not None:
+            data["storm_requests"] = self.storms.requests
+            data["storm_max_calls"] = self.storms.max_calls
+        return data
+
+    def sort_value(self, column: str) -> Any:
+        if column == "name":
+            return self.name.lower()
+        if column == "last":
+            return self.last
+        summary = self.histogram
+        if column == "count":
+            return summary.count
+        if column == "errors":
+            return summary.errors
+        if column == "mean":
+            return summary.mean_ns
+        if column == "max":
+            return summary.max_ns
+        return summary.percentile(int(column[1:]))
+
+
+@dataclass
+class LatencyStore:
+    """Every traced send's durations, by (signal, sender, receiver); bounded in keys."""
+
+    window_seconds: int = 300
+    slices: int = 30
+    storm_threshold: int = 50
+    slowest_kept: int = 10
+    max_keys: int = 5000
+
+    # (signal, sender key, receiver key) -> Series of that receiver's call durations
+    calls: dict[tuple[Any, Any, Any], Series] = field(default_factory=dict)
+    # (signal, sender key) -> Series of whole-send durations
+    sends: dict[tuple[Any, Any], Series] = field(default_factory=dict)
+    # receiver key -> min-heap of (duration, SlowCall)
+    slowest: dict[Any, list[tuple[int, int, SlowCall]]] = field(default_factory=dict)
+    storms: dict[Any, Storms] = field(default_factory=dict)
+    overflow: int = 0  # values not kept because max_keys was reached
+    version: int = 0  # bumped on every change, so readers can tell nothing happened
+
+    @property
+    def slice_ns(self) -> int:
+        return self.window_seconds * 1_000_000_000 // self.slices
+
+    # -- on the sending thread ---------------------------------------------------------------
+
+    def record(self, event: SignalEvent) -> None:
+        """Add a finished send and each of its receiver calls."""
+        wall_ns = event.start_ns + _WALL_OFFSET_NS
+        slice_ns, slices = self.slice_ns, self.slices
+        sender = _sender_key(event)
+        send_key = (event.signal, sender)
+        series = self.sends.get(send_key)
+        if series is None:
+            series = self._new(self.sends, send_key)
+            if series is None:
+                return
+        failed = not event.ok
+        series.add(event.duration_ns, failed, wall_ns, slice_ns, slices)
+        calls = self.calls
+        for receiver, _, _, duration, _, error in event.calls:
+            key = (event.signal, sender, receiver)
+            series = calls.get(key)
+            if series is None:
+                series = self._new(calls, key)
+                if series is None:
+                    continue
+            series.add(duration, error is not None, wall_ns, slice_ns, slices)
+            self._note_slow(receiver, duration, event)
+        self.version += 1
+
+    def _new(self, table: dict[Any, Series], key: Any) -> Series | None:
+        if len(self.calls) + len(self.sends) >= self.max_keys:
+            self.overflow += 1
+            return None
+        series = table[key] = Series()
+        return series
+
+    def _note_slow(self, receiver: Any, duration: int, event: SignalEvent) -> None:
+        heap = self.slowest.get(receiver)
+        if heap is None:
+            heap = self.slowest[receiver] = []
+        elif len(heap) >= self.slowest_kept and duration <= heap[0][0]:
+            return
+        origin = event.origin
+        call = SlowCall(duration, event.uid, event.timestamp, origin.name, origin.request_id)
+        # The event id breaks ties, so SlowCalls are never compared.
+        entry = (duration, event.id, call)
+        if len(heap) < self.slowest_kept:
+            heapq.heappush(heap, entry)
+        else:
+            heapq.heapreplace(heap, entry)
+
+    def record_origin(self, origin: Origin) -> list[tuple[str, int]]:
+        """Note the receivers that ran more than the threshold for a finished request or
+        command; returns them as (label, calls), most calls first."""
+        storming = [
+            (key, count)
+            for key, count in origin.receiver_calls.items()
+            if count > self.storm_threshold
+        ]
+        for key, count in storming:
+            storms = self.storms.get(key)
+            if storms is None:
+                storms = self.storms[key] = Storms()
+            storms.requests += 1
+            storms.max_calls = max(storms.max_calls, count)
+        if storming:
+            self.version += 1
+        return sorted(((receiver_label(key)[0], count) for key, count in storming), key=_by_count)
+
+    def clear(self) -> None:
+        self.calls.clear()
+        self.sends.clear()
+        self.slowest.clear()
+        self.storms.clear()
+        self.overflow = 0
+        self.version += 1
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def since_slice(self, now: float | None = None) -> int:
+        """The first time slice inside the rolling window that ends ``now``."""
+        now_ns = time.time_ns() if now is None else int(now * 1e9)
+        return (now_ns - self.window_seconds * 1_000_000_000) // self.slice_ns + 1
+
+    def table(
+        self,
+        query: TableQuery,
+        event_filter: EventFilter | None = None,
+        events: Iterable[SignalEvent] = (),
+        slow_ns: int | None = None,
+    ) -> list[TableRow]:
+        """The rows of a latency table, sorted.
+
+        Filters on sender, signal and receiver select among the stored series; filters on
+        what only single events carry (path, minimum duration, errors only) are answered from
+        ``events``, the recent-events buffer, instead.
+        """
+        if event_filter is not None and event_filter.needs_events:
+            source = LatencyStore(
+                window_seconds=self.window_seconds,
+                slices=self.slices,
+                storm_threshold=self.storm_threshold,
+                max_keys=self.max_keys,
+            )
+            for event in events:
+                if event_filter.matches(event.as_row()):
+                    source.record(event)
+            source.storms = self.storms
+            return source.table(query, event_filter.without_event_fields(), (), slow_ns)
+        since = self.since_slice() if query.window else None
+        rows: dict[str, TableRow] = {}
+        if query.group == "receiver":
+            for (signal, sender, receiver), series in list(self.calls.items()):
+                label, location = receiver_label(receiver)
+                if event_filter is not None and not event_filter.matches_labels(
+                    signal_label(signal), sender_label(sender), label
+                ):
+                    continue
+                _add(rows, label, series, since, location=location)
+            for row in rows.values():
+                row.storms = Storms()
+            for receiver, storms in list(self.storms.items()):
+                row = rows.get(receiver_label(receiver)[0])
+                if row is not None and row.storms is not None:
+                    row.storms.requests += storms.requests
+                    row.storms.max_calls = max(row.storms.max_calls, storms.max_calls)
+        else:
+            receivers_by_send = self._receivers_by_send() if event_filter else {}
+            for (signal, sender), series in list(self.sends.items()):
+                signal_name, sender_name = signal_label(signal), sender_label(sender)
+                if event_filter is not None and not any(
+                    event_filter.matches_labels(signal_name, sender_name, receiver)
+                    for receiver in receivers_by_send.get((signal, sender), ("",))
+                ):
+                    continue
+                _add(rows, signal_name if query.group == "signal" else sender_name, series, since)
+        result = [row for row in rows.values() if row.histogram.count]
+        if slow_ns is not None:
+            for row in result:
+                row.slow = row.histogram.percentile(95) >= slow_ns
+        result.sort(key=lambda row: row.name.lower())
+        result.sort(key=lambda row: row.sort_value(query.sort), reverse=query.descending)
+        return result
+
+    def _receivers_by_send(self) -> dict[tuple[Any, Any], list[str]]:
+        labels: dict[tuple[Any, Any], list[str]] = {}
+        for signal, sender, receiver in list(self.calls):
+            labels.setdefault((signal, sender), []).append(receiver_label(receiver)[0])
+        return labels
+
+    def receiver_keys(self, label: str) -> list[Any]:
+        """The receiver keys (code objects or classes) labelled ``label``."""
+        keys = {receiver for _, _, receiver in list(self.calls)} | set(self.slowest)
+        return [key for key in keys if receiver_label(key)[0] == label]
+
+    def slowest_calls(self, label: str) -> list[SlowCall]:
+        calls = [
+            entry[2] for key in self.receiver_keys(label) for entry in self.slowest.get(key, ())
+        ]
+        return sorted(calls, key=lambda call: call.duration_ns, reverse=True)[: self.slowest_kept]
+
+    def receiver_usage(self) -> dict[Any, tuple[int, float]]:
+        """Per receiver key: calls since start and the wall-clock time of the last one."""
+        usage: dict[Any, tuple[int, float]] = {}
+        for (_, _, receiver), series in list(self.calls.items()):
+            count, last = usage.get(receiver, (0, 0.0))
+            usage[receiver] = (count + series.total.count, max(last, series.last_ns / 1e9))
+        return usage
+
+    def signal_usage(self) -> dict[Any, tuple[int, int, float]]:
+        """Per signal: sends, sends that reached no receiver, last send's wall-clock time."""
+        usage: dict[Any, tuple[int, int, float]] = {}
+        with_receivers = {(signal, sender) for signal, sender, _ in list(self.calls)}
+        for (signal, sender), series in list(self.sends.items()):
+            count, empty, last = usage.get(signal, (0, 0, 0.0))
+            if (signal, sender) not in with_receivers:
+                empty += series.total.count
+            usage[signal] = (count + series.total.count, empty, max(last, series.last_ns / 1e9))
+        return usage
+
+
+def _add(
+    rows: dict[str, TableRow], name: str, series: Series, since: int | None, location: str = ""
+) -> None:
+    row = rows.get(name)
+    if row is None:
+        row = rows[name] = TableRow(name, Histogram(), location)
+    row.histogram.merge(series.total if since is None else series.window(since))
+    row.last = max(row.last, series.last_ns / 1e9)
+
+
+def _by_count(item: tuple[str, int]) -> tuple[int, str]:
+    return (-item[1], item[0])
+
+
+def _sender_key(event: SignalEvent) -> Any:
+    """What the store keys a sender by: the sender itself where events keep it, else its label."""
+    sender = event.sender
+    return sender if isinstance(sender, str | int | type | None) else event.sender_label

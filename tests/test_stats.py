@@ -1,0 +1,310 @@
+"""Latency statistics: histogram accuracy and merging, the latency table, storms."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from typing import Any
+
+import pytest
+from django.dispatch import Signal
+from django.test import override_settings
+
+from signal_dashboard.context import Origin, current_origin
+from signal_dashboard.filters import EventFilter
+from signal_dashboard.stats import (
+    Histogram,
+    LatencyStore,
+    TableQuery,
+    bucket_bounds,
+    bucket_index,
+)
+from signal_dashboard.tracing import capture
+
+oven = Signal()
+till = Signal()
+
+
+class Pizza:
+    pass
+
+
+class Pasta:
+    pass
+
+
+def exact_percentile(values: list[int], percent: float) -> int:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(percent / 100 * len(ordered))) - 1]
+
+
+# -- Histogram ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_percentiles_within_two_percent_of_exact_on_random_data(seed: int) -> None:
+    rng = random.Random(seed)
+    # Log-normal around 1 ms with a long tail, plus a few sub-microsecond values.
+    values = [int(rng.lognormvariate(math.log(1e6), 1.5)) for _ in range(20_000)]
+    values += [rng.randrange(0, 500) for _ in range(200)]
+    histogram = Histogram()
+    for value in values:
+        histogram.add(value)
+    for percent in (1, 10, 50, 90, 95, 99, 99.9):
+        exact = exact_percentile(values, percent)
+        assert abs(histogram.percentile(percent) - exact) <= 0.02 * exact, percent
+    assert histogram.count == len(values)
+    assert histogram.max_ns == max(values)
+    assert histogram.min_ns == min(values)
+    assert histogram.mean_ns == pytest.approx(sum(values) / len(values))
+
+
+def test_every_value_lies_in_its_bucket_and_buckets_are_narrow() -> None:
+    for value in [*range(300), *(int(1.37**n) for n in range(130))]:
+        lower, upper = bucket_bounds(bucket_index(value))
+        assert lower <= value < upper
+        assert upper - lower <= max(1, lower / 64)
+
+
+def test_memory_is_bounded_whatever_the_volume() -> None:
+    histogram = Histogram()
+    for value in range(0, 10**9, 9973):
+        histogram.add(value)
+    # 128 exact buckets, then 64 per power of two up to 2**30.
+    assert len(histogram.buckets) <= 128 + 64 * 24
+
+
+def test_merge_equals_the_histogram_of_all_values() -> None:
+    rng = random.Random(7)
+    first, second, everything = Histogram(), Histogram(), Histogram()
+    for index in range(5000):
+        value = int(rng.expovariate(1 / 50_000))
+        failed = index % 17 == 0
+        (first if index % 3 else second).add(value, failed)
+        everything.add(value, failed)
+    merged = Histogram.merged([first, second])
+    assert merged == everything
+    assert merged.errors == everything.errors == len(range(0, 5000, 17))
+    assert merged.summary() == everything.summary()
+
+
+def test_merging_an_empty_histogram_changes_nothing() -> None:
+    histogram = Histogram()
+    histogram.add(1000)
+    histogram.merge(Histogram())
+    assert (histogram.count, histogram.min_ns, histogram.max_ns) == (1, 1000, 1000)
+    empty = Histogram()
+    empty.merge(histogram)
+    assert (empty.count, empty.min_ns, empty.max_ns) == (1, 1000, 1000)
+
+
+def test_empty_histogram_summary_is_zeros() -> None:
+    assert Histogram().summary() == {
+        "count": 0,
+        "errors": 0,
+        "mean_ns": 0,
+        "p50_ns": 0,
+        "p95_ns": 0,
+        "p99_ns": 0,
+        "min_ns": 0,
+        "max_ns": 0,
+    }
+
+
+def test_dict_form_round_trips_through_json() -> None:
+    histogram = Histogram()
+    for value in (5, 130, 4_000, 4_001, 9_999_999, 10**12):
+        histogram.add(value, error=value == 130)
+    again = Histogram.from_dict(json.loads(json.dumps(histogram.to_dict())))
+    assert again == histogram
+    assert again.percentile(50) == histogram.percentile(50)
+    assert again.errors == 1
+
+
+def test_shape_counts_every_value() -> None:
+    histogram = Histogram()
+    for value in (1_000, 2_000, 50_000, 1_000_000):
+        histogram.add(value)
+    shape = histogram.shape(bins=10)
+    assert len(shape) == 10
+    assert sum(shape) == 4
+    assert shape[0] >= 1
+    assert shape[-1] >= 1
+
+
+# -- The store and its tables -------------------------------------------------------------------
+
+
+def fast(sender: Any, **kwargs: Any) -> None:
+    pass
+
+
+def failing(sender: Any, **kwargs: Any) -> None:
+    raise ValueError("burnt")
+
+
+@pytest.fixture
+def store() -> LatencyStore:
+    return LatencyStore(window_seconds=300, storm_threshold=3)
+
+
+@pytest.fixture
+def receivers() -> Any:
+    oven.connect(fast)
+    till.connect(failing)
+    yield
+    oven.disconnect(fast)
+    till.disconnect(failing)
+
+
+def fill(store: LatencyStore, events: list[Any], durations: dict[str, list[int]]) -> None:
+    """Record ``events`` after setting their receivers' durations, in order, per label."""
+    queues = {label: list(values) for label, values in durations.items()}
+    for event in events:
+        for index, call in enumerate(event.calls):
+            label = call[0].co_qualname
+            if label in queues:
+                event.calls[index] = (call[0], *call[1:3], queues[label].pop(0), *call[4:])
+        store.record(event)
+
+
+def send_mix() -> list[Any]:
+    with capture() as events:
+        for _ in range(4):
+            oven.send(sender=Pizza)
+        oven.send(sender=Pasta)
+        for _ in range(2):
+            till.send_robust(sender=Pizza)
+    return list(events)
+
+
+def test_table_groups_by_receiver_signal_and_sender(store: LatencyStore, receivers: None) -> None:
+    fill(store, send_mix(), {"fast": [10, 20, 30, 40, 500], "failing": [7_000, 9_000]})
+    by_receiver = {row.name: row for row in store.table(TableQuery(group="receiver"))}
+    assert set(by_receiver) == {"tests.test_stats.fast", "tests.test_stats.failing"}
+    assert by_receiver["tests.test_stats.fast"].histogram.count == 5
+    assert by_receiver["tests.test_stats.fast"].histogram.max_ns == 500
+    assert by_receiver["tests.test_stats.failing"].histogram.errors == 2
+    assert by_receiver["tests.test_stats.failing"].location.endswith(
+        "test_stats.py:" + str(failing.__code__.co_firstlineno)
+    )
+
+    by_signal = {row.name: row.histogram.count for row in store.table(TableQuery(group="signal"))}
+    assert by_signal == {"tests.test_stats.oven": 5, "tests.test_stats.till": 2}
+    by_sender = {row.name: row.histogram.count for row in store.table(TableQuery(group="sender"))}
+    assert by_sender == {"tests.test_stats.Pizza": 6, "tests.test_stats.Pasta": 1}
+
+
+@pytest.mark.parametrize(
+    ("sort", "descending", "expected"),
+    [
+        ("p95", True, ["failing", "fast"]),
+        ("p95", False, ["fast", "failing"]),
+        ("count", True, ["fast", "failing"]),
+        ("errors", True, ["failing", "fast"]),
+        ("name", False, ["failing", "fast"]),
+        ("max", False, ["fast", "failing"]),
+    ],
+)
+def test_table_sorts_by_any_column(
+    store: LatencyStore, receivers: None, sort: str, descending: bool, expected: list[str]
+) -> None:
+    fill(store, send_mix(), {"fast": [10, 20, 30, 40, 500], "failing": [7_000, 9_000]})
+    rows = store.table(TableQuery(sort=sort, descending=descending))
+    assert [row.name.rpartition(".")[2] for row in rows] == expected
+
+
+def test_table_honours_sender_signal_and_receiver_filters(
+    store: LatencyStore, receivers: None
+) -> None:
+    fill(store, send_mix(), {"fast": [10, 20, 30, 40, 500], "failing": [7_000, 9_000]})
+    pasta = store.table(TableQuery(), EventFilter(sender="pasta"))
+    assert [(row.name, row.histogram.count) for row in pasta] == [("tests.test_stats.fast", 1)]
+    assert pasta[0].histogram.max_ns == 500
+    till_only = store.table(TableQuery(), EventFilter(signal="till"))
+    assert [row.name for row in till_only] == ["tests.test_stats.failing"]
+    signals = store.table(TableQuery(group="signal"), EventFilter(receiver="failing"))
+    assert [row.name for row in signals] == ["tests.test_stats.till"]
+
+
+def test_event_only_filters_are_answered_from_the_buffer(
+    store: LatencyStore, receivers: None
+) -> None:
+    events = send_mix()
+    fill(store, events, {})
+    errors = store.table(TableQuery(), EventFilter(errors_only=True), events)
+    assert [(row.name, row.histogram.count) for row in errors] == [("tests.test_stats.failing", 2)]
+    assert store.table(TableQuery(), EventFilter(path="/orders/"), events) == []
+
+
+def test_rolling_window_forgets_old_slices(store: LatencyStore, receivers: None) -> None:
+    events = send_mix()
+    fill(store, events, {})
+    # Move every recorded slice back by more than the window.
+    for series in [*store.calls.values(), *store.sends.values()]:
+        series.slices = type(series.slices)(
+            (slice_id - store.slices - 1, h) for slice_id, h in series.slices
+        )
+    assert store.table(TableQuery(window=True)) == []
+    assert store.table(TableQuery(window=False))
+
+
+def test_slow_rows_are_flagged(store: LatencyStore, receivers: None) -> None:
+    fill(store, send_mix(), {"fast": [10, 20, 30, 40, 50], "failing": [7_000_000, 9_000_000]})
+    rows = {row.name: row.slow for row in store.table(TableQuery(), slow_ns=5_000_000)}
+    assert rows == {"tests.test_stats.fast": False, "tests.test_stats.failing": True}
+
+
+def test_slowest_calls_are_kept_per_receiver(store: LatencyStore, receivers: None) -> None:
+    store.slowest_kept = 2
+    events = send_mix()
+    fill(store, events, {"fast": [10, 900, 30, 800, 500]})
+    slowest = store.slowest_calls("tests.test_stats.fast")
+    assert [call.duration_ns for call in slowest] == [900, 800]
+    assert slowest[0].event_id == events[1].uid
+
+
+def test_table_query_parses_and_rejects() -> None:
+    assert TableQuery.parse({}) == TableQuery()
+    query = TableQuery.parse({"group": "sender", "sort": "name", "span": "all"})
+    assert query == TableQuery(group="sender", sort="name", descending=False, window=False)
+    assert TableQuery.parse(query.to_query()) == query
+    with pytest.raises(ValueError, match="sort must be one of"):
+        TableQuery.parse({"sort": "p42"})
+    with pytest.raises(ValueError, match="group must be one of"):
+        TableQuery.parse({"group": "pizza"})
+
+
+# -- Storms -------------------------------------------------------------------------------------
+
+
+@override_settings(SIGNAL_DASHBOARD={"ENABLED": True, "STORM_THRESHOLD": 3})
+def test_a_receiver_running_more_than_the_threshold_in_one_request_is_a_storm(
+    receivers: None,
+) -> None:
+    from signal_dashboard.recorder import recorder
+
+    busy = Origin(kind="request", name="GET /busy/", request_id="busy")
+    calm = Origin(kind="request", name="GET /calm/", request_id="calm")
+    with capture():
+        token = current_origin.set(busy)
+        try:
+            for _ in range(4):
+                oven.send(sender=Pizza)
+            till.send_robust(sender=Pizza)
+        finally:
+            current_origin.reset(token)
+        token = current_origin.set(calm)
+        try:
+            for _ in range(3):
+                oven.send(sender=Pizza)
+        finally:
+            current_origin.reset(token)
+    recorder.record_request(busy)
+    recorder.record_request(calm)
+    assert busy.storms == [("tests.test_stats.fast", 4)]
+    assert calm.storms == []
+    [row] = recorder.latency.table(TableQuery(), EventFilter(receiver="fast"))
+    assert row.storms is not None
+    assert (row.storms.requests, row.storms.max_calls) == (1, 4)
