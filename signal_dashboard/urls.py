@@ -2,11 +2,16 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import views
+from . import export, views
 
 app_name = "signal_dashboard"
 
 urlpatterns = [
     path("", views.index, name="index"),
     path("events/<str:event_id>/", views.event_detail, name="event"),
+    path("receivers/", views.receiver_detail, name="receiver"),
+    path("requests/<str:request_id>/", views.request_detail, name="request"),
+    path("registry/", views.registry, name="registry"),
+    path("events.ndjson", export.events_ndjson, name="events_ndjson"),
+    path("stats.json", export.stats_json, name="stats_json"),
 ]

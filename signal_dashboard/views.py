@@ -92,3 +92,18 @@ def _find(events: list[SignalEvent], event_id: str) -> SignalEvent:
         if event.uid == event_id:
             return event
     raise Http404("That send is no longer in the buffer.")
+
+
+@dashboard_access
+def receiver_detail(request: HttpRequest) -> HttpResponse:
+    raise NotImplementedError
+
+
+@dashboard_access
+def request_detail(request: HttpRequest, request_id: str) -> HttpResponse:
+    raise NotImplementedError
+
+
+@dashboard_access
+def registry(request: HttpRequest) -> HttpResponse:
+    raise NotImplementedError
