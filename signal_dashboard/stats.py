@@ -13,6 +13,7 @@ dictionary updates only, no locks, no labels. Labels are made when a table is as
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import time
@@ -91,7 +92,9 @@ class Histogram:
         if not other.count:
             return
         buckets = self.buckets
-        for index, count in other.buckets.items():
+        # A copy: the sending thread may be adding to ``other`` meanwhile (list() of a dict's
+        # items is one step under the GIL).
+        for index, count in list(other.buckets.items()):
             buckets[index] = buckets.get(index, 0) + count
         self.min_ns = other.min_ns if not self.count else min(self.min_ns, other.min_ns)
         self.max_ns = max(self.max_ns, other.max_ns)
@@ -167,9 +170,13 @@ class Histogram:
     def from_dict(cls, data: Mapping[str, Any]) -> Histogram:
         """The histogram that :meth:`to_dict` described (from this or another process)."""
         histogram = cls()
-        for lower, _upper, count in data["buckets"]:
+        for lower, upper, count in data["buckets"]:
             index = bucket_index(int(lower))
+            if bucket_bounds(index) != (int(lower), int(upper)):
+                raise ValueError(f"[{lower}, {upper}) is not a bucket of this histogram layout.")
             histogram.buckets[index] = histogram.buckets.get(index, 0) + int(count)
+        if sum(histogram.buckets.values()) != int(data["count"]):
+            raise ValueError("The bucket counts do not add up to the histogram's count.")
         histogram.count = int(data["count"])
         histogram.errors = int(data["errors"])
         histogram.sum_ns = int(data["sum_ns"])
@@ -210,7 +217,7 @@ class Series:
         slices[-1][1].add(value, error)
 
     def window(self, since_slice: int) -> Histogram:
-        return Histogram.merged(h for slice_id, h in self.slices if slice_id >= since_slice)
+        return Histogram.merged(h for slice_id, h in list(self.slices) if slice_id >= since_slice)
 
 
 @dataclass(frozen=True)
@@ -295,10 +302,15 @@ class TableRow:
     last: float = 0.0  # wall-clock seconds of the latest call
     slow: bool = False
 
+    @functools.cached_property
+    def summary(self) -> dict[str, Any]:
+        """The histogram's summary (count, errors, mean, percentiles), computed once."""
+        return self.histogram.summary()
+
     def as_dict(self) -> dict[str, Any]:
         data = {
             "name": self.name,
-            **self.histogram.summary(),
+            **self.summary,
             "last": self.last,
             "histogram": self.histogram.to_dict(),
         }
@@ -502,6 +514,16 @@ class LatencyStore:
         """The receiver keys (code objects or classes) labelled ``label``."""
         keys = {receiver for _, _, receiver in list(self.calls)} | set(self.slowest)
         return [key for key in keys if receiver_label(key)[0] == label]
+
+    def receiver_histogram(self, label: str, window: bool = False) -> Histogram:
+        """All calls of the receivers labelled ``label``, on every signal and sender."""
+        keys = set(self.receiver_keys(label))
+        since = self.since_slice() if window else None
+        return Histogram.merged(
+            series.total if since is None else series.window(since)
+            for (_, _, receiver), series in list(self.calls.items())
+            if receiver in keys
+        )
 
     def slowest_calls(self, label: str) -> list[SlowCall]:
         calls = [

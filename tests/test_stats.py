@@ -122,6 +122,23 @@ def test_dict_form_round_trips_through_json() -> None:
     assert again.errors == 1
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda data: data["buckets"][0].__setitem__(1, 7), "is not a bucket"),
+        (lambda data: data.__setitem__("count", 99), "do not add up"),
+    ],
+)
+def test_dict_form_of_another_layout_is_refused(change: Any, message: str) -> None:
+    histogram = Histogram()
+    histogram.add(5)
+    histogram.add(4_000)
+    data = histogram.to_dict()
+    change(data)
+    with pytest.raises(ValueError, match=message):
+        Histogram.from_dict(data)
+
+
 def test_shape_counts_every_value() -> None:
     histogram = Histogram()
     for value in (1_000, 2_000, 50_000, 1_000_000):
