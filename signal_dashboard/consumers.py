@@ -1,13 +1,16 @@
 """The dashboard's WebSocket: a live, filtered stream of signal events as HTML fragments.
 
 Messages from the page are JSON objects sent by htmx's ws extension (form values plus a
-``HEADERS`` object) with an ``action``: ``filter``, ``pause``, ``resume`` or ``clear``.
-Everything sent back is HTML that htmx swaps in by element id.
+``HEADERS`` object) with an ``action``: ``filter``, ``pause``, ``resume``, ``clear`` or
+``table`` (the latency table's ``group``, ``span``, ``sort`` and ``order``). Everything sent
+back is HTML that htmx swaps in by element id. Besides the stream's rows, the latency table and
+the request list are pushed again whenever they changed, at most every ``TABLES_INTERVAL``.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import deque
 from typing import Any
 from urllib.parse import parse_qsl
@@ -22,12 +25,17 @@ from .conf import get_config
 from .context import suspended
 from .filters import EventFilter, FilterError
 from .recorder import recorder
+from .stats import TableQuery
+from .views import tables_context
 
 FORBIDDEN = 4403
 MAX_MESSAGE_BYTES = 16 * 1024
-ACTIONS = ("filter", "pause", "resume", "clear")
+ACTIONS = ("filter", "pause", "resume", "clear", "table")
+# The latency table and the request list are pushed at most this often (seconds).
+TABLES_INTERVAL = 1.0
 # Keys htmx's ws extension adds to every message besides the form's fields.
 _ENVELOPE_KEYS = frozenset({"HEADERS", "action"})
+_TABLE_KEYS = _ENVELOPE_KEYS | frozenset(TableQuery.PARAMS)
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
@@ -53,6 +61,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.next_row: int | None = None  # running number of the next row we expect
         self.cleared_at = 0.0
         self.senders_sent: set[str] = set()
+        self.table = TableQuery()
+        self.tables_sent_at = 0.0
+        self.tables_version: tuple[int, int] | None = None
         query = dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
         self.filter_error = ""
         try:
@@ -111,6 +122,31 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         ][: self.max_rows]
         self.held.clear()
         await self.push(rows, replace=True)
+        await self.push_tables()
+
+    async def action_table(self, message: dict[str, Any]) -> None:
+        """Regroup, re-sort or change the span of the latency table; the same sort column
+        again reverses the order."""
+        unknown = sorted(str(key)[:40] for key in message if key not in _TABLE_KEYS)
+        if unknown:
+            await self.send_error(
+                f"Unknown table field(s): {', '.join(unknown[:5])}. "
+                f"Known: {', '.join(TableQuery.PARAMS)}."
+            )
+            return
+        current = self.table.to_query()
+        wanted = {key: message[key] for key in TableQuery.PARAMS if message.get(key) is not None}
+        if "sort" in wanted and "order" not in wanted:
+            if wanted["sort"] == self.table.sort:
+                wanted["order"] = "asc" if self.table.descending else "desc"
+            else:
+                current.pop("order")  # the new column's own default
+        try:
+            self.table = TableQuery.parse({**current, **wanted})
+        except ValueError as error:
+            await self.send_error(str(error))
+            return
+        await self.push_tables()
 
     async def action_pause(self, message: dict[str, Any]) -> None:
         self.paused = True
@@ -145,6 +181,11 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.push([])
             return
         await self.push(matching[::-1])
+        if time.monotonic() - self.tables_sent_at >= TABLES_INTERVAL and self.tables_version != (
+            recorder.latency.version,
+            len(recorder.requests) and recorder.requests[-1].id,
+        ):
+            await self.push_tables()
 
     # -- to the page ------------------------------------------------------------------------
 
@@ -165,6 +206,16 @@ class DashboardConsumer(AsyncWebsocketConsumer):
                 "held": len(self.held),
                 "filter": self.filter,
             },
+        )
+        await self.send(text_data=html)
+
+    async def push_tables(self) -> None:
+        """The latency table (under this page's filter) and the request list."""
+        latency = recorder.latency
+        self.tables_version = (latency.version, len(recorder.requests) and recorder.requests[-1].id)
+        self.tables_sent_at = time.monotonic()
+        html = render_to_string(
+            "signal_dashboard/_tables.html", tables_context(self.filter, self.table)
         )
         await self.send(text_data=html)
 

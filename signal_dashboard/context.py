@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import sys
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 
 PID = os.getpid()
 HOST = socket.gethostname()
+
+_next_origin_id = itertools.count(1).__next__
 
 
 @dataclass(eq=False)
@@ -45,6 +48,8 @@ class Origin:
     # Receivers that ran more than STORM_THRESHOLD times here: (label, calls), set at the end.
     storms: list[tuple[str, int]] = field(default_factory=list)
     error: str | None = None  # a command's exception, as "Type: message"
+    # Names the request or command in this process's dashboard URLs (request ids may repeat).
+    id: int = field(default_factory=_next_origin_id)
     pid: int = field(default=PID)
     host: str = field(default=HOST)
 

@@ -2,16 +2,97 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+
+from .context import suspended
+from .events import SignalEvent
+from .filters import EventFilter, FilterError
+from .recorder import recorder
+from .stats import GROUPS, TableQuery
 from .views import dashboard_access
+
+EVENTS_FILENAME = "signal-events.ndjson"
+STATS_FILENAME = "signal-stats.json"
+
+# The table parameters that apply to a download holding every group.
+_STATS_PARAMS = tuple(name for name in TableQuery.PARAMS if name != "group")
 
 
 @dashboard_access
 def events_ndjson(request: HttpRequest) -> HttpResponse:
-    raise NotImplementedError
+    """The buffered events under the filter in the query string, oldest first, one per line."""
+    try:
+        event_filter = EventFilter.parse(request.GET)
+    except FilterError as exc:
+        return _bad_request(exc)
+    # A snapshot: sends on other threads keep appending to the deque while this streams.
+    lines = _ndjson_lines(list(recorder.events), event_filter)
+    # Under ASGI a synchronous iterator would be read whole into memory (with a warning)
+    # before the first byte is sent.
+    content = _aiterate(lines) if isinstance(request, ASGIRequest) else lines
+    response = StreamingHttpResponse(content, content_type="application/x-ndjson; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{EVENTS_FILENAME}"'
+    return response
+
+
+def _ndjson_lines(events: list[SignalEvent], event_filter: EventFilter) -> Iterator[str]:
+    for event in events:
+        # This runs while the response streams, after the middleware has stopped suspending
+        # tracing; the suspension must not span a yield, whose resumption may be in another
+        # context.
+        with suspended():
+            if not event_filter.matches(event.as_row()):
+                continue
+            # Payloads are JSON-ready summaries already; default=str keeps an odd value from
+            # cutting the download short.
+            line = json.dumps(event.as_dict(), default=str)
+        yield line + "\n"
+
+
+async def _aiterate(lines: Iterator[str]) -> AsyncIterator[str]:
+    for line in lines:
+        yield line
 
 
 @dashboard_access
 def stats_json(request: HttpRequest) -> HttpResponse:
-    raise NotImplementedError
+    """Latency statistics by receiver, signal and sender under the filter in the query string."""
+    try:
+        event_filter = EventFilter.parse(request.GET, ignore=TableQuery.PARAMS)
+        query = TableQuery.parse(
+            {name: request.GET[name] for name in _STATS_PARAMS if name in request.GET}
+        )
+    except ValueError as exc:  # FilterError included
+        return _bad_request(exc)
+    # The recorder replaces its store when the window setting changes: read one store throughout.
+    store = recorder.latency
+    events = list(recorder.events)
+    with suspended():
+        tables = {
+            f"{group}s": [
+                row.as_dict()
+                for row in store.table(replace(query, group=group), event_filter, events)
+            ]
+            for group in GROUPS
+        }
+    data = {
+        "generated_at": time.time(),
+        "span": "window" if query.window else "all",
+        "window_seconds": store.window_seconds,
+        "filter": event_filter.to_query(),
+        "overflow": store.overflow,
+        **tables,
+    }
+    response = JsonResponse(data)
+    response["Content-Disposition"] = f'attachment; filename="{STATS_FILENAME}"'
+    return response
+
+
+def _bad_request(error: ValueError) -> HttpResponse:
+    return HttpResponse(str(error), status=400, content_type="text/plain; charset=utf-8")

@@ -101,16 +101,22 @@ class SignalDashboardMiddleware:
 
 
 def request_summary(origin: Origin) -> dict[str, Any]:
-    """A finished request as JSON-ready data."""
+    """A finished request (or command) as JSON-ready data."""
     slowest = origin.slowest_receiver_key
+    duration = origin.duration_ns
     return {
         **origin.as_dict(),
+        "id": origin.id,
         "status": origin.status,
-        "duration_ns": origin.duration_ns,
+        "error": origin.error,
+        "duration_ns": duration,
         "signal_count": origin.signal_count,
         "receiver_ns": origin.receiver_ns,
+        # The share of the request spent in receivers of the sends it made.
+        "receiver_share": origin.receiver_ns / duration if duration else 0.0,
         "slowest_receiver": None if slowest is None else receiver_label(slowest)[0],
         "slowest_receiver_ns": origin.slowest_receiver_ns,
+        "storms": [{"receiver": label, "calls": calls} for label, calls in origin.storms],
     }
 
 

@@ -1,4 +1,4 @@
-"""The dashboard's pages: the live stream and the detail of one send."""
+"""The dashboard's pages: the live stream, latency, requests, the registry, and their details."""
 
 from __future__ import annotations
 
@@ -9,17 +9,27 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 
+from . import waterfall
 from .access import can_view
 from .broadcast import broadcaster
 from .conf import get_config
+from .context import Origin
 from .events import SignalEvent
 from .filters import EventFilter, FilterError
 from .middleware import request_summary
 from .recorder import recorder
+from .registry import signal_registry
+from .stats import TableQuery
 from .tracing import is_installed, tracing_failures
+
+# Rows of the latency table and of the request list a page shows.
+MAX_TABLE_ROWS = 100
+MAX_REQUEST_ROWS = 50
+# Calls listed in a receiver's detail.
+RECENT_CALLS = 20
 
 
 def dashboard_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -63,9 +73,31 @@ def index(request: HttpRequest) -> HttpResponse:
             "dropped": broadcaster.dropped,
             "tracing_installed": is_installed(),
             "tracing_failures": tracing_failures(),
-            "requests": [request_summary(origin) for origin in list(recorder.requests)[-20:][::-1]],
+            "query": query,
+            **tables_context(event_filter, TableQuery()),
         },
     )
+
+
+def tables_context(event_filter: EventFilter, query: TableQuery) -> dict[str, Any]:
+    """What the latency table and the request list show, for a page or a socket push."""
+    config = get_config()
+    events = list(recorder.events) if event_filter.needs_events else []
+    rows = recorder.latency.table(
+        query, event_filter, events, slow_ns=config["SLOW_MS"] * 1_000_000
+    )
+    return {
+        "latency_rows": rows[:MAX_TABLE_ROWS],
+        "latency_total": len(rows),
+        "table": query,
+        "window_seconds": recorder.latency.window_seconds,
+        "from_buffer": event_filter.needs_events,
+        "request_rows": [
+            request_summary(origin) for origin in list(recorder.requests)[-MAX_REQUEST_ROWS:][::-1]
+        ],
+        "storm_threshold": recorder.latency.storm_threshold,
+        "slow_ms": config["SLOW_MS"],
+    }
 
 
 @dashboard_access
@@ -96,14 +128,68 @@ def _find(events: list[SignalEvent], event_id: str) -> SignalEvent:
 
 @dashboard_access
 def receiver_detail(request: HttpRequest) -> HttpResponse:
-    raise NotImplementedError
+    """One receiver: its latency since start, recent calls and slowest calls."""
+    label = request.GET.get("label", "")
+    if not label:
+        return HttpResponseBadRequest("Name a receiver: ?label=module.qualname")
+    store = recorder.latency
+    recent = []
+    for event in reversed(list(recorder.events)):
+        for call in event.receivers:
+            if call.label == label:
+                recent.append((event, call))
+        if len(recent) >= RECENT_CALLS:
+            break
+    histogram = store.receiver_histogram(label)
+    if not histogram.count and not recent:
+        raise Http404("No call of that receiver has been recorded.")
+    return render(
+        request,
+        "signal_dashboard/_receiver.html",
+        {
+            "label": label,
+            "summary": histogram.summary(),
+            "histogram": histogram,
+            "recent": recent[:RECENT_CALLS],
+            "slowest": store.slowest_calls(label),
+        },
+    )
 
 
 @dashboard_access
-def request_detail(request: HttpRequest, request_id: str) -> HttpResponse:
-    raise NotImplementedError
+def request_detail(request: HttpRequest, origin_id: int) -> HttpResponse:
+    """One request or command: its sends as a waterfall against its timeline."""
+    origin = _find_origin(origin_id)
+    return render(
+        request,
+        "signal_dashboard/_waterfall.html",
+        {
+            "summary": request_summary(origin),
+            "waterfall": waterfall.build(origin, list(recorder.events)),
+        },
+    )
+
+
+def _find_origin(origin_id: int) -> Origin:
+    for origin in list(recorder.requests):
+        if origin.id == origin_id:
+            return origin
+    raise Http404("That request is no longer in the buffer.")
 
 
 @dashboard_access
 def registry(request: HttpRequest) -> HttpResponse:
-    raise NotImplementedError
+    """Every known signal with its receivers, and how often each fired."""
+    signals = signal_registry()
+    return render(
+        request,
+        "signal_dashboard/registry.html",
+        {
+            "signals": signals,
+            "record_empty_sends": get_config()["RECORD_EMPTY_SENDS"],
+            "receiver_count": sum(len(info.receivers) for info in signals),
+            "never_fired": sum(
+                1 for info in signals for receiver in info.receivers if not receiver.calls
+            ),
+        },
+    )

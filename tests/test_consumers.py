@@ -298,3 +298,62 @@ def test_channel_layer_down_drops_and_counts_without_raising() -> None:
             assert not broadcaster.pending
 
     run(test)
+
+
+def latency_names(html: str) -> list[str]:
+    return re.findall(r'class="sd-lat-row[^"]*" data-name="([^"]+)"', html)
+
+
+async def table(communicator: WebsocketCommunicator, **fields: str) -> str:
+    await communicator.send_to(text_data=json.dumps({"action": "table", **fields}))
+    return await next_push(communicator, 'id="sd-latency"')
+
+
+def test_latency_table_is_pushed_live_and_sorted_on_request(settings: Any) -> None:
+    async def test() -> None:
+        communicator = await connect(staff(), "signal=test_consumers")
+        send_pizza()
+        send_order()
+        pushed = await next_push(communicator, 'id="sd-latency"')
+        assert sorted(latency_names(pushed)) == [
+            "tests.test_consumers.on_order",
+            "tests.test_consumers.on_pizza",
+        ]
+        by_name = await table(communicator, sort="name")
+        assert latency_names(by_name) == sorted(latency_names(by_name))
+        assert "Receiver ▲" in by_name
+        again = await table(communicator, sort="name")  # the same column reverses the order
+        assert latency_names(again) == sorted(latency_names(by_name), reverse=True)
+        by_errors = await table(communicator, sort="errors")
+        assert latency_names(by_errors)[0] == "tests.test_consumers.on_order"
+        signals = await table(communicator, group="signal", span="all")
+        assert set(latency_names(signals)) == {
+            "tests.test_consumers.order_signal",
+            "tests.test_consumers.pizza_signal",
+        }
+        assert "since start" in signals
+        await communicator.disconnect()
+
+    run(test)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"sort": "p42"}, "sort must be one of name, count"),
+        ({"group": "pizza"}, "group must be one of receiver, signal, sender"),
+        ({"order": "sideways"}, "order must be asc or desc"),
+        ({"colour": "red"}, "Unknown table field(s): colour."),
+    ],
+)
+def test_bad_table_messages_get_an_error(fields: dict[str, str], expected: str) -> None:
+    async def test() -> None:
+        communicator = await connect(staff())
+        await communicator.send_to(text_data=json.dumps({"action": "table", **fields}))
+        error = await next_push(communicator, "sd-error")
+        assert expected in error
+        # The socket still works, with the table as it was.
+        assert "p95 ▼" in await table(communicator)
+        await communicator.disconnect()
+
+    run(test)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.dispatch import Signal
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import URLPattern, URLResolver, include, path
@@ -21,6 +22,15 @@ async def async_save_topping(request: HttpRequest) -> HttpResponse:
     return HttpResponse(f"saved {topping.pk}")
 
 
+pizza_ordered = Signal()
+"""Sent by the ``order/`` view; tests connect receivers to it (sender: the view's name)."""
+
+
+def order_pizza(request: HttpRequest) -> HttpResponse:
+    pizza_ordered.send(sender="order_pizza", name=request.GET.get("name", "margherita"))
+    return HttpResponse("ordered")
+
+
 def broken(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("view failed")
 
@@ -34,5 +44,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("toppings/async-save/", async_save_topping),
     path("toppings/", toppings_page),
     path("broken/", broken),
+    path("order/", order_pizza),
     path("signals/", include("signal_dashboard.urls")),
 ]

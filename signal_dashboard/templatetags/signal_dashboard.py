@@ -5,8 +5,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django import template
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 
 from ..conf import get_config
+from ..stats import Histogram, TableQuery
 
 register = template.Library()
 
@@ -48,3 +51,54 @@ def as_json(value: Any) -> str:
 def ws_path(url: str) -> str:
     """The path of a WebSocket URL, without its query string or leading slash."""
     return url.partition("?")[0].lstrip("/")
+
+
+SPARKLINE_WIDTH = 96
+SPARKLINE_HEIGHT = 20
+SPARKLINE_BINS = 24
+
+
+@register.filter
+def sparkline(histogram: Histogram) -> str:
+    """A small SVG bar chart of a latency histogram: log(duration) across, count up."""
+    counts = histogram.shape(SPARKLINE_BINS)
+    if not counts:
+        return ""
+    tallest = max(counts)
+    step = SPARKLINE_WIDTH / len(counts)
+    bars = []
+    for index, count in enumerate(counts):
+        if not count:
+            continue
+        height = max(1.0, SPARKLINE_HEIGHT * count / tallest)
+        bars.append(
+            f'<rect x="{index * step:.1f}" y="{SPARKLINE_HEIGHT - height:.1f}" '
+            f'width="{step - 1:.1f}" height="{height:.1f}"><title>{count}</title></rect>'
+        )
+    title = f"{histogram.min_ns / 1e6:.3f} ms to {histogram.max_ns / 1e6:.3f} ms, log scale"
+    return format_html(
+        '<svg class="sd-spark" width="{}" height="{}" viewBox="0 0 {} {}" role="img">'
+        "<title>{}</title>{}</svg>",
+        SPARKLINE_WIDTH,
+        SPARKLINE_HEIGHT,
+        SPARKLINE_WIDTH,
+        SPARKLINE_HEIGHT,
+        title,
+        mark_safe("".join(bars)),  # numbers only, made here
+    )
+
+
+@register.filter
+def percent(share: float | None) -> str:
+    """A share (0 to 1) as a percentage, e.g. ``42.0%``."""
+    if share is None:
+        return ""
+    return f"{share * 100:.1f}%"
+
+
+@register.filter
+def sort_arrow(table: TableQuery, column: str) -> str:
+    """▼ or ▲ beside the column the table is sorted by."""
+    if table.sort != column:
+        return ""
+    return "▼" if table.descending else "▲"

@@ -8,6 +8,9 @@
   const status = document.getElementById("sd-status");
   const filters = document.getElementById("sd-filters");
   const maxRows = parseInt(root.dataset.maxRows, 10) || 200;
+  const tabs = Array.from(root.querySelectorAll("[data-tab]"));
+  const panels = Array.from(root.querySelectorAll("[data-panel]"));
+  const downloads = Array.from(root.querySelectorAll(".sd-downloads a[data-base]"));
 
   root.addEventListener("htmx:wsOpen", function () {
     status.textContent = "connected";
@@ -25,7 +28,29 @@
     }
   });
 
-  // Reflect the filter in the page URL (bookmarkable) and in the socket URL (reconnects keep it).
+  // Tabs: one panel shown at a time, named in the URL's fragment.
+  function showTab(name) {
+    if (!panels.some((panel) => panel.dataset.panel === name)) {
+      name = "stream";
+    }
+    for (const panel of panels) {
+      panel.hidden = panel.dataset.panel !== name;
+    }
+    for (const tab of tabs) {
+      tab.setAttribute("aria-selected", String(tab.dataset.tab === name));
+    }
+  }
+  for (const tab of tabs) {
+    tab.addEventListener("click", function (event) {
+      event.preventDefault();
+      history.replaceState(null, "", window.location.search + "#" + tab.dataset.tab);
+      showTab(tab.dataset.tab);
+    });
+  }
+  showTab(window.location.hash.slice(1));
+
+  // Reflect the filter in the page URL (bookmarkable), the socket URL (reconnects keep it) and
+  // the download links (they export what the page shows).
   filters.addEventListener("htmx:wsConfigSend", function () {
     const params = new URLSearchParams();
     for (const [name, value] of new FormData(filters)) {
@@ -33,8 +58,11 @@
         params.set(name, value);
       }
     }
-    const query = params.toString();
-    history.replaceState(null, "", query ? "?" + query : window.location.pathname);
-    root.setAttribute("ws-connect", root.dataset.wsPath + (query ? "?" + query : ""));
+    const query = params.toString() ? "?" + params.toString() : "";
+    history.replaceState(null, "", (query || window.location.pathname) + window.location.hash);
+    root.setAttribute("ws-connect", root.dataset.wsPath + query);
+    for (const link of downloads) {
+      link.href = link.dataset.base + query;
+    }
   });
 })();

@@ -1,0 +1,113 @@
+"""A request's (or command's) signal sends laid out against its timeline, nested sends as a tree.
+
+Each send and each receiver call becomes a bar placed by its start and length as a share of
+the request's duration. A receiver's *self* time is its total time less the nested sends that
+started while it ran (sends its own code caused).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .context import Origin
+    from .events import ReceiverCall, SignalEvent
+
+# Bars shorter than this share of the timeline are drawn at this width, so they stay visible.
+MIN_BAR_PERCENT = 0.3
+
+
+@dataclass
+class Bar:
+    """One line of the waterfall: a send or a receiver call."""
+
+    kind: str  # "send" or "receiver"
+    label: str
+    depth: int
+    start_ns: int  # from the start of the request
+    duration_ns: int
+    offset_percent: float
+    width_percent: float
+    self_ns: int = 0
+    ok: bool = True
+    event_id: str = ""
+    detail: str = ""  # the sender of a send, the location of a receiver
+
+
+@dataclass
+class Waterfall:
+    origin: Origin
+    bars: list[Bar] = field(default_factory=list)
+    missing: int = 0  # sends of this request no longer in the recent-events buffer
+
+    @property
+    def span_ns(self) -> int:
+        return self.origin.duration_ns or 0
+
+
+def build(origin: Origin, events: Iterable[SignalEvent]) -> Waterfall:
+    """The waterfall of ``origin`` from the buffered ``events`` (those it caused)."""
+    own = sorted((event for event in events if event.origin is origin), key=_start)
+    waterfall = Waterfall(origin, missing=max(0, origin.signal_count - len(own)))
+    start = origin.started_ns
+    span = origin.duration_ns or max(
+        (event.start_ns + event.duration_ns - start for event in own), default=0
+    )
+    children: dict[int, list[SignalEvent]] = {}
+    present = {id(event) for event in own}
+    roots = []
+    for event in own:
+        parent = event.parent
+        if parent is not None and id(parent) in present:
+            children.setdefault(id(parent), []).append(event)
+        else:
+            roots.append(event)
+
+    def bar(kind: str, label: str, depth: int, begin: int, duration: int) -> Bar:
+        offset = _percent(begin - start, span)
+        width = max(MIN_BAR_PERCENT, _percent(duration, span))
+        return Bar(kind, label, depth, begin - start, duration, offset, min(width, 100 - offset))
+
+    def add(event: SignalEvent, depth: int) -> None:
+        send = bar("send", event.signal_label, depth, event.start_ns, event.duration_ns)
+        send.ok, send.event_id, send.detail = event.ok, event.uid, event.sender_label
+        send.self_ns = event.duration_ns - event.receiver_ns
+        waterfall.bars.append(send)
+        calls = event.receivers
+        # Each nested send belongs to the first receiver running when it started.
+        inside: dict[int, list[SignalEvent]] = {}
+        outside = []
+        for child in children.get(id(event), []):
+            index = next((i for i, call in enumerate(calls) if _within(child, call)), None)
+            if index is None:
+                outside.append(child)
+            else:
+                inside.setdefault(index, []).append(child)
+        for index, call in enumerate(calls):
+            nested = inside.get(index, [])
+            line = bar("receiver", call.label, depth + 1, call.start_ns, call.duration_ns)
+            line.ok, line.detail = call.ok, call.location
+            line.self_ns = max(0, call.duration_ns - sum(child.duration_ns for child in nested))
+            waterfall.bars.append(line)
+            for child in nested:
+                add(child, depth + 2)
+        for child in outside:
+            add(child, depth + 1)
+
+    for event in roots:
+        add(event, 0)
+    return waterfall
+
+
+def _start(event: SignalEvent) -> int:
+    return event.start_ns
+
+
+def _within(event: SignalEvent, call: ReceiverCall) -> bool:
+    return call.start_ns <= event.start_ns < call.start_ns + call.duration_ns
+
+
+def _percent(part: int, whole: int) -> float:
+    return 0.0 if whole <= 0 else min(100.0, max(0.0, part * 100 / whole))

@@ -1,0 +1,170 @@
+"""The dashboard's pages: the latency table and request list, a receiver's calls, a request's
+waterfall, and the commands that count as origins."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+
+from signal_dashboard.demo.pizzeria.models import Topping
+from signal_dashboard.recorder import recorder
+from signal_dashboard.waterfall import build
+from tests.urls import pizza_ordered
+
+pytestmark = pytest.mark.django_db
+
+
+def make_topping(sender: Any, name: str, **kwargs: Any) -> None:
+    """Saves a topping: its pre_save and post_save are sends nested in this receiver."""
+    time.sleep(0.002)
+    Topping.objects.create(name=name)
+
+
+def announce(sender: Any, **kwargs: Any) -> None:
+    time.sleep(0.001)
+
+
+def topping_saved(sender: Any, **kwargs: Any) -> None:
+    pass
+
+
+@pytest.fixture(autouse=True)
+def receivers() -> Iterator[None]:
+    from django.db.models.signals import post_save
+
+    recorder.clear()
+    pizza_ordered.connect(make_topping)
+    pizza_ordered.connect(announce)
+    post_save.connect(topping_saved, sender=Topping)
+    yield
+    pizza_ordered.disconnect(make_topping)
+    pizza_ordered.disconnect(announce)
+    post_save.disconnect(topping_saved, sender=Topping)
+
+
+@pytest.fixture
+def staff_client(client: Any, django_user_model: Any) -> Any:
+    client.force_login(django_user_model.objects.create_user("chef", is_staff=True))
+    recorder.clear()  # the login's own signals
+    return client
+
+
+def test_dashboard_shows_latency_table_and_requests(staff_client: Any) -> None:
+    staff_client.get("/order/?name=basil")
+    html = staff_client.get("/signals/").content.decode()
+    latency = html[html.index('id="sd-latency"') : html.index("</table>", html.index("sd-latency"))]
+    names = re.findall(r'class="sd-lat-row[^"]*" data-name="([^"]+)"', latency)
+    assert "tests.test_views.make_topping" in names
+    assert "tests.test_views.topping_saved" in names
+    # Sorted by p95, slowest first: make_topping includes its nested save and a 2 ms sleep.
+    assert names[0] == "tests.test_views.make_topping"
+    assert '<svg class="sd-spark"' in latency
+    requests = html[html.index('id="sd-request-rows"') :]
+    assert "GET /order/" in requests
+
+
+def test_latency_table_honours_the_page_filter(staff_client: Any) -> None:
+    staff_client.get("/order/?name=basil")
+    html = staff_client.get("/signals/?signal=post_save").content.decode()
+    names = set(re.findall(r'class="sd-lat-row[^"]*" data-name="([^"]+)"', html))
+    assert "tests.test_views.topping_saved" in names
+    assert "tests.test_views.make_topping" not in names
+
+
+def test_receiver_detail_lists_recent_and_slowest_calls(staff_client: Any) -> None:
+    for name in ("basil", "oregano", "rocket"):
+        staff_client.get(f"/order/?name={name}")
+    response = staff_client.get("/signals/receivers/", {"label": "tests.test_views.announce"})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "3 calls since start" in html
+    slowest = html[html.index("Slowest calls") : html.index("Recent calls")]
+    assert slowest.count("GET /order/") == 3
+    recent = html[html.index("Recent calls") :]
+    assert recent.count("<tr") == 4  # the header and three calls
+
+
+def test_receiver_detail_needs_a_known_label(staff_client: Any) -> None:
+    assert staff_client.get("/signals/receivers/").status_code == 400
+    missing = staff_client.get("/signals/receivers/", {"label": "nowhere.nothing"})
+    assert missing.status_code == 404
+
+
+def test_request_waterfall_nests_sends_under_their_receiver(staff_client: Any) -> None:
+    staff_client.get("/order/?name=basil")
+    [origin] = [o for o in recorder.requests if o.path == "/order/"]
+    waterfall = build(origin, list(recorder.events))
+    lines = [(bar.kind, bar.label.rpartition(".")[2], bar.depth) for bar in waterfall.bars]
+    assert lines == [
+        ("send", "pizza_ordered", 0),
+        ("receiver", "make_topping", 1),
+        # pre_save has no receiver for toppings: not recorded.
+        ("send", "post_save", 2),
+        ("receiver", "topping_saved", 3),
+        ("receiver", "announce", 1),
+    ]
+    make, post_save = waterfall.bars[1], waterfall.bars[2]
+    # Self time leaves out the nested send, which ran inside the receiver.
+    assert make.self_ns == make.duration_ns - post_save.duration_ns
+    assert make.self_ns >= 2_000_000
+    for bar in waterfall.bars:
+        assert 0 <= bar.offset_percent <= 100
+        assert 0 < bar.width_percent <= 100 - bar.offset_percent + 1e-9
+    assert waterfall.bars[0].start_ns >= 0
+    assert waterfall.missing == 0
+
+    response = staff_client.get(f"/signals/requests/{origin.id}/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.count('class="sd-bar-row') == 5
+    assert "GET /order/" in html
+
+
+def test_unknown_request_is_404(staff_client: Any) -> None:
+    assert staff_client.get("/signals/requests/999999999/").status_code == 404
+
+
+def test_pages_need_staff(client: Any, django_user_model: Any) -> None:
+    for path in ("/signals/receivers/?label=x", "/signals/requests/1/", "/signals/registry/"):
+        assert client.get(path).status_code == 302
+    client.force_login(django_user_model.objects.create_user("guest"))
+    for path in ("/signals/receivers/?label=x", "/signals/requests/1/", "/signals/registry/"):
+        assert client.get(path).status_code == 403
+
+
+def test_a_management_command_is_an_origin_with_its_sends(staff_client: Any) -> None:
+    call_command("check", verbosity=0)
+    commands = [origin for origin in recorder.requests if origin.kind == "command"]
+    assert [origin.name for origin in commands] == ["check"]
+    assert (commands[0].duration_ns or 0) > 0
+    html = staff_client.get("/signals/").content.decode()
+    assert 'data-kind="command"' in html
+
+
+def loaded(sender: Any, **kwargs: Any) -> None:
+    pass
+
+
+def test_a_storm_is_flagged_on_the_request(staff_client: Any, settings: Any) -> None:
+    from django.db.models.signals import post_init
+
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "STORM_THRESHOLD": 2}
+    for name in ("a", "b", "c"):
+        Topping.objects.create(name=name)
+    post_init.connect(loaded, sender=Topping)
+    try:
+        recorder.clear()
+        staff_client.get("/toppings/")  # post_init once per topping loaded
+        staff_client.get("/order/")  # one post_init: no storm
+    finally:
+        post_init.disconnect(loaded, sender=Topping)
+    storms = {origin.path: origin.storms for origin in recorder.requests}
+    assert storms == {"/toppings/": [("tests.test_views.loaded", 3)], "/order/": []}
+    html = staff_client.get("/signals/").content.decode()
+    assert html.count("sd-req-row sd-storm") == 1
+    assert re.search(r'sd-lat-row[^"]*sd-storm[^"]*" data-name="tests.test_views.loaded"', html)
