@@ -45,7 +45,9 @@ WATCH_SOCKET = """(url) => new Promise((resolve) => {
 })"""
 
 
-class DashboardInBrowserTests(DashboardLiveServerTestCase):
+class BrowserTestCase(DashboardLiveServerTestCase):
+    """A live server per test class, a staff user per test."""
+
     def setUp(self) -> None:
         super().setUp()
         # Before any browser: while Playwright runs, this thread may not query the database.
@@ -64,6 +66,8 @@ class DashboardInBrowserTests(DashboardLiveServerTestCase):
         expect(page.locator("#sd-status")).to_have_text(re.compile(r"\bconnected\b"))
         return page
 
+
+class DashboardInBrowserTests(BrowserTestCase):
     def test_live_rows_filter_and_receiver_timings(self) -> None:
         with launch_browser() as browser:
             page = self.open_dashboard(browser)
@@ -123,3 +127,49 @@ class DashboardInBrowserTests(DashboardLiveServerTestCase):
             toppings.first.click()
             expect(page.locator("#sd-detail .sd-receiver")).to_have_count(1)
             page.screenshot(path=SCREENSHOT, full_page=True)
+
+
+class LatencyInBrowserTests(BrowserTestCase):
+    """A server of its own: the buffer and statistics hold only this test's sends."""
+
+    def test_latency_table_receiver_calls_and_request_waterfall(self) -> None:
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser)
+            self.request("/toppings/save/?name=basil")
+            self.request("/toppings/save/?name=oregano")
+
+            page.click('a[data-tab="latency"]')
+            expect(page).to_have_url(re.compile("#latency$"))
+            expect(page.locator("#sd-rows")).to_be_hidden()
+            table = page.locator("#sd-latency")
+            topping = table.locator(f'tr.sd-lat-row[data-name="{TOPPING_RECEIVER}"]')
+            # Pushed over the socket: the page was rendered before these calls.
+            expect(topping.locator("td").nth(1)).to_have_text("2", timeout=LIVE_WITHIN_MS * 2)
+            expect(topping.locator("svg.sd-spark rect").first).to_be_attached()
+            expect(topping.locator("td").nth(5)).to_have_text(re.compile(r"^\s*\d+\.\d{3} ms\s*$"))
+            expect(table.locator('button[data-sort="p95"]')).to_contain_text("▼")
+
+            table.locator('button[data-sort="name"]').click()
+            expect(table.locator('button[data-sort="name"]')).to_contain_text("▲")
+            names = table.locator("tr.sd-lat-row").evaluate_all(
+                "rows => rows.map((row) => row.dataset.name)"
+            )
+            assert TOPPING_RECEIVER in names
+            assert names == sorted(names, key=str.lower)
+
+            topping.click()
+            detail = page.locator("#sd-receiver-detail")
+            expect(detail).to_contain_text("2 calls since start")
+            expect(detail.locator(".sd-slowest tbody tr")).to_have_count(2)
+
+            page.click('a[data-tab="requests"]')
+            saves = page.locator("#sd-request-rows tr.sd-req-row", has_text="GET /toppings/save/")
+            expect(saves).to_have_count(2)
+            saves.first.click()
+            bars = page.locator("#sd-request-detail tr.sd-bar-row")
+            expect(bars).to_have_count(2)  # post_save, and the receiver it reached
+            expect(bars.nth(0)).to_have_attribute("data-kind", "send")
+            expect(bars.nth(0)).to_contain_text("signals.post_save")
+            expect(bars.nth(1)).to_have_attribute("data-depth", "1")
+            expect(bars.nth(1)).to_contain_text(TOPPING_RECEIVER)
+            expect(bars.nth(1).locator(".sd-bar")).to_be_visible()
