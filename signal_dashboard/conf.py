@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "STATS_WINDOW_SECONDS": 300,
     # A receiver that runs more than this many times inside one request or command is a storm.
     "STORM_THRESHOLD": 50,
+    # Most (signal, sender, receiver) series the statistics keep; further ones count as overflow.
+    "STATS_MAX_KEYS": 5000,
     # Rows a dashboard page keeps; older ones are removed as new ones arrive.
     "MAX_ROWS": 200,
     # Events waiting to be pushed to dashboards; past this the oldest are dropped and counted.

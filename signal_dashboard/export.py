@@ -86,6 +86,9 @@ def stats_json(request: HttpRequest) -> HttpResponse:
         "span": "window" if query.window else "all",
         "window_seconds": store.window_seconds,
         "filter": event_filter.to_query(),
+        # Path, minimum duration and errors only need single events: such a filter's statistics
+        # come from the recent-events buffer, not from the series kept since start.
+        "source": "buffer" if event_filter.needs_events else "statistics",
         "overflow": store.overflow,
         **tables,
     }

@@ -80,12 +80,12 @@ class Recorder:
         if request_size != self.requests.maxlen:
             self.requests = deque(self.requests, maxlen=request_size)
 
-    def configure_latency(self, window_seconds: int, storm_threshold: int) -> None:
-        latency = self.latency
-        if window_seconds != latency.window_seconds:
+    def configure_latency(self, window_seconds: int, storm_threshold: int, max_keys: int) -> None:
+        if window_seconds != self.latency.window_seconds:
             # Slices of another length cannot be compared: start the statistics afresh.
             self.latency = LatencyStore(window_seconds=window_seconds)
         self.latency.storm_threshold = storm_threshold
+        self.latency.max_keys = max_keys
 
     def clear(self) -> None:
         self.events.clear()

@@ -371,7 +371,9 @@ def configure() -> None:
         payload.Limits.from_config(config), int(config["MAX_TRACEBACK_LENGTH"])
     )
     recorder.resize(config["BUFFER_SIZE"], config["REQUEST_BUFFER_SIZE"])
-    recorder.configure_latency(config["STATS_WINDOW_SECONDS"], config["STORM_THRESHOLD"])
+    recorder.configure_latency(
+        config["STATS_WINDOW_SECONDS"], config["STORM_THRESHOLD"], config["STATS_MAX_KEYS"]
+    )
 
 
 def install() -> None:

@@ -220,6 +220,7 @@ def test_stats_download_is_the_latency_table_of_every_group(
         "window_seconds",
         "filter",
         "overflow",
+        "source",
         "receivers",
         "signals",
         "senders",
@@ -273,6 +274,7 @@ def test_stats_download_honours_the_filter(
 ) -> None:
     data = staff_client.get(STATS_URL, query).json()
     assert data["filter"] == EventFilter.parse(query).to_query()
+    assert data["source"] == ("buffer" if EventFilter.parse(query).needs_events else "statistics")
     assert {row["name"]: row["count"] for row in data["receivers"]} == receivers
     assert {
         row["name"].removeprefix(f"{MODULE}."): row["count"] for row in data["signals"]

@@ -325,3 +325,26 @@ def test_a_receiver_running_more_than_the_threshold_in_one_request_is_a_storm(
     [row] = recorder.latency.table(TableQuery(), EventFilter(receiver="fast"))
     assert row.storms is not None
     assert (row.storms.requests, row.storms.max_calls) == (1, 4)
+
+
+def test_series_beyond_the_key_limit_are_counted_as_overflow(receivers: None) -> None:
+    store = LatencyStore(max_keys=3)
+    fill(store, send_mix(), {})
+    # oven/Pizza and its receiver, then oven/Pasta's send reach the limit. Not kept: that send's
+    # receiver call, and both sends of till (a send not kept takes its calls with it).
+    assert len(store.sends) + len(store.calls) == 3
+    assert store.overflow == 1 + 2
+    assert {row.name for row in store.table(TableQuery(group="signal"))} == {
+        "tests.test_stats.oven"
+    }
+
+
+@override_settings(
+    SIGNAL_DASHBOARD={"ENABLED": True, "STATS_WINDOW_SECONDS": 60, "STATS_MAX_KEYS": 7}
+)
+def test_settings_reach_the_store() -> None:
+    from signal_dashboard.recorder import recorder
+
+    assert recorder.latency.window_seconds == 60
+    assert recorder.latency.max_keys == 7
+    assert recorder.latency.slice_ns == 2_000_000_000
