@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .events import _WALL_OFFSET_NS, receiver_label, sender_label, signal_label
+from .events import _WALL_OFFSET_NS, _OpaqueSender, receiver_label, sender_label, signal_label
 
 if TYPE_CHECKING:
     from .context import Origin
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 _SUB_BITS = 6
 _EXACT_BITS = _SUB_BITS + 1
 _EXACT = 1 << _EXACT_BITS
+# Above any duration: the minimum of an empty histogram.
+_NO_VALUE = 1 << 64
 
 PERCENTILES = (50, 95, 99)
 
@@ -63,27 +65,37 @@ def _bucket_value(index: int) -> int:
 class Histogram:
     """Counts of durations (in nanoseconds) in log-linear buckets; mergeable and bounded."""
 
-    __slots__ = ("buckets", "count", "errors", "max_ns", "min_ns", "sum_ns")
+    __slots__ = ("_min_ns", "buckets", "count", "errors", "max_ns", "sum_ns")
 
     def __init__(self) -> None:
         self.buckets: dict[int, int] = {}
         self.count = 0
         self.errors = 0
         self.sum_ns = 0
-        self.min_ns = 0
+        self._min_ns = _NO_VALUE
         self.max_ns = 0
 
+    @property
+    def min_ns(self) -> int:
+        return self._min_ns if self.count else 0
+
     def add(self, value: int, error: bool = False) -> None:
-        value = max(value, 0)
-        index = bucket_index(value)
+        # bucket_index(), inlined: this runs for every send and every receiver call.
+        if value < _EXACT:
+            if value < 0:
+                value = 0
+            index = value
+        else:
+            shift = value.bit_length() - _EXACT_BITS
+            index = (shift << _SUB_BITS) + (value >> shift)
         buckets = self.buckets
         buckets[index] = buckets.get(index, 0) + 1
-        if not self.count or value < self.min_ns:
-            self.min_ns = value
-        if value > self.max_ns:
-            self.max_ns = value
         self.count += 1
         self.sum_ns += value
+        if value > self.max_ns:
+            self.max_ns = value
+        if value < self._min_ns:
+            self._min_ns = value
         if error:
             self.errors += 1
 
@@ -96,7 +108,7 @@ class Histogram:
         # items is one step under the GIL).
         for index, count in list(other.buckets.items()):
             buckets[index] = buckets.get(index, 0) + count
-        self.min_ns = other.min_ns if not self.count else min(self.min_ns, other.min_ns)
+        self._min_ns = min(self._min_ns, other._min_ns)
         self.max_ns = max(self.max_ns, other.max_ns)
         self.count += other.count
         self.sum_ns += other.sum_ns
@@ -180,7 +192,7 @@ class Histogram:
         histogram.count = int(data["count"])
         histogram.errors = int(data["errors"])
         histogram.sum_ns = int(data["sum_ns"])
-        histogram.min_ns = int(data["min_ns"])
+        histogram._min_ns = int(data["min_ns"]) if histogram.count else _NO_VALUE
         histogram.max_ns = int(data["max_ns"])
         return histogram
 
@@ -196,28 +208,52 @@ class Histogram:
 
 
 class Series:
-    """One key's durations: since start, and per time slice over the rolling window."""
+    """One key's durations: per time slice over the rolling window, and since start.
 
-    __slots__ = ("last_ns", "slices", "total")
+    Each value is added once, to its slice; slices that leave the window are merged into
+    ``expired``, so the total since start is ``expired`` plus the live slices.
+    """
+
+    __slots__ = ("expired", "last_ns", "slices", "slow_floor", "slowest")
 
     def __init__(self) -> None:
-        self.total = Histogram()
+        self.expired = Histogram()
         self.slices: deque[tuple[int, Histogram]] = deque()
         self.last_ns = 0  # wall-clock time of the latest value, ns since the epoch
+        # For receiver series: a min-heap of (duration, event number, SlowCall), and the
+        # duration a call must exceed to enter it (its least, once it is full).
+        self.slowest: list[tuple[int, int, SlowCall]] = []
+        self.slow_floor = -1
 
-    def add(self, value: int, error: bool, wall_ns: int, slice_ns: int, max_slices: int) -> None:
-        self.total.add(value, error)
-        self.last_ns = wall_ns
-        slice_id = wall_ns // slice_ns
+    def add(self, value: int, error: bool, wall_ns: int, slice_id: int, max_slices: int) -> None:
         slices = self.slices
-        if not slices or slices[-1][0] != slice_id:
-            slices.append((slice_id, Histogram()))
+        if slices and slices[-1][0] == slice_id:
+            histogram = slices[-1][1]
+        else:
+            histogram = Histogram()
+            slices.append((slice_id, histogram))
             while len(slices) > max_slices:
-                slices.popleft()
-        slices[-1][1].add(value, error)
+                self.expired.merge(slices.popleft()[1])
+        histogram.add(value, error)
+        self.last_ns = wall_ns
+
+    @property
+    def total(self) -> Histogram:
+        """Every value since start."""
+        return Histogram.merged([self.expired, *(h for _, h in list(self.slices))])
 
     def window(self, since_slice: int) -> Histogram:
         return Histogram.merged(h for slice_id, h in list(self.slices) if slice_id >= since_slice)
+
+
+class SendSeries(Series):
+    """A (signal, sender)'s send durations, and its receivers' series by receiver key."""
+
+    __slots__ = ("receivers",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.receivers: dict[Any, Series] = {}
 
 
 @dataclass(frozen=True)
@@ -348,68 +384,84 @@ class LatencyStore:
     slowest_kept: int = 10
     max_keys: int = 5000
 
-    # (signal, sender key, receiver key) -> Series of that receiver's call durations
+    # (signal, sender key) -> its send durations and, by receiver key, its receivers' calls
+    sends: dict[tuple[Any, Any], SendSeries] = field(default_factory=dict)
+    # (signal, sender key, receiver key) -> the same receiver series, for readers
     calls: dict[tuple[Any, Any, Any], Series] = field(default_factory=dict)
-    # (signal, sender key) -> Series of whole-send durations
-    sends: dict[tuple[Any, Any], Series] = field(default_factory=dict)
-    # receiver key -> min-heap of (duration, SlowCall)
-    slowest: dict[Any, list[tuple[int, int, SlowCall]]] = field(default_factory=dict)
     storms: dict[Any, Storms] = field(default_factory=dict)
-    overflow: int = 0  # values not kept because max_keys was reached
+    overflow: int = 0  # sends and calls not kept because max_keys was reached
     version: int = 0  # bumped on every change, so readers can tell nothing happened
+    slice_ns: int = field(init=False)
 
-    @property
-    def slice_ns(self) -> int:
-        return self.window_seconds * 1_000_000_000 // self.slices
+    def __post_init__(self) -> None:
+        self.slice_ns = self.window_seconds * 1_000_000_000 // self.slices
 
     # -- on the sending thread ---------------------------------------------------------------
 
     def record(self, event: SignalEvent) -> None:
         """Add a finished send and each of its receiver calls."""
         wall_ns = event.start_ns + _WALL_OFFSET_NS
-        slice_ns, slices = self.slice_ns, self.slices
-        sender = _sender_key(event)
-        send_key = (event.signal, sender)
-        series = self.sends.get(send_key)
-        if series is None:
-            series = self._new(self.sends, send_key)
-            if series is None:
+        slice_id = wall_ns // self.slice_ns
+        slices = self.slices
+        sender = event.sender
+        if type(sender) is _OpaqueSender:
+            sender = sender.label
+        signal = event.signal
+        send_series = self.sends.get((signal, sender))
+        if send_series is None:
+            send_series = self._new_send(signal, sender)
+            if send_series is None:
                 return
-        failed = not event.ok
-        series.add(event.duration_ns, failed, wall_ns, slice_ns, slices)
-        calls = self.calls
+        receivers = send_series.receivers
+        failed = False
         for receiver, _, _, duration, _, error in event.calls:
-            key = (event.signal, sender, receiver)
-            series = calls.get(key)
+            series = receivers.get(receiver)
             if series is None:
-                series = self._new(calls, key)
+                series = self._new_call(send_series, signal, sender, receiver)
                 if series is None:
                     continue
-            series.add(duration, error is not None, wall_ns, slice_ns, slices)
-            self._note_slow(receiver, duration, event)
+            if error is None:
+                series.add(duration, False, wall_ns, slice_id, slices)
+            else:
+                failed = True
+                series.add(duration, True, wall_ns, slice_id, slices)
+            if duration > series.slow_floor:
+                self._note_slow(series, duration, event)
+        send_series.add(event.duration_ns, failed, wall_ns, slice_id, slices)
         self.version += 1
 
-    def _new(self, table: dict[Any, Series], key: Any) -> Series | None:
+    def _full(self) -> bool:
         if len(self.calls) + len(self.sends) >= self.max_keys:
             self.overflow += 1
+            return True
+        return False
+
+    def _new_send(self, signal: Any, sender: Any) -> SendSeries | None:
+        if self._full():
             return None
-        series = table[key] = Series()
+        series = self.sends[(signal, sender)] = SendSeries()
         return series
 
-    def _note_slow(self, receiver: Any, duration: int, event: SignalEvent) -> None:
-        heap = self.slowest.get(receiver)
-        if heap is None:
-            heap = self.slowest[receiver] = []
-        elif len(heap) >= self.slowest_kept and duration <= heap[0][0]:
-            return
+    def _new_call(
+        self, send_series: SendSeries, signal: Any, sender: Any, receiver: Any
+    ) -> Series | None:
+        if self._full():
+            return None
+        series = send_series.receivers[receiver] = self.calls[(signal, sender, receiver)] = Series()
+        return series
+
+    def _note_slow(self, series: Series, duration: int, event: SignalEvent) -> None:
         origin = event.origin
         call = SlowCall(duration, event.uid, event.timestamp, origin.name, origin.request_id)
-        # The event id breaks ties, so SlowCalls are never compared.
+        # The event number breaks ties, so SlowCalls are never compared.
         entry = (duration, event.id, call)
+        heap = series.slowest
         if len(heap) < self.slowest_kept:
             heapq.heappush(heap, entry)
         else:
             heapq.heapreplace(heap, entry)
+        if len(heap) >= self.slowest_kept:
+            series.slow_floor = heap[0][0]
 
     def record_origin(self, origin: Origin) -> list[tuple[str, int]]:
         """Note the receivers that ran more than the threshold for a finished request or
@@ -432,7 +484,6 @@ class LatencyStore:
     def clear(self) -> None:
         self.calls.clear()
         self.sends.clear()
-        self.slowest.clear()
         self.storms.clear()
         self.overflow = 0
         self.version += 1
@@ -457,6 +508,8 @@ class LatencyStore:
         what only single events carry (path, minimum duration, errors only) are answered from
         ``events``, the recent-events buffer, instead.
         """
+        if event_filter is not None and not event_filter.active:
+            event_filter = None
         if event_filter is not None and event_filter.needs_events:
             source = LatencyStore(
                 window_seconds=self.window_seconds,
@@ -512,23 +565,23 @@ class LatencyStore:
 
     def receiver_keys(self, label: str) -> list[Any]:
         """The receiver keys (code objects or classes) labelled ``label``."""
-        keys = {receiver for _, _, receiver in list(self.calls)} | set(self.slowest)
+        keys = {receiver for _, _, receiver in list(self.calls)}
         return [key for key in keys if receiver_label(key)[0] == label]
+
+    def _receiver_series(self, label: str) -> list[Series]:
+        keys = set(self.receiver_keys(label))
+        return [series for (_, _, key), series in list(self.calls.items()) if key in keys]
 
     def receiver_histogram(self, label: str, window: bool = False) -> Histogram:
         """All calls of the receivers labelled ``label``, on every signal and sender."""
-        keys = set(self.receiver_keys(label))
         since = self.since_slice() if window else None
         return Histogram.merged(
             series.total if since is None else series.window(since)
-            for (_, _, receiver), series in list(self.calls.items())
-            if receiver in keys
+            for series in self._receiver_series(label)
         )
 
     def slowest_calls(self, label: str) -> list[SlowCall]:
-        calls = [
-            entry[2] for key in self.receiver_keys(label) for entry in self.slowest.get(key, ())
-        ]
+        calls = [entry[2] for series in self._receiver_series(label) for entry in series.slowest]
         return sorted(calls, key=lambda call: call.duration_ns, reverse=True)[: self.slowest_kept]
 
     def receiver_usage(self) -> dict[Any, tuple[int, float]]:

@@ -16,6 +16,7 @@ from signal_dashboard.filters import EventFilter
 from signal_dashboard.stats import (
     Histogram,
     LatencyStore,
+    Series,
     TableQuery,
     bucket_bounds,
     bucket_index,
@@ -348,3 +349,15 @@ def test_settings_reach_the_store() -> None:
     assert recorder.latency.window_seconds == 60
     assert recorder.latency.max_keys == 7
     assert recorder.latency.slice_ns == 2_000_000_000
+
+
+def test_slices_leaving_the_window_still_count_since_start() -> None:
+    series = Series()
+    for slice_id, value in [(1, 100), (1, 200), (2, 300), (3, 400), (4, 50_000)]:
+        series.add(value, value == 300, wall_ns=slice_id * 10, slice_id=slice_id, max_slices=2)
+    assert [slice_id for slice_id, _ in series.slices] == [3, 4]
+    assert series.expired.count == 3
+    total = series.total
+    assert (total.count, total.errors, total.min_ns, total.max_ns) == (5, 1, 100, 50_000)
+    assert series.window(since_slice=4).count == 1
+    assert series.last_ns == 40
