@@ -181,10 +181,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.push([])
             return
         await self.push(matching[::-1])
-        if time.monotonic() - self.tables_sent_at >= TABLES_INTERVAL and self.tables_version != (
-            recorder.latency.version,
-            len(recorder.requests) and recorder.requests[-1].id,
-        ):
+        due = time.monotonic() - self.tables_sent_at >= TABLES_INTERVAL
+        if due and self.tables_version != _tables_version():
             await self.push_tables()
 
     # -- to the page ------------------------------------------------------------------------
@@ -211,8 +209,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def push_tables(self) -> None:
         """The latency table (under this page's filter) and the request list."""
-        latency = recorder.latency
-        self.tables_version = (latency.version, len(recorder.requests) and recorder.requests[-1].id)
+        self.tables_version = _tables_version()
         self.tables_sent_at = time.monotonic()
         html = render_to_string(
             "signal_dashboard/_tables.html", tables_context(self.filter, self.table)
@@ -222,3 +219,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     async def send_error(self, text: str) -> None:
         html = render_to_string("signal_dashboard/_error.html", {"error": text})
         await self.send(text_data=html)
+
+
+def _tables_version() -> tuple[int, int]:
+    """Changes whenever the statistics or the list of finished requests do."""
+    requests = recorder.requests
+    return (recorder.latency.version, requests[-1].id if requests else 0)

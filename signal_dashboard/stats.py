@@ -374,7 +374,7 @@ class TableRow:
         return summary.percentile(int(column[1:]))
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class LatencyStore:
     """Every traced send's durations, by (signal, sender, receiver); bounded in keys."""
 
