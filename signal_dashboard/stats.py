@@ -237,6 +237,30 @@ class Series:
         histogram.add(value, error)
         self.last_ns = wall_ns
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "last_ns": self.last_ns,
+            "expired": self.expired.to_dict(),
+            "slices": [[slice_id, h.to_dict()] for slice_id, h in list(self.slices)],
+            "slowest": [call.as_dict() for _, _, call in list(self.slowest)],
+        }
+
+    def merge_dict(self, data: Mapping[str, Any], max_slices: int, kept: int) -> None:
+        """Add a series of another process (its :meth:`as_dict`) to this one."""
+        self.last_ns = max(self.last_ns, int(data["last_ns"]))
+        self.expired.merge(Histogram.from_dict(data["expired"]))
+        by_id = dict(self.slices)
+        for slice_id, histogram in data["slices"]:
+            by_id.setdefault(int(slice_id), Histogram()).merge(Histogram.from_dict(histogram))
+        ordered = sorted(by_id.items())
+        for _, old in ordered[:-max_slices]:
+            self.expired.merge(old)
+        self.slices = deque(ordered[-max_slices:])
+        calls = [entry[2] for entry in self.slowest] + [SlowCall(**c) for c in data["slowest"]]
+        calls.sort(key=lambda call: call.duration_ns, reverse=True)
+        self.slowest = [(call.duration_ns, index, call) for index, call in enumerate(calls[:kept])]
+        heapq.heapify(self.slowest)
+
     @property
     def total(self) -> Histogram:
         """Every value since start."""
@@ -490,6 +514,51 @@ class LatencyStore:
 
     # -- reading -----------------------------------------------------------------------------
 
+    # What the keys are called. This store keys by the objects themselves (signals, senders,
+    # receivers' code objects); a MergedStore, built from other processes' snapshots, by labels.
+
+    def signal_name(self, key: Any) -> str:
+        return signal_label(key)
+
+    def sender_name(self, key: Any) -> str:
+        return sender_label(key)
+
+    def receiver_name(self, key: Any) -> tuple[str, str]:
+        """(``module.qualname``, ``file:line``)."""
+        return receiver_label(key)
+
+    def snapshot(self, source: str) -> dict[str, Any]:
+        """Everything this store holds, by label, as JSON-ready data another process can merge."""
+        calls = []
+        for (signal, sender, receiver), series in list(self.calls.items()):
+            label, location = self.receiver_name(receiver)
+            calls.append(
+                {
+                    "signal": self.signal_name(signal),
+                    "sender": self.sender_name(sender),
+                    "receiver": label,
+                    "location": location,
+                    **series.as_dict(),
+                }
+            )
+        sends = [
+            {"signal": self.signal_name(signal), "sender": self.sender_name(sender), **s.as_dict()}
+            for (signal, sender), s in list(self.sends.items())
+        ]
+        storms = [
+            {"receiver": self.receiver_name(key)[0], "requests": st.requests, "calls": st.max_calls}
+            for key, st in list(self.storms.items())
+        ]
+        return {
+            "source": source,
+            "window_seconds": self.window_seconds,
+            "slices": self.slices,
+            "overflow": self.overflow,
+            "calls": calls,
+            "sends": sends,
+            "storms": storms,
+        }
+
     def since_slice(self, now: float | None = None) -> int:
         """The first time slice inside the rolling window that ends ``now``."""
         now_ns = time.time_ns() if now is None else int(now * 1e9)
@@ -526,23 +595,23 @@ class LatencyStore:
         rows: dict[str, TableRow] = {}
         if query.group == "receiver":
             for (signal, sender, receiver), series in list(self.calls.items()):
-                label, location = receiver_label(receiver)
+                label, location = self.receiver_name(receiver)
                 if event_filter is not None and not event_filter.matches_labels(
-                    signal_label(signal), sender_label(sender), label
+                    self.signal_name(signal), self.sender_name(sender), label
                 ):
                     continue
                 _add(rows, label, series, since, location=location)
             for row in rows.values():
                 row.storms = Storms()
             for receiver, storms in list(self.storms.items()):
-                row = rows.get(receiver_label(receiver)[0])
+                row = rows.get(self.receiver_name(receiver)[0])
                 if row is not None and row.storms is not None:
                     row.storms.requests += storms.requests
                     row.storms.max_calls = max(row.storms.max_calls, storms.max_calls)
         else:
             receivers_by_send = self._receivers_by_send() if event_filter else {}
             for (signal, sender), series in list(self.sends.items()):
-                signal_name, sender_name = signal_label(signal), sender_label(sender)
+                signal_name, sender_name = self.signal_name(signal), self.sender_name(sender)
                 if event_filter is not None and not any(
                     event_filter.matches_labels(signal_name, sender_name, receiver)
                     for receiver in receivers_by_send.get((signal, sender), ("",))
@@ -560,13 +629,13 @@ class LatencyStore:
     def _receivers_by_send(self) -> dict[tuple[Any, Any], list[str]]:
         labels: dict[tuple[Any, Any], list[str]] = {}
         for signal, sender, receiver in list(self.calls):
-            labels.setdefault((signal, sender), []).append(receiver_label(receiver)[0])
+            labels.setdefault((signal, sender), []).append(self.receiver_name(receiver)[0])
         return labels
 
     def receiver_keys(self, label: str) -> list[Any]:
         """The receiver keys (code objects or classes) labelled ``label``."""
         keys = {receiver for _, _, receiver in list(self.calls)}
-        return [key for key in keys if receiver_label(key)[0] == label]
+        return [key for key in keys if self.receiver_name(key)[0] == label]
 
     def _receiver_series(self, label: str) -> list[Series]:
         keys = set(self.receiver_keys(label))
@@ -622,3 +691,55 @@ def _sender_key(event: SignalEvent) -> Any:
     """What the store keys a sender by: the sender itself where events keep it, else its label."""
     sender = event.sender
     return sender if isinstance(sender, str | int | type | None) else event.sender_label
+
+
+class MergedStore(LatencyStore):
+    """The statistics of several processes, merged from their snapshots (LatencyStore.snapshot()).
+
+    Keys are labels, so the same receiver in two processes is one series. Read-only: tables,
+    receiver histograms and slowest calls work as on a process's own store.
+    """
+
+    def __init__(self, snapshots: Iterable[Mapping[str, Any]], window_seconds: int = 300) -> None:
+        super().__init__(window_seconds=window_seconds)
+        self.locations: dict[str, str] = {}
+        self.sources: list[str] = []
+        for snapshot in snapshots:
+            self._merge(snapshot)
+
+    def _merge(self, snapshot: Mapping[str, Any]) -> None:
+        self.sources.append(str(snapshot.get("source", "")))
+        self.overflow += int(snapshot.get("overflow", 0))
+        for data in snapshot["sends"]:
+            key = (data["signal"], data["sender"])
+            series = self.sends.get(key)
+            if series is None:
+                series = self.sends[key] = SendSeries()
+            series.merge_dict(data, self.slices, self.slowest_kept)
+        for data in snapshot["calls"]:
+            signal, sender, receiver = data["signal"], data["sender"], data["receiver"]
+            send_series = self.sends.get((signal, sender))
+            if send_series is None:
+                send_series = self.sends[(signal, sender)] = SendSeries()
+            series = send_series.receivers.get(receiver)
+            if series is None:
+                series = send_series.receivers[receiver] = Series()
+                self.calls[(signal, sender, receiver)] = series
+            series.merge_dict(data, self.slices, self.slowest_kept)
+            self.locations.setdefault(receiver, data.get("location", ""))
+        for data in snapshot["storms"]:
+            storms = self.storms.setdefault(data["receiver"], Storms())
+            storms.requests += int(data["requests"])
+            storms.max_calls = max(storms.max_calls, int(data["calls"]))
+
+    def record(self, event: SignalEvent) -> None:
+        raise TypeError("A MergedStore is read-only: record into a process's own LatencyStore.")
+
+    def signal_name(self, key: Any) -> str:
+        return str(key)
+
+    def sender_name(self, key: Any) -> str:
+        return str(key)
+
+    def receiver_name(self, key: Any) -> tuple[str, str]:
+        return str(key), self.locations.get(key, "")

@@ -16,6 +16,7 @@ from signal_dashboard.filters import EventFilter
 from signal_dashboard.stats import (
     Histogram,
     LatencyStore,
+    MergedStore,
     Series,
     TableQuery,
     bucket_bounds,
@@ -361,3 +362,36 @@ def test_slices_leaving_the_window_still_count_since_start() -> None:
     assert (total.count, total.errors, total.min_ns, total.max_ns) == (5, 1, 100, 50_000)
     assert series.window(since_slice=4).count == 1
     assert series.last_ns == 40
+
+
+# -- Several processes ----------------------------------------------------------------------------
+
+
+def test_snapshots_of_two_stores_merge_into_the_stats_of_all_calls(receivers: None) -> None:
+    first, second, everything = LatencyStore(), LatencyStore(), LatencyStore()
+    first.slowest_kept = second.slowest_kept = everything.slowest_kept = 3
+    events = send_mix() + send_mix()
+    for index, event in enumerate(events):
+        (first if index % 2 else second).record(event)
+        everything.record(event)
+    snapshots = [
+        json.loads(json.dumps(store.snapshot(name)))
+        for name, store in (("a:1", first), ("b:2", second))
+    ]
+    merged = MergedStore(snapshots)
+    assert merged.sources == ["a:1", "b:2"]
+    for group in ("receiver", "signal", "sender"):
+        for window in (True, False):
+            query = TableQuery(group=group, window=window)
+            expected = [(row.name, row.histogram) for row in everything.table(query)]
+            assert [(row.name, row.histogram) for row in merged.table(query)] == expected
+    label = "tests.test_stats.fast"
+    assert merged.receiver_histogram(label) == everything.receiver_histogram(label)
+    # Each store kept its three slowest: together they hold the three slowest of all.
+    assert merged.slowest_calls(label)[:3] == everything.slowest_calls(label)
+    [row] = merged.table(TableQuery(), EventFilter(receiver="failing"))
+    assert (
+        row.location == everything.table(TableQuery(), EventFilter(receiver="failing"))[0].location
+    )
+    with pytest.raises(TypeError):
+        merged.record(events[0])
