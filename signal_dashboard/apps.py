@@ -9,7 +9,8 @@ class SignalDashboardConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from . import checks, conf, tracing  # noqa: F401  (checks register themselves)
+        from . import checks, conf, tracing, transport  # noqa: F401  (checks register themselves)
 
         if conf.tracing_enabled():
             tracing.install()
+            transport.start_publisher()

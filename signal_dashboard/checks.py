@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +27,8 @@ _POSITIVE_INTS = (
     "STATS_WINDOW_SECONDS",
     "STORM_THRESHOLD",
     "STATS_MAX_KEYS",
+    "HISTORY_SIZE",
+    "HISTORY_RETENTION",
 )
 
 
@@ -68,6 +71,25 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 f"{SETTING_NAME}['SENSITIVE_KEYS'] must be a list of strings.",
                 hint='For example ["card_number", "iban"].',
                 id="signal_dashboard.E003",
+            )
+        )
+    url = user_config.get("REDIS_URL")
+    if url is not None and (
+        not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://"))
+    ):
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['REDIS_URL'] must be a redis:// (or rediss://, unix://) URL.",
+                hint="For example 'redis://127.0.0.1:6379/0', or None to keep events in-process.",
+                id="signal_dashboard.E004",
+            )
+        )
+    elif url is not None and importlib.util.find_spec("channels_redis") is None:
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['REDIS_URL'] is set but channels_redis is not installed.",
+                hint="pip install 'signal-dashboard[redis]'",
+                id="signal_dashboard.E005",
             )
         )
     return messages

@@ -50,6 +50,13 @@ DEFAULTS: dict[str, Any] = {
     "STREAM_BUFFER_SIZE": 5000,
     # Events a paused dashboard holds back; past this the oldest are dropped and counted.
     "MAX_HELD_EVENTS": 1000,
+    # redis://host:port/db: every process publishes its events and statistics there, and every
+    # dashboard shows all of them (needs channels_redis). None: this process only.
+    "REDIS_URL": None,
+    # With REDIS_URL: how many recent events of all processes Redis keeps for new dashboards.
+    "HISTORY_SIZE": 2000,
+    # ... and for how long at most, in seconds.
+    "HISTORY_RETENTION": 3600,
 }
 
 

@@ -26,9 +26,13 @@ from .context import suspended
 from .filters import EventFilter, FilterError
 from .recorder import recorder
 from .stats import TableQuery
-from .views import tables_context
+from .transport import is_shared, layer_alias, transport_status
+from .views import recent_rows, tables_context
 
 FORBIDDEN = 4403
+TRANSPORT_DOWN = 4503
+# A process not heard from for this long no longer counts towards the events-per-second figure.
+SOURCE_SILENCE = 5.0
 MAX_MESSAGE_BYTES = 16 * 1024
 ACTIONS = ("filter", "pause", "resume", "clear", "table")
 # The latency table and the request list are pushed at most this often (seconds).
@@ -40,6 +44,11 @@ _TABLE_KEYS = _ENVELOPE_KEYS | frozenset(TableQuery.PARAMS)
 
 class DashboardConsumer(AsyncWebsocketConsumer):
     """One open dashboard: its filter, pause state and what it has been sent."""
+
+    @property  # type: ignore[override]
+    def channel_layer_alias(self) -> str:
+        """With the Redis transport, the layer every process publishes to."""
+        return layer_alias()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Signals sent while serving a dashboard (its user lookup, say) would feed the
@@ -58,7 +67,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.held: deque[dict[str, Any]] = deque(maxlen=config["MAX_HELD_EVENTS"])
         self.paused = False
         self.dropped = 0  # rows this socket missed: held-back overflow and channel-layer gaps
-        self.next_row: int | None = None  # running number of the next row we expect
+        # Per sending process: the running number of the next row we expect, and its figures.
+        self.next_row: dict[str, int] = {}
+        self.sources: dict[str, dict[str, float]] = {}
         self.cleared_at = 0.0
         self.senders_sent: set[str] = set()
         self.table = TableQuery()
@@ -71,8 +82,15 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         except FilterError as error:
             self.filter, self.filter_error = EventFilter(), str(error)
         # Join before accepting, so nothing sent after the page sees the socket open is missed.
-        await self.channel_layer.group_add(GROUP, self.channel_name)
-        broadcaster.attach()
+        try:
+            await self.channel_layer.group_add(GROUP, self.channel_name)
+        except Exception as error:  # the Redis transport is down
+            await self.accept()
+            await self.send_error(f"The event transport is down ({error}); retrying.")
+            await self.close(code=TRANSPORT_DOWN)
+            return
+        if not is_shared():
+            broadcaster.attach()
         self.joined = True
         await self.accept()
         if self.filter_error:
@@ -81,8 +99,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if getattr(self, "joined", False):
             self.joined = False
+            if not is_shared():
+                broadcaster.detach()
             await self.channel_layer.group_discard(GROUP, self.channel_name)
-            broadcaster.detach()
 
     # -- from the page ----------------------------------------------------------------------
 
@@ -117,7 +136,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             return
         rows = [
             row
-            for row in (event.as_row() for event in reversed(list(recorder.events)))
+            for row in await sync_to_async(recent_rows, thread_sensitive=False)()
             if row["timestamp"] > self.cleared_at and self.filter.matches(row)
         ][: self.max_rows]
         self.held.clear()
@@ -166,12 +185,18 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     # -- from the broadcaster ---------------------------------------------------------------
 
     async def signal_batch(self, message: dict[str, Any]) -> None:
-        """A batch of rows from every process's recorder, oldest first."""
+        """A batch of rows from one process's recorder, oldest first."""
         rows = message["rows"]
-        if self.next_row is not None and message["first"] > self.next_row:
-            self.dropped += message["first"] - self.next_row  # the channel layer lost a batch
-        self.next_row = message["first"] + len(rows)
-        self.status = {"rate": message["rate"], "dropped": message["dropped"] + self.dropped}
+        source = message.get("source", "")
+        expected = self.next_row.get(source)
+        if expected is not None and message["first"] > expected:
+            self.dropped += message["first"] - expected  # the channel layer lost a batch
+        self.next_row[source] = message["first"] + len(rows)
+        self.sources[source] = {
+            "rate": message["rate"],
+            "dropped": message["dropped"],
+            "seen": time.monotonic(),
+        }
         matching = [row for row in rows if self.filter.matches(row)]
         if self.paused:
             for row in matching:
@@ -191,7 +216,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         """Send rows (newest first) with the status line and any senders not seen yet."""
         new_senders = sorted({row["sender"] for row in rows} - self.senders_sent)
         self.senders_sent.update(new_senders)
-        status = getattr(self, "status", {"rate": 0.0, "dropped": self.dropped})
+        status = self.status()
         html = render_to_string(
             "signal_dashboard/_push.html",
             {
@@ -200,12 +225,24 @@ class DashboardConsumer(AsyncWebsocketConsumer):
                 "new_senders": new_senders,
                 "rate": status["rate"],
                 "dropped": status["dropped"],
+                "transport": status["transport"],
                 "paused": self.paused,
                 "held": len(self.held),
                 "filter": self.filter,
             },
         )
         await self.send(text_data=html)
+
+    def status(self) -> dict[str, Any]:
+        """Events per second and drops over every process heard from, and the transport."""
+        now = time.monotonic()
+        recent = [s for s in self.sources.values() if now - s["seen"] < SOURCE_SILENCE]
+        transport = transport_status()
+        return {
+            "rate": sum(s["rate"] for s in recent),
+            "dropped": sum(int(s["dropped"]) for s in self.sources.values()) + self.dropped,
+            "transport": transport,
+        }
 
     async def push_tables(self) -> None:
         """The latency table (under this page's filter) and the request list."""

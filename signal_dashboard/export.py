@@ -15,6 +15,7 @@ from .events import SignalEvent
 from .filters import EventFilter, FilterError
 from .recorder import recorder
 from .stats import GROUPS, TableQuery
+from .transport import latency_store
 from .views import dashboard_access
 
 EVENTS_FILENAME = "signal-events.ndjson"
@@ -71,7 +72,7 @@ def stats_json(request: HttpRequest) -> HttpResponse:
     except ValueError as exc:  # FilterError included
         return _bad_request(exc)
     # The recorder replaces its store when the window setting changes: read one store throughout.
-    store = recorder.latency
+    store = latency_store()
     events = list(recorder.events)
     with suspended():
         tables = {

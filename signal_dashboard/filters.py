@@ -23,7 +23,7 @@ _FALSE = frozenset({"", "off", "false", "0", "no"})
 _MAX_QUOTED = 40
 _MAX_UNKNOWN_LISTED = 5
 
-_TEXT_FIELDS = ("sender", "signal", "receiver", "path")
+_TEXT_FIELDS = ("sender", "signal", "receiver", "path", "process")
 
 
 class FilterError(ValueError):
@@ -38,6 +38,7 @@ class EventFilter:
     signal: str = ""  # case-insensitive substring of row["signal"]
     receiver: str = ""  # case-insensitive substring of any of row["receivers"]
     path: str = ""  # prefix of row["origin"]["path"]
+    process: str = ""  # case-insensitive substring of "host:pid" of the process that sent it
     min_duration_ms: float | None = None
     errors_only: bool = False
 
@@ -46,12 +47,14 @@ class EventFilter:
     _sender: str = field(init=False, repr=False, compare=False)
     _signal: str = field(init=False, repr=False, compare=False)
     _receiver: str = field(init=False, repr=False, compare=False)
+    _process: str = field(init=False, repr=False, compare=False)
     _min_duration_ns: int | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_sender", self.sender.lower())
         object.__setattr__(self, "_signal", self.signal.lower())
         object.__setattr__(self, "_receiver", self.receiver.lower())
+        object.__setattr__(self, "_process", self.process.lower())
         # Whole nanoseconds, so that 2.007 ms admits a send of exactly 2_007_000 ns
         # (2.007 * 1e6 is 2007000.0000000002 in floating point).
         threshold = None if self.min_duration_ms is None else round(self.min_duration_ms * 1e6)
@@ -96,6 +99,10 @@ class EventFilter:
             self._receiver in receiver.lower() for receiver in row["receivers"]
         ):
             return False
+        if self._process:
+            origin = row["origin"]
+            if self._process not in f"{origin.get('host')}:{origin.get('pid')}".lower():
+                return False
         if self.path:
             path = row["origin"].get("path")
             return path is not None and path.startswith(self.path)
@@ -113,7 +120,9 @@ class EventFilter:
     @property
     def needs_events(self) -> bool:
         """Whether a field is set that only single events can answer (not aggregates)."""
-        return bool(self.path or self.min_duration_ms is not None or self.errors_only)
+        return bool(
+            self.path or self.process or self.min_duration_ms is not None or self.errors_only
+        )
 
     def without_event_fields(self) -> EventFilter:
         """This filter with path, minimum duration and errors only cleared."""
@@ -136,6 +145,7 @@ class EventFilter:
             or self.signal
             or self.receiver
             or self.path
+            or self.process
             or self.min_duration_ms is not None
             or self.errors_only
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,13 +18,13 @@ from .access import can_view
 from .broadcast import broadcaster
 from .conf import get_config
 from .context import Origin
-from .events import SignalEvent
 from .filters import EventFilter, FilterError
 from .middleware import request_summary
 from .recorder import recorder
 from .registry import signal_registry
 from .stats import TableQuery
 from .tracing import is_installed, tracing_failures
+from .transport import history, history_event, is_shared, latency_store, transport_status
 
 # Rows of the latency table and of the request list a page shows.
 MAX_TABLE_ROWS = 100
@@ -56,9 +57,7 @@ def index(request: HttpRequest) -> HttpResponse:
     except FilterError as exc:
         event_filter, error = EventFilter(), str(exc)
     events = list(recorder.events)
-    rows = [
-        row for row in (event.as_row() for event in reversed(events)) if event_filter.matches(row)
-    ][: config["MAX_ROWS"]]
+    rows = [row for row in recent_rows() if event_filter.matches(row)][: config["MAX_ROWS"]]
     query = urlencode(event_filter.to_query())
     return render(
         request,
@@ -67,7 +66,8 @@ def index(request: HttpRequest) -> HttpResponse:
             "rows": rows,
             "filter": event_filter,
             "error": error,
-            "senders": sorted({event.sender_label for event in events}),
+            "senders": sorted({row["sender"] for row in rows} | {e.sender_label for e in events}),
+            "transport": transport_status(),
             "ws_url": f"/{config['WEBSOCKET_PATH']}" + (f"?{query}" if query else ""),
             "max_rows": config["MAX_ROWS"],
             "dropped": broadcaster.dropped,
@@ -83,47 +83,84 @@ def tables_context(event_filter: EventFilter, query: TableQuery) -> dict[str, An
     """What the latency table and the request list show, for a page or a socket push."""
     config = get_config()
     events = list(recorder.events) if event_filter.needs_events else []
-    rows = recorder.latency.table(
-        query, event_filter, events, slow_ns=config["SLOW_MS"] * 1_000_000
-    )
+    store = latency_store()
+    rows = store.table(query, event_filter, events, slow_ns=config["SLOW_MS"] * 1_000_000)
     return {
         "latency_rows": rows[:MAX_TABLE_ROWS],
         "latency_total": len(rows),
         "table": query,
-        "window_seconds": recorder.latency.window_seconds,
+        "window_seconds": store.window_seconds,
         "from_buffer": event_filter.needs_events,
         "request_rows": [
             request_summary(origin) for origin in list(recorder.requests)[-MAX_REQUEST_ROWS:][::-1]
         ],
-        "storm_threshold": recorder.latency.storm_threshold,
+        "storm_threshold": store.storm_threshold,
         "slow_ms": config["SLOW_MS"],
     }
+
+
+def recent_rows() -> list[dict[str, Any]]:
+    """Rows of the recent events, newest first: every process's with the Redis transport (this
+    process's if Redis cannot be read), else this process's."""
+    if is_shared():
+        try:
+            return history(get_config()["HISTORY_SIZE"])
+        except Exception:
+            pass
+    return [event.as_row() for event in reversed(list(recorder.events))]
 
 
 @dashboard_access
 def event_detail(request: HttpRequest, event_id: str) -> HttpResponse:
     """One send: payload, each receiver's timing and outcome, nested sends, its origin."""
     events = list(recorder.events)
-    event = _find(events, event_id)
-    children = [child for child in events if child.parent is event]
-    parent = event.parent
-    return render(
-        request,
-        "signal_dashboard/_detail.html",
-        {
-            "event": event,
-            "children": children,
-            "parent": parent,
-            "origin": event.origin.as_dict(),
-        },
-    )
-
-
-def _find(events: list[SignalEvent], event_id: str) -> SignalEvent:
     for event in events:
         if event.uid == event_id:
-            return event
-    raise Http404("That send is no longer in the buffer.")
+            context = {
+                "event": event,
+                "children": [child for child in events if child.parent is event],
+                "parent": event.parent,
+                "origin": event.origin.as_dict(),
+            }
+            return render(request, "signal_dashboard/_detail.html", context)
+    # Another process's send: what the Redis transport kept of it.
+    history_id = request.GET.get("h", "")
+    data = None
+    if history_id and is_shared():
+        try:
+            data = history_event(history_id)
+        except Exception as error:
+            return HttpResponse(f"Redis unreachable: {error}", status=503)
+    if data is None or data.get("id") != event_id:
+        raise Http404("That send is no longer in the buffer.")
+    context = {"event": _recorded(data), "children": [], "parent": None, "origin": data["origin"]}
+    return render(request, "signal_dashboard/_detail.html", context)
+
+
+def _recorded(data: dict[str, Any]) -> SimpleNamespace:
+    """An event of another process (its ``as_dict()``) with the attributes the detail shows."""
+    receivers = [
+        SimpleNamespace(
+            label=call["receiver"],
+            location=call["location"],
+            is_async=call["is_async"],
+            duration_ns=call["duration_ns"],
+            result=call["result"],
+            ok=call["error"] is None,
+            error=None if call["error"] is None else SimpleNamespace(**call["error"]),
+        )
+        for call in data["receivers"]
+    ]
+    return SimpleNamespace(
+        uid=data["id"],
+        signal_label=data["signal"],
+        sender_label=data["sender"],
+        method=data["method"],
+        timestamp=data["timestamp"],
+        duration_ns=data["duration_ns"],
+        payload=data["payload"],
+        receivers=receivers,
+    )
 
 
 @dashboard_access
@@ -132,7 +169,7 @@ def receiver_detail(request: HttpRequest) -> HttpResponse:
     label = request.GET.get("label", "")
     if not label:
         return HttpResponseBadRequest("Name a receiver: ?label=module.qualname")
-    store = recorder.latency
+    store = latency_store()
     recent = []
     for event in reversed(list(recorder.events)):
         for call in event.receivers:

@@ -13,7 +13,7 @@ from django.http import QueryDict
 
 from signal_dashboard.filters import EventFilter, FilterError
 
-KNOWN = "Known: sender, signal, receiver, path, min_duration_ms, errors_only."
+KNOWN = "Known: sender, signal, receiver, path, process, min_duration_ms, errors_only."
 HTMX_ENVELOPE = frozenset({"HEADERS", "action"})
 
 
@@ -60,9 +60,18 @@ def test_fields_are_the_dataclass_fields_in_order() -> None:
         "signal",
         "receiver",
         "path",
+        "process",
         "min_duration_ms",
         "errors_only",
     )
+
+
+def test_process_matches_host_and_pid() -> None:
+    row = make_row(origin=COMMAND_ORIGIN)
+    assert EventFilter(process="vm:123").matches(row)
+    assert EventFilter(process="VM:").matches(row)
+    assert not EventFilter(process="vm:124").matches(row)
+    assert EventFilter(process="vm:123").needs_events
 
 
 def test_default_filter_matches_every_row() -> None:
@@ -483,6 +492,6 @@ def test_prepared_needles_do_not_affect_equality_or_repr() -> None:
     assert EventFilter(sender="Pizza") == EventFilter.parse({"sender": " Pizza "})
     assert hash(EventFilter(sender="Pizza")) == hash(EventFilter.parse({"sender": "Pizza"}))
     assert repr(EventFilter(sender="x")) == (
-        "EventFilter(sender='x', signal='', receiver='', path='', "
+        "EventFilter(sender='x', signal='', receiver='', path='', process='', "
         "min_duration_ms=None, errors_only=False)"
     )

@@ -1,0 +1,402 @@
+"""The Redis transport: every process's signal events and statistics on every dashboard.
+
+Off by default: events go to dashboards in the same process (see broadcast.py). With
+``SIGNAL_DASHBOARD["REDIS_URL"]`` set, every process with tracing installed (web workers,
+management commands, scripts) runs a :class:`Publisher`: a daemon thread with an event loop of
+its own that, every ``FLUSH_INTERVAL``,
+
+- sends the events recorded since as one batch to the dashboards' group on a channels_redis
+  layer, so every open dashboard of every process gets them;
+- appends them to a capped Redis stream, the history a newly opened dashboard starts from;
+- stores the process's latency statistics (when they changed) under a key of its own that
+  expires ``STATS_RETENTION`` seconds after the process last wrote it.
+
+The sending thread only appends to a bounded deque. Redis being down costs the app nothing but
+the events: a batch that cannot be sent is dropped and counted, retries back off up to
+``MAX_BACKOFF``, and the stream resumes when Redis is back. At exit a process flushes what it
+recorded, waiting at most ``EXIT_FLUSH_TIMEOUT`` (so ``migrate``'s signals arrive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers, get_channel_layer
+
+from .broadcast import GROUP
+from .conf import get_config
+from .context import HOST, PID, suspended
+from .recorder import recorder
+from .stats import LatencyStore, MergedStore
+
+if TYPE_CHECKING:
+    from channels.layers import BaseChannelLayer
+
+    from .events import SignalEvent
+
+logger = logging.getLogger("signal_dashboard")
+
+ALIAS = "signal_dashboard"
+SOURCE = f"{HOST}:{PID}"
+# Two capped streams: the rows dashboards list and filter, and the full events their details
+# show (each row names its event's entry as "history_id").
+ROWS_KEY = "signal_dashboard:rows"
+EVENTS_KEY = "signal_dashboard:events"
+STATS_KEY_PREFIX = "signal_dashboard:stats:"
+
+FLUSH_INTERVAL = 0.1
+MAX_BATCH = 500  # rows per message: channels_redis keeps whole messages in memory
+CONNECT_TIMEOUT = 1.0
+OPERATION_TIMEOUT = 2.0
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 5.0
+STATS_INTERVAL = 1.0
+STATS_RETENTION = 600
+EXIT_FLUSH_TIMEOUT = 3.0
+# Merged statistics are read from Redis at most this often.
+MERGED_STATS_TTL = 1.0
+
+
+def redis_url() -> str | None:
+    return get_config()["REDIS_URL"] or None
+
+
+def is_shared() -> bool:
+    """Whether events travel between processes (through Redis)."""
+    return redis_url() is not None
+
+
+def _hosts(url: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "address": url,
+            "socket_connect_timeout": CONNECT_TIMEOUT,
+            "socket_timeout": OPERATION_TIMEOUT,
+        }
+    ]
+
+
+def _redis_layer(url: str) -> BaseChannelLayer:
+    from channels_redis.core import RedisChannelLayer
+
+    return RedisChannelLayer(hosts=_hosts(url), prefix="signal_dashboard")
+
+
+def layer_alias() -> str:
+    """The channel layer alias dashboards use: ours on Redis, or the project's default."""
+    url = redis_url()
+    if url is None:
+        return DEFAULT_CHANNEL_LAYER
+    # channels forgets its layers when CHANNEL_LAYERS changes: register ours again if needed.
+    if ALIAS not in channel_layers.backends:
+        channel_layers.set(ALIAS, _redis_layer(url))
+    return ALIAS
+
+
+def channel_layer() -> BaseChannelLayer:
+    return get_channel_layer(layer_alias())
+
+
+def _redis_client(url: str) -> Any:
+    import redis
+
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=OPERATION_TIMEOUT
+    )
+
+
+# --- Reading what every process sent ----------------------------------------------------------
+
+
+def history(limit: int) -> list[dict[str, Any]]:
+    """The rows of every process's newest ``limit`` events, newest first; raises the client's
+    error if Redis cannot be reached."""
+    url = redis_url()
+    if url is None:
+        return []
+    client = _redis_client(url)
+    try:
+        entries = client.xrevrange(ROWS_KEY, count=limit)
+    finally:
+        client.close()
+    return [json.loads(fields[b"row"]) for _, fields in entries]
+
+
+def history_event(history_id: str) -> dict[str, Any] | None:
+    """One event of any process (its ``as_dict()``), if Redis still has it."""
+    url = redis_url()
+    if url is None:
+        return None
+    client = _redis_client(url)
+    try:
+        entries = client.xrange(EVENTS_KEY, min=history_id, max=history_id, count=1)
+    finally:
+        client.close()
+    return json.loads(entries[0][1][b"event"]) if entries else None
+
+
+class _MergedCache:
+    store: LatencyStore | None = None
+    read_at = 0.0
+    error = ""
+
+
+def latency_store() -> LatencyStore:
+    """This process's statistics, or with the Redis transport every process's, merged.
+
+    If Redis cannot be read, this process's own statistics (and ``transport_error()`` says so).
+    """
+    if not is_shared():
+        return recorder.latency
+    now = time.monotonic()
+    cached = _MergedCache.store
+    if cached is not None and now - _MergedCache.read_at < MERGED_STATS_TTL:
+        return cached
+    own = recorder.latency
+    try:
+        snapshots = _read_snapshots()
+    except Exception as error:
+        _MergedCache.error = f"Redis unreachable: {error}"
+        return own
+    _MergedCache.error = ""
+    # This process's own figures are fresher than what it last wrote to Redis.
+    snapshots = [s for s in snapshots if s.get("source") != SOURCE]
+    snapshots.append(own.snapshot(SOURCE))
+    store = MergedStore(snapshots, window_seconds=own.window_seconds)
+    store.storm_threshold = own.storm_threshold
+    _MergedCache.store, _MergedCache.read_at = store, now
+    return store
+
+
+def _read_snapshots() -> list[dict[str, Any]]:
+    url = redis_url()
+    assert url is not None
+    client = _redis_client(url)
+    try:
+        keys = list(client.scan_iter(match=f"{STATS_KEY_PREFIX}*", count=100))
+        values = client.mget(keys) if keys else []
+    finally:
+        client.close()
+    return [json.loads(value) for value in values if value]
+
+
+def transport_status() -> dict[str, Any]:
+    """What dashboards show about the transport."""
+    if not is_shared():
+        return {"shared": False, "up": True, "error": "", "dropped": 0}
+    publisher = Publisher.current
+    error = (publisher.error if publisher else "") or _MergedCache.error
+    return {
+        "shared": True,
+        "up": not error,
+        "error": error,
+        "dropped": publisher.dropped if publisher else 0,
+    }
+
+
+# --- Publishing this process's events ----------------------------------------------------------
+
+
+class Publisher:
+    """Hands this process's events to Redis from a thread of its own."""
+
+    current: Publisher | None = None
+
+    def __init__(self, url: str, buffer_size: int) -> None:
+        self.url = url
+        self.pending: deque[SignalEvent] = deque(maxlen=buffer_size)
+        self.dropped = 0  # events lost: buffer overflow, or Redis refusing a batch
+        self.sent = 0  # events sent, ever: the running number dashboards spot gaps with
+        self.error = ""  # why the last attempt failed; empty while Redis answers
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self._stats_version = -1
+        self._stats_written_at = 0.0
+        self._recent: deque[tuple[float, int]] = deque()
+        self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._unsubscribe: Any = None
+
+    # -- on the sending thread ------------------------------------------------------------
+
+    def __call__(self, event: SignalEvent) -> None:
+        pending = self.pending
+        if len(pending) == pending.maxlen:
+            self.dropped += 1
+        pending.append(event)
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._unsubscribe = recorder.subscribe(self)
+        self._thread = threading.Thread(
+            target=self._run, name="signal-dashboard-publisher", daemon=True
+        )
+        self._thread.start()
+        atexit.register(self.close)
+
+    def close(self, timeout: float = EXIT_FLUSH_TIMEOUT) -> None:
+        """Send what is pending (waiting at most ``timeout``) and stop."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._stopping.set()
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(wake.set)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        atexit.unregister(self.close)
+
+    # -- on the publisher's thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        with suspended():  # our own Redis traffic sends no signals worth tracing
+            asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        import redis.asyncio
+
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        layer = _redis_layer(self.url)
+        client = redis.asyncio.Redis.from_url(
+            self.url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=OPERATION_TIMEOUT
+        )
+        try:
+            while not self._stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL)
+                if time.monotonic() >= self._retry_at:
+                    await self._attempt(layer, client)
+            # Exiting: one more attempt for what is pending, whatever the back-off says.
+            await self._attempt(layer, client)
+        finally:
+            await _quietly(client.aclose())
+            await _quietly(layer.flush())
+
+    async def _attempt(self, layer: BaseChannelLayer, client: Any) -> None:
+        try:
+            while self.pending:
+                await asyncio.wait_for(self._flush(layer, client), OPERATION_TIMEOUT * 2)
+            await asyncio.wait_for(self._write_stats(client), OPERATION_TIMEOUT * 2)
+        except Exception as error:
+            if not self.error:
+                logger.warning(
+                    "signal_dashboard cannot reach Redis at %s (%s); events are dropped and "
+                    "counted until it answers again",
+                    self.url,
+                    error,
+                )
+            self.error = f"{type(error).__name__}: {error}"[:200]
+            self._backoff = min(MAX_BACKOFF, self._backoff * 2 or FIRST_BACKOFF)
+            self._retry_at = time.monotonic() + self._backoff
+            return
+        if self.error:
+            logger.warning("signal_dashboard reaches Redis at %s again", self.url)
+        self.error = ""
+        self._backoff = 0.0
+
+    async def _flush(self, layer: BaseChannelLayer, client: Any) -> None:
+        batch = []
+        pending = self.pending
+        while pending and len(batch) < MAX_BATCH:
+            batch.append(pending.popleft())
+        entries = []
+        for event in batch:
+            try:
+                entries.append((event.as_row(), event.as_dict()))
+            except Exception:
+                self.dropped += 1
+                logger.debug("signal_dashboard could not serialize %r", event, exc_info=True)
+        rows = [row for row, _ in entries]
+        config = get_config()
+        cap, retention = config["HISTORY_SIZE"], config["HISTORY_RETENTION"]
+        # Entries older than the retention go, whatever the cap says (ids are milliseconds).
+        oldest = f"{int((time.time() - retention) * 1000)}-0"
+        try:
+            pipe = client.pipeline(transaction=False)
+            for _, data in entries:
+                pipe.xadd(
+                    EVENTS_KEY,
+                    {"event": json.dumps(data, default=str)},
+                    maxlen=cap,
+                    approximate=True,
+                )
+            pipe.xtrim(EVENTS_KEY, minid=oldest, approximate=True)
+            ids = await pipe.execute()
+            pipe = client.pipeline(transaction=False)
+            for row, history_id in zip(rows, ids, strict=False):
+                row["history_id"] = history_id.decode()
+                pipe.xadd(
+                    ROWS_KEY, {"row": json.dumps(row, default=str)}, maxlen=cap, approximate=True
+                )
+            pipe.xtrim(ROWS_KEY, minid=oldest, approximate=True)
+            await pipe.execute()
+            await layer.group_send(GROUP, self._message(rows))
+        except BaseException:
+            self.dropped += len(rows)
+            raise
+        self.sent += len(rows)
+
+    def _message(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        now = time.monotonic()
+        self._recent.append((now, len(rows)))
+        while self._recent and self._recent[0][0] < now - 5.0:
+            self._recent.popleft()
+        span = max(FLUSH_INTERVAL, now - self._recent[0][0])
+        return {
+            "type": "signal.batch",
+            "rows": rows,
+            "first": self.sent,
+            "source": SOURCE,
+            "dropped": self.dropped,
+            "rate": sum(count for _, count in self._recent) / span,
+        }
+
+    async def _write_stats(self, client: Any) -> None:
+        store = recorder.latency
+        now = time.monotonic()
+        changed = store.version != self._stats_version
+        # Rewritten now and then even unchanged, so the key outlives STATS_RETENTION while alive.
+        if not changed and now - self._stats_written_at < STATS_RETENTION / 2:
+            return
+        if (
+            changed
+            and now - self._stats_written_at < STATS_INTERVAL
+            and not self._stopping.is_set()
+        ):
+            return
+        version = store.version
+        data = json.dumps(store.snapshot(SOURCE), default=str)
+        await client.set(STATS_KEY_PREFIX + SOURCE, data, ex=STATS_RETENTION)
+        self._stats_version, self._stats_written_at = version, now
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await asyncio.wait_for(awaitable, OPERATION_TIMEOUT)
+    except Exception:
+        logger.debug("signal_dashboard: closing a Redis connection failed", exc_info=True)
+
+
+def start_publisher() -> Publisher | None:
+    """Start publishing this process's events if the Redis transport is on (once)."""
+    url = redis_url()
+    if url is None or Publisher.current is not None:
+        return Publisher.current
+    publisher = Publisher(url, get_config()["STREAM_BUFFER_SIZE"])
+    publisher.start()
+    Publisher.current = publisher
+    return publisher
