@@ -87,7 +87,7 @@ def _hosts(url: str) -> list[dict[str, Any]]:
 def _redis_layer(url: str) -> BaseChannelLayer:
     from channels_redis.core import RedisChannelLayer
 
-    return RedisChannelLayer(hosts=_hosts(url), prefix="signal_dashboard")
+    return RedisChannelLayer(hosts=_hosts(url), prefix="signal_dashboard:channels")
 
 
 def layer_alias() -> str:
@@ -284,7 +284,7 @@ class Publisher:
             await self._attempt(layer, client)
         finally:
             await _quietly(client.aclose())
-            await _quietly(layer.flush())
+            await _quietly(layer.close_pools())
 
     async def _attempt(self, layer: BaseChannelLayer, client: Any) -> None:
         try:
