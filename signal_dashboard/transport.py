@@ -56,6 +56,7 @@ FLUSH_INTERVAL = 0.1
 MAX_BATCH = 500  # rows per message: channels_redis keeps whole messages in memory
 CONNECT_TIMEOUT = 1.0
 OPERATION_TIMEOUT = 2.0
+LAYER_READ_TIMEOUT = 15.0
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 5.0
 STATS_INTERVAL = 1.0
@@ -75,11 +76,14 @@ def is_shared() -> bool:
 
 
 def _hosts(url: str) -> list[dict[str, Any]]:
+    # A dashboard's receive blocks in BRPOP for up to channels_redis's brpop_timeout (5 s) when
+    # nothing happens: reads must be allowed longer than that (redis-py's default is not). The
+    # publisher bounds its own calls.
     return [
         {
             "address": url,
             "socket_connect_timeout": CONNECT_TIMEOUT,
-            "socket_timeout": OPERATION_TIMEOUT,
+            "socket_timeout": LAYER_READ_TIMEOUT,
         }
     ]
 
@@ -300,6 +304,9 @@ class Publisher:
                     error,
                 )
             self.error = f"{type(error).__name__}: {error}"[:200]
+            # Connections made before Redis went away are dead: the next attempt makes new ones.
+            await _quietly(layer.close_pools())
+            await _quietly(client.connection_pool.disconnect())
             self._backoff = min(MAX_BACKOFF, self._backoff * 2 or FIRST_BACKOFF)
             self._retry_at = time.monotonic() + self._backoff
             return

@@ -28,7 +28,9 @@ BIN = "Scripts" if os.name == "nt" else "bin"
 
 # Debian packages the suites need; each provides a command of the same name.
 # chromium: the browser tests drive it with Playwright (tests/browser.py).
-SYSTEM_PACKAGES: tuple[str, ...] = ("chromium",)
+# redis-server: the multi-process tests start their own on a free port (tests/redis_server.py);
+# the service Debian may start on installing it is never used.
+SYSTEM_PACKAGES: tuple[str, ...] = ("chromium", "redis-server")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,22 @@
+"""Settings for the test project run in other processes (tests/processes.py) against real Redis.
+
+The environment names the Redis server and, so that separate processes share one database, the
+SQLite file: SIGNAL_DASHBOARD_TEST_REDIS_URL (required) and SIGNAL_DASHBOARD_TEST_DB.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tests.settings import *  # noqa: F403
+from tests.settings import DATABASES
+
+SIGNAL_DASHBOARD = {"ENABLED": True, "REDIS_URL": os.environ["SIGNAL_DASHBOARD_TEST_REDIS_URL"]}
+
+_shared_db = os.environ.get("SIGNAL_DASHBOARD_TEST_DB")
+if _shared_db:
+    # TEST NAME too: a test runner started in one of these processes must not make its own.
+    DATABASES = {
+        **DATABASES,
+        "default": {**DATABASES["default"], "NAME": _shared_db, "TEST": {"NAME": _shared_db}},
+    }

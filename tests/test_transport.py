@@ -1,0 +1,288 @@
+"""Several processes on one dashboard through a real redis-server: servers, commands, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from websockets.exceptions import ConnectionClosed
+
+from signal_dashboard.stats import Histogram
+from signal_dashboard.transport import STATS_KEY_PREFIX
+from tests.processes import (
+    DaphneServer,
+    http_get,
+    migrate,
+    open_dashboard_socket,
+    run_command,
+    session_cookie,
+)
+from tests.redis_server import RedisServer, redis_server  # noqa: F401
+
+pytestmark = pytest.mark.redis
+
+# How long an event may take from any process to an open dashboard (seconds); the publisher
+# backs off up to 5 s while Redis is down.
+EVENT_TIMEOUT = 15.0
+TOPPING_RECEIVER = "tests.asgi.topping_saved"
+# A command that connects a receiver to the test project's custom signal and sends it.
+SEND_CUSTOM_SIGNAL = (
+    "from tests.urls import pizza_ordered; "
+    "pizza_ordered.connect(lambda sender, **kwargs: 'noted', weak=False); "
+    "pizza_ordered.send(sender='shell', name='calzone')"
+)
+ROW = re.compile(r'<tr class="sd-row.*?</tr>', re.DOTALL)
+
+
+@pytest.fixture
+def project_db(tmp_path: Path, redis_server: RedisServer) -> Path:  # noqa: F811
+    db_path = tmp_path / "project.sqlite3"
+    migrate(db_path, redis_server.url)
+    return db_path
+
+
+@pytest.fixture
+def servers(project_db: Path, redis_server: RedisServer) -> Iterator[list[DaphneServer]]:  # noqa: F811
+    with (
+        DaphneServer(project_db, redis_server.url) as first,
+        DaphneServer(project_db, redis_server.url) as second,
+    ):
+        yield [first, second]
+
+
+@pytest.fixture
+def session_key(project_db: Path, redis_server: RedisServer) -> str:  # noqa: F811
+    return session_cookie(project_db, redis_server.url, "staff", "password")
+
+
+def rows(message: str) -> list[dict[str, str]]:
+    """The stream rows in a pushed fragment: signal, sender, process and what caused them."""
+    found = []
+    for html in ROW.findall(message):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", html, re.DOTALL)
+        process = re.search(r'<span class="sd-muted sd-process">([^<]+)</span>', html)
+        found.append(
+            {
+                "signal": re.search(r'data-signal="([^"]+)"', html).group(1),  # type: ignore[union-attr]
+                "caused_by": re.sub(r"<[^>]+>.*", "", cells[-1]).strip(),
+                "process": process.group(1) if process else "",
+            }
+        )
+    return found
+
+
+async def collect(socket: Any, until: Any, timeout: float = EVENT_TIMEOUT) -> list[dict[str, str]]:
+    """Rows pushed to ``socket`` until ``until(rows)`` holds."""
+    seen: list[dict[str, str]] = []
+    async with asyncio.timeout(timeout):
+        while not until(seen):
+            seen += rows(str(await socket.recv()))
+    return seen
+
+
+def test_one_dashboard_shows_two_servers_and_a_command(
+    servers: list[DaphneServer],
+    project_db: Path,
+    redis_server: RedisServer,  # noqa: F811
+    session_key: str,
+) -> None:
+    first, second = servers
+
+    def all_three(seen: list[dict[str, str]]) -> bool:
+        return {row["process"] for row in seen if row["caused_by"] in origins} >= processes
+
+    origins = {"GET /toppings/save/", "command shell"}
+    processes = {f"{host}:{first.pid}", f"{host}:{second.pid}"} if (host := _host()) else set()
+
+    async def watch() -> list[dict[str, str]]:
+        socket = await open_dashboard_socket(first.ws_url, session_key, first.url)
+        try:
+            for index, server in enumerate(servers):
+                url = f"{server.url}/toppings/save/?name=server{index}"
+                status, _ = await asyncio.to_thread(http_get, url)
+                assert status == 200
+            command = await asyncio.to_thread(
+                run_command, ["shell", "-c", SEND_CUSTOM_SIGNAL], project_db, redis_server.url
+            )
+            assert command.returncode == 0, command.stderr
+            return await collect(
+                socket,
+                lambda seen: (
+                    all_three(seen)
+                    and any(row["signal"] == "tests.urls.pizza_ordered" for row in seen)
+                ),
+            )
+        finally:
+            await socket.close()
+
+    seen = asyncio.run(watch())
+    saves = [row for row in seen if row["signal"] == "django.db.models.signals.post_save"]
+    assert {row["process"] for row in saves} == processes
+    assert {row["caused_by"] for row in saves} == {"GET /toppings/save/"}
+    [custom] = [row for row in seen if row["signal"] == "tests.urls.pizza_ordered"]
+    assert custom["caused_by"] == "command shell"
+    assert custom["process"] not in processes
+
+
+def test_migrate_in_its_own_process_shows_on_the_dashboard(
+    servers: list[DaphneServer],
+    project_db: Path,
+    redis_server: RedisServer,  # noqa: F811
+    session_key: str,
+) -> None:
+    first = servers[0]
+
+    async def watch() -> list[dict[str, str]]:
+        socket = await open_dashboard_socket(first.ws_url, session_key, first.url)
+        try:
+            result = await asyncio.to_thread(migrate, project_db, redis_server.url)
+            assert result.returncode == 0
+            return await collect(
+                socket,
+                lambda seen: (
+                    {"pre_migrate", "post_migrate"}
+                    <= {row["signal"].rpartition(".")[2] for row in seen}
+                ),
+            )
+        finally:
+            await socket.close()
+
+    seen = asyncio.run(watch())
+    migrations = [row for row in seen if row["signal"].endswith("_migrate")]
+    assert {row["caused_by"] for row in migrations} == {"command migrate"}
+    assert len({row["process"] for row in migrations}) == 1
+    assert migrations[0]["process"] not in {f"{_host()}:{server.pid}" for server in servers}
+
+
+def test_statistics_merge_across_processes(
+    servers: list[DaphneServer],
+    project_db: Path,
+    redis_server: RedisServer,  # noqa: F811
+    session_key: str,
+) -> None:
+    first, second = servers
+    for server, count in ((first, 3), (second, 2)):
+        for index in range(count):
+            assert http_get(f"{server.url}/toppings/save/?name=t{server.pid}-{index}")[0] == 200
+    own = _published_histograms(redis_server.url, {first.pid: 3, second.pid: 2})
+    expected = Histogram.merged(own.values())
+
+    status, body = _get_with_session(first.url + "/signals/stats.json?span=all", session_key)
+    assert status == 200
+    [row] = [row for row in json.loads(body)["receivers"] if row["name"] == TOPPING_RECEIVER]
+    merged = Histogram.from_dict(row["histogram"])
+    # The serving process adds its own fresh figures: the same calls, so the same histogram.
+    assert merged == expected
+    assert row["count"] == 5
+    assert row["p50_ns"] == expected.percentile(50)
+
+
+def test_redis_lost_and_back(
+    servers: list[DaphneServer],
+    project_db: Path,
+    redis_server: RedisServer,  # noqa: F811
+    session_key: str,
+) -> None:
+    first = servers[0]
+
+    async def next_save(socket: Any) -> list[dict[str, str]]:
+        status, _ = await asyncio.to_thread(http_get, first.url + "/toppings/save/?name=before")
+        assert status == 200
+        return await collect(
+            socket, lambda seen: any(row["signal"].endswith("post_save") for row in seen)
+        )
+
+    async def before() -> None:
+        socket = await open_dashboard_socket(first.ws_url, session_key, first.url)
+        try:
+            await next_save(socket)
+        finally:
+            await socket.close()
+
+    asyncio.run(before())
+    redis_server.stop()
+    # Requests keep succeeding while their events cannot be published.
+    started = time.monotonic()
+    statuses = [http_get(first.url + f"/toppings/save/?name=lost{i}")[0] for i in range(5)]
+    assert statuses == [200] * 5
+    assert time.monotonic() - started < 5
+    time.sleep(1)  # the publisher's next attempt fails and drops the pending batch
+    redis_server.start()
+
+    async def after() -> int:
+        # The publisher may be waiting out its back-off (up to 5 s) when Redis returns.
+        deadline = time.monotonic() + 2 * EVENT_TIMEOUT
+        while True:  # as the page does: reconnect until the server has Redis again
+            try:
+                return await dropped_and_saved()
+            except (OSError, ConnectionClosed):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+    attempts = iter(range(1000))
+
+    async def dropped_and_saved() -> int:
+        socket = await open_dashboard_socket(first.ws_url, session_key, first.url)
+        try:
+            url = f"{first.url}/toppings/save/?name=after{next(attempts)}"
+            status, _ = await asyncio.to_thread(http_get, url)
+            assert status == 200
+            seen: list[dict[str, str]] = []
+            dropped = 0
+            async with asyncio.timeout(EVENT_TIMEOUT):
+                while not (dropped and any(row["signal"].endswith("post_save") for row in seen)):
+                    message = str(await socket.recv())
+                    seen += rows(message)
+                    counter = re.search(r'<span id="sd-dropped">(\d+)</span>', message)
+                    dropped = int(counter.group(1)) if counter else dropped
+            return dropped
+        finally:
+            await socket.close()
+
+    # The stream is back, and the events lost meanwhile are counted.
+    assert asyncio.run(after()) > 0
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+def _published_histograms(url: str, expected_counts: dict[int, int]) -> dict[int, Histogram]:
+    """Each server's own histogram of the topping receiver, once it has published them all."""
+    deadline = time.monotonic() + EVENT_TIMEOUT
+    while True:
+        found: dict[int, Histogram] = {}
+        with redis.Redis.from_url(url) as client:
+            for key in client.scan_iter(match=f"{STATS_KEY_PREFIX}*"):
+                pid = int(key.decode().rpartition(":")[2])
+                snapshot = json.loads(client.get(key) or "{}")
+                for series in snapshot.get("calls", []):
+                    if series["receiver"] == TOPPING_RECEIVER:
+                        histogram = Histogram.from_dict(series["expired"])
+                        for _, part in series["slices"]:
+                            histogram.merge(Histogram.from_dict(part))
+                        found[pid] = histogram
+        counts = {pid: histogram.count for pid, histogram in found.items()}
+        if all(counts.get(pid) == count for pid, count in expected_counts.items()):
+            return {pid: found[pid] for pid in expected_counts}
+        if time.monotonic() > deadline:
+            raise AssertionError(f"published counts {counts}, expected {expected_counts}")
+        time.sleep(0.1)
+
+
+def _get_with_session(url: str, session_key: str) -> tuple[int, str]:
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Cookie": f"sessionid={session_key}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, response.read().decode()
