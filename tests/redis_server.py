@@ -3,9 +3,7 @@
 The server keeps nothing on disk (no RDB snapshots, no AOF), so a restart starts empty. It can
 be stopped and started again on the same port, as a Redis outage in the middle of a stream is.
 
-tests/conftest.py does not register the fixture; a test module imports it::
-
-    from tests.redis_server import redis_server  # noqa: F401
+tests/conftest.py makes the fixtures (``redis_server``, ``project_db``) available to every test::
 
     @pytest.mark.redis
     def test_something(redis_server: RedisServer) -> None:
@@ -124,3 +122,13 @@ def redis_server() -> Iterator[RedisServer]:
     """A fresh, empty Redis server for one test, stopped after it."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture
+def project_db(tmp_path: Path, redis_server: RedisServer) -> Path:
+    """A migrated SQLite file that processes started with tests.processes share."""
+    from tests.processes import migrate
+
+    db_path = tmp_path / "project.sqlite3"
+    migrate(db_path, redis_server.url)
+    return db_path

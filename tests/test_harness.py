@@ -21,21 +21,14 @@ from tests.processes import (
     open_dashboard_socket,
     session_cookie,
 )
-from tests.redis_server import RedisServer, RedisServerNotFound, redis_server  # noqa: F401
+from tests.redis_server import RedisServer, RedisServerNotFound
 
 # How long after a request its event may take to reach an open dashboard (seconds).
 EVENT_TIMEOUT = 5.0
 
 
 @pytest.fixture
-def project_db(tmp_path: Path, redis_server: RedisServer) -> Path:  # noqa: F811
-    db_path = tmp_path / "project.sqlite3"
-    migrate(db_path, redis_server.url)
-    return db_path
-
-
-@pytest.fixture
-def daphne(project_db: Path, redis_server: RedisServer) -> Iterator[DaphneServer]:  # noqa: F811
+def daphne(project_db: Path, redis_server: RedisServer) -> Iterator[DaphneServer]:
     with DaphneServer(project_db, redis_server.url) as server:
         yield server
 
@@ -55,7 +48,7 @@ def test_missing_redis_server_says_how_to_install_it(
 
 
 @pytest.mark.redis
-def test_redis_server_restarts_empty_on_the_same_port(redis_server: RedisServer) -> None:  # noqa: F811
+def test_redis_server_restarts_empty_on_the_same_port(redis_server: RedisServer) -> None:
     url = redis_server.url
     with redis.Redis.from_url(url) as client:
         assert client.set("kept", "no")
@@ -71,7 +64,7 @@ def test_redis_server_restarts_empty_on_the_same_port(redis_server: RedisServer)
 
 
 @pytest.mark.redis
-def test_migrate_creates_the_shared_database(tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
+def test_migrate_creates_the_shared_database(tmp_path: Path, redis_server: RedisServer) -> None:
     db_path = tmp_path / "shared.sqlite3"
 
     migrate(db_path, redis_server.url)
@@ -124,7 +117,7 @@ async def _first_row(watched: DaphneServer, requested: DaphneServer, session_key
 def test_dashboard_socket_streams_a_request_s_signals(
     daphne: DaphneServer,
     project_db: Path,
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
 ) -> None:
     session_key = session_cookie(project_db, redis_server.url, "staff", "password")
 
@@ -135,7 +128,7 @@ def test_dashboard_socket_streams_a_request_s_signals(
 def test_dashboard_socket_streams_signals_of_another_process(
     daphne: DaphneServer,
     project_db: Path,
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
 ) -> None:
     session_key = session_cookie(project_db, redis_server.url, "staff", "password")
 

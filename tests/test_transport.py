@@ -24,7 +24,7 @@ from tests.processes import (
     run_command,
     session_cookie,
 )
-from tests.redis_server import RedisServer, redis_server  # noqa: F401
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -42,14 +42,7 @@ ROW = re.compile(r'<tr class="sd-row.*?</tr>', re.DOTALL)
 
 
 @pytest.fixture
-def project_db(tmp_path: Path, redis_server: RedisServer) -> Path:  # noqa: F811
-    db_path = tmp_path / "project.sqlite3"
-    migrate(db_path, redis_server.url)
-    return db_path
-
-
-@pytest.fixture
-def servers(project_db: Path, redis_server: RedisServer) -> Iterator[list[DaphneServer]]:  # noqa: F811
+def servers(project_db: Path, redis_server: RedisServer) -> Iterator[list[DaphneServer]]:
     with (
         DaphneServer(project_db, redis_server.url) as first,
         DaphneServer(project_db, redis_server.url) as second,
@@ -58,7 +51,7 @@ def servers(project_db: Path, redis_server: RedisServer) -> Iterator[list[Daphne
 
 
 @pytest.fixture
-def session_key(project_db: Path, redis_server: RedisServer) -> str:  # noqa: F811
+def session_key(project_db: Path, redis_server: RedisServer) -> str:
     return session_cookie(project_db, redis_server.url, "staff", "password")
 
 
@@ -90,7 +83,7 @@ async def collect(socket: Any, until: Any, timeout: float = EVENT_TIMEOUT) -> li
 def test_one_dashboard_shows_two_servers_and_a_command(
     servers: list[DaphneServer],
     project_db: Path,
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     session_key: str,
 ) -> None:
     first, second = servers
@@ -134,7 +127,7 @@ def test_one_dashboard_shows_two_servers_and_a_command(
 def test_migrate_in_its_own_process_shows_on_the_dashboard(
     servers: list[DaphneServer],
     project_db: Path,
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     session_key: str,
 ) -> None:
     first = servers[0]
@@ -164,7 +157,7 @@ def test_migrate_in_its_own_process_shows_on_the_dashboard(
 def test_statistics_merge_across_processes(
     servers: list[DaphneServer],
     project_db: Path,
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     session_key: str,
 ) -> None:
     first, second = servers
@@ -187,7 +180,7 @@ def test_statistics_merge_across_processes(
 def test_redis_lost_and_back(
     servers: list[DaphneServer],
     project_db: Path,
-    redis_server: RedisServer,  # noqa: F811
+    redis_server: RedisServer,
     session_key: str,
 ) -> None:
     first = servers[0]
