@@ -73,6 +73,15 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 id="signal_dashboard.E003",
             )
         )
+    rate = user_config.get("SAMPLE_RATE", DEFAULTS["SAMPLE_RATE"])
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['SAMPLE_RATE'] must be a number from 0 to 1.",
+                hint=f"Got {rate!r}; 0.1 traces one request in ten.",
+                id="signal_dashboard.E006",
+            )
+        )
     url = user_config.get("REDIS_URL")
     if url is not None and (
         not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://"))

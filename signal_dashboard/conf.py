@@ -19,6 +19,8 @@ DEFAULTS: dict[str, Any] = {
     "REQUEST_BUFFER_SIZE": 500,
     # Record sends that reached no receiver (off: they cost what they cost in Django).
     "RECORD_EMPTY_SENDS": False,
+    # The share of requests traced, from 0 to 1 (sends outside requests are always traced).
+    "SAMPLE_RATE": 1.0,
     # Request paths that are never traced. None: the dashboard's own URLs.
     "EXCLUDE_PATHS": None,
     # Bounds of the payload summary.

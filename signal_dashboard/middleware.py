@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import random
 import re
 import uuid
 from collections.abc import Awaitable, Callable
@@ -72,9 +73,13 @@ class SignalDashboardMiddleware:
         return response
 
     def _start(self, request: HttpRequest) -> Origin | None:
-        """The request's origin, or None for a path that is not traced."""
+        """The request's origin, or None for a request that is not traced (an excluded path,
+        or not sampled)."""
         if any(request.path.startswith(prefix) for prefix in excluded_paths()):
             return None
+        rate = conf.get_config()["SAMPLE_RATE"]
+        if rate < 1 and random.random() >= rate:
+            return None  # not sampled: this request's sends are not traced
         request_id = _request_id(request.headers.get(REQUEST_ID_HEADER))
         request.signal_dashboard_request_id = request_id  # type: ignore[attr-defined]
         return Origin(

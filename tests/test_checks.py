@@ -72,3 +72,24 @@ def test_missing_middleware(settings: Any) -> None:
 def test_middleware_before_authentication(settings: Any) -> None:
     settings.MIDDLEWARE = [MIDDLEWARE_PATH, AUTH]
     assert [m.id for m in check_middleware()] == ["signal_dashboard.W003"]
+
+
+def test_redis_url_must_be_a_redis_url(settings: Any) -> None:
+    settings.SIGNAL_DASHBOARD = {"REDIS_URL": "localhost:6379"}
+    assert check_settings() == [
+        Error(
+            "SIGNAL_DASHBOARD['REDIS_URL'] must be a redis:// (or rediss://, unix://) URL.",
+            hint="For example 'redis://127.0.0.1:6379/0', or None to keep events in-process.",
+            id="signal_dashboard.E004",
+        )
+    ]
+    settings.SIGNAL_DASHBOARD = {"REDIS_URL": "redis://127.0.0.1:6379/0"}
+    assert check_settings() == []  # channels_redis is installed with the test extra
+
+
+def test_sample_rate_is_a_share(settings: Any) -> None:
+    for rate in (1.5, -0.1, "0.5", True):
+        settings.SIGNAL_DASHBOARD = {"SAMPLE_RATE": rate}
+        assert [m.id for m in check_settings()] == ["signal_dashboard.E006"], rate
+    settings.SIGNAL_DASHBOARD = {"SAMPLE_RATE": 0}
+    assert check_settings() == []

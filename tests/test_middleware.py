@@ -117,3 +117,25 @@ def test_exclude_paths_setting(client: Any, settings: Any) -> None:
     with capture() as events:
         client.get("/toppings/save/")
     assert saves(events) == []
+
+
+@pytest.mark.parametrize(("rate", "traced"), [(0, False), (1, True), (1.0, True)])
+def test_sample_rate_decides_whether_a_request_is_traced(
+    client: Any, settings: Any, rate: float, traced: bool
+) -> None:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "SAMPLE_RATE": rate}
+    with capture() as events:
+        response = client.get("/toppings/save/?name=sampled")
+    assert response.status_code == 200
+    assert bool(saves(events)) is traced
+    assert ("X-Request-ID" in response.headers) is traced
+
+
+def test_half_of_the_requests_are_sampled(client: Any, settings: Any, monkeypatch: Any) -> None:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "SAMPLE_RATE": 0.5}
+    draws = iter([0.1, 0.7, 0.49, 0.5])
+    monkeypatch.setattr("signal_dashboard.middleware.random.random", lambda: next(draws))
+    with capture() as events:
+        for index in range(4):
+            client.get(f"/toppings/save/?name=s{index}")
+    assert [event.origin.path for event in saves(events)] == ["/toppings/save/"] * 2

@@ -66,6 +66,7 @@ def rows(message: str) -> list[dict[str, str]]:
                 "signal": re.search(r'data-signal="([^"]+)"', html).group(1),  # type: ignore[union-attr]
                 "caused_by": re.sub(r"<[^>]+>.*", "", cells[-1]).strip(),
                 "process": process.group(1) if process else "",
+                "detail": re.search(r'hx-get="([^"]+)"', html).group(1),  # type: ignore[union-attr]
             }
         )
     return found
@@ -122,6 +123,11 @@ def test_one_dashboard_shows_two_servers_and_a_command(
     [custom] = [row for row in seen if row["signal"] == "tests.urls.pizza_ordered"]
     assert custom["caused_by"] == "command shell"
     assert custom["process"] not in processes
+    # The command's send, detailed by a server that never had it: from Redis.
+    status, detail = _get_with_session(first.url + custom["detail"], session_key)
+    assert status == 200
+    assert "command shell" in detail
+    assert "&quot;noted&quot;" in detail  # what the receiver returned
 
 
 def test_migrate_in_its_own_process_shows_on_the_dashboard(

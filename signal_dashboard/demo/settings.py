@@ -83,4 +83,6 @@ LOGGING = {
 
 LOGIN_URL = "/admin/login/"
 
-SIGNAL_DASHBOARD = {"ENABLED": True}
+# REDIS_URL=redis://127.0.0.1:6379/0 puts the demo on the Redis transport: events and statistics
+# of every process (this server, `manage.py` commands, scripts) reach the dashboard.
+SIGNAL_DASHBOARD = {"ENABLED": True, "REDIS_URL": os.environ.get("REDIS_URL") or None}
