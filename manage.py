@@ -25,7 +25,9 @@ def bootstrap() -> None:
     if not python.exists() or subprocess.run(check, stderr=subprocess.DEVNULL).returncode:
         print(f"First run: installing the project and its dependencies in {VENV}", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
-        subprocess.run([python, "-m", "pip", "install", "--quiet", "-e", ROOT], check=True)
+        subprocess.run(
+            [python, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[redis]"], check=True
+        )
     # Replace this process with the same command under the venv's Python.
     os.execv(python, [python, __file__, *sys.argv[1:]])
 

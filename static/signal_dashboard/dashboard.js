@@ -17,7 +17,13 @@
   });
   root.addEventListener("htmx:wsClose", function (event) {
     const code = event.detail && event.detail.event ? event.detail.event.code : 0;
-    status.textContent = code === 4403 ? "closed: not allowed" : "reconnecting…";
+    if (code === 4403) {
+      status.textContent = "closed: not allowed";
+    } else if (code === 4503) {
+      status.textContent = "transport down: reconnecting…";
+    } else {
+      status.textContent = "reconnecting…";
+    }
   });
 
   // Keep at most maxRows rows: new ones arrive at the top.
