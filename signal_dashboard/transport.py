@@ -94,14 +94,20 @@ def _redis_layer(url: str) -> BaseChannelLayer:
     return RedisChannelLayer(hosts=_hosts(url), prefix="signal_dashboard:channels")
 
 
+# The URL each of our channel layer aliases was made for.
+_registered: dict[str, str] = {}
+
+
 def layer_alias() -> str:
     """The channel layer alias dashboards use: ours on Redis, or the project's default."""
     url = redis_url()
     if url is None:
         return DEFAULT_CHANNEL_LAYER
-    # channels forgets its layers when CHANNEL_LAYERS changes: register ours again if needed.
-    if ALIAS not in channel_layers.backends:
+    # channels forgets its layers when CHANNEL_LAYERS changes, and the URL may have changed:
+    # register ours again if needed.
+    if ALIAS not in channel_layers.backends or _registered.get(ALIAS) != url:
         channel_layers.set(ALIAS, _redis_layer(url))
+        _registered[ALIAS] = url
     return ALIAS
 
 

@@ -18,7 +18,7 @@ from django.dispatch import Signal
 from django.test import override_settings
 
 from signal_dashboard.broadcast import GROUP, broadcaster
-from signal_dashboard.consumers import MAX_MESSAGE_BYTES, DashboardConsumer
+from signal_dashboard.consumers import MAX_MESSAGE_BYTES, TRANSPORT_DOWN, DashboardConsumer
 from signal_dashboard.recorder import recorder
 from signal_dashboard.routing import websocket_application
 
@@ -355,5 +355,28 @@ def test_bad_table_messages_get_an_error(fields: dict[str, str], expected: str) 
         # The socket still works, with the table as it was.
         assert "p95 ▼" in await table(communicator)
         await communicator.disconnect()
+
+    run(test)
+
+
+def test_unreachable_redis_transport_closes_the_socket_saying_so(settings: Any) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.SIGNAL_DASHBOARD = {
+        **settings.SIGNAL_DASHBOARD,
+        "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+    }
+
+    async def test() -> None:
+        communicator = WebsocketCommunicator(DashboardConsumer.as_asgi(), "/ws/signals/")
+        communicator.scope["user"] = staff()
+        connected, _ = await communicator.connect(timeout=TIMEOUT)
+        assert connected
+        error = await communicator.receive_from(timeout=TIMEOUT)
+        assert "The event transport is down" in error
+        closing = await communicator.receive_output(timeout=TIMEOUT)
+        assert closing == {"type": "websocket.close", "code": TRANSPORT_DOWN}
+        assert broadcaster.listeners == 0
 
     run(test)
