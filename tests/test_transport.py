@@ -123,6 +123,12 @@ def test_one_dashboard_shows_two_servers_and_a_command(
     [custom] = [row for row in seen if row["signal"] == "tests.urls.pizza_ordered"]
     assert custom["caused_by"] == "command shell"
     assert custom["process"] not in processes
+    # A dashboard opened now starts from every process's recent events.
+    status, page = _get_with_session(first.url + "/signals/", session_key)
+    assert status == 200
+    history = rows(page)
+    assert {row["process"] for row in history} >= processes | {custom["process"]}
+    assert 'data-signal="tests.urls.pizza_ordered"' in page
     # The command's send, detailed by a server that never had it: from Redis.
     status, detail = _get_with_session(first.url + custom["detail"], session_key)
     assert status == 200
