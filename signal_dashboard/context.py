@@ -44,7 +44,8 @@ class Origin:
     slowest_receiver_key: object = None
     slowest_receiver_ns: int = 0
     # Calls per receiver key, nested sends included, for storm detection.
-    receiver_calls: dict[object, int] = field(default_factory=dict)
+    receiver_calls: dict[int, int] = field(default_factory=dict)
+    _receiver_keys: dict[int, object] = field(default_factory=dict, repr=False)
     # Receivers that ran more than STORM_THRESHOLD times here: (label, calls), set at the end.
     storms: list[tuple[str, int]] = field(default_factory=list)
     error: str | None = None  # a command's exception, as "Type: message"
@@ -58,16 +59,30 @@ class Origin:
         sends run inside their parent's receivers."""
         self.signal_count += 1
         calls = self.receiver_calls
-        for call in event.calls:
-            key = call[0]
-            calls[key] = calls.get(key, 0) + 1
-        if event.parent is not None:
-            return
+        top_level = event.parent is None
         for key, _, _, duration, _, _ in event.calls:
-            self.receiver_ns += duration
-            if duration > self.slowest_receiver_ns:
-                self.slowest_receiver_ns = duration
-                self.slowest_receiver_key = key
+            ident = id(key)  # see receiver_call_counts()
+            count = calls.get(ident)
+            if count is None:
+                self._receiver_keys[ident] = key
+                calls[ident] = 1
+            else:
+                calls[ident] = count + 1
+            if top_level:
+                self.receiver_ns += duration
+                if duration > self.slowest_receiver_ns:
+                    self.slowest_receiver_ns = duration
+                    self.slowest_receiver_key = key
+
+    def receiver_call_counts(self) -> dict[object, int]:
+        """Calls per receiver key. Counted by id() on the hot path, as hashing a code object
+        hashes its contents every time; ``_receiver_keys`` holds the keys, so ids stay unique."""
+        counts: dict[object, int] = {}
+        keys = self._receiver_keys
+        for ident, count in list(self.receiver_calls.items()):
+            key = keys[ident]
+            counts[key] = counts.get(key, 0) + count
+        return counts
 
     def as_dict(self) -> dict[str, object]:
         data = {

@@ -273,11 +273,14 @@ class Series:
 class SendSeries(Series):
     """A (signal, sender)'s send durations, and its receivers' series by receiver key."""
 
-    __slots__ = ("receivers",)
+    __slots__ = ("by_id", "receivers")
 
     def __init__(self) -> None:
         super().__init__()
         self.receivers: dict[Any, Series] = {}
+        # id(receiver key) -> (its Series, the key): the hot path's index, as hashing a code
+        # object hashes its contents each time. The key kept here keeps its id unique.
+        self.by_id: dict[int, tuple[Series, Any]] = {}
 
 
 @dataclass(frozen=True)
@@ -436,14 +439,19 @@ class LatencyStore:
             send_series = self._new_send(signal, sender)
             if send_series is None:
                 return
-        receivers = send_series.receivers
+        by_id = send_series.by_id
         failed = False
         for receiver, _, _, duration, _, error in event.calls:
-            series = receivers.get(receiver)
-            if series is None:
-                series = self._new_call(send_series, signal, sender, receiver)
+            entry = by_id.get(id(receiver))
+            if entry is not None:
+                series = entry[0]
+            else:
+                series = send_series.receivers.get(receiver)  # an equal code object's
                 if series is None:
-                    continue
+                    series = self._new_call(send_series, signal, sender, receiver)
+                    if series is None:
+                        continue
+                by_id[id(receiver)] = (series, receiver)
             if error is None:
                 series.add(duration, False, wall_ns, slice_id, slices)
             else:
@@ -492,7 +500,7 @@ class LatencyStore:
         command; returns them as (label, calls), most calls first."""
         storming = [
             (key, count)
-            for key, count in origin.receiver_calls.items()
+            for key, count in origin.receiver_call_counts().items()
             if count > self.storm_threshold
         ]
         for key, count in storming:
