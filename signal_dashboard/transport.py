@@ -162,7 +162,7 @@ class _MergedCache:
 def latency_store() -> LatencyStore:
     """This process's statistics, or with the Redis transport every process's, merged.
 
-    If Redis cannot be read, this process's own statistics (and ``transport_error()`` says so).
+    If Redis cannot be read, this process's own statistics (and ``transport_status()`` says so).
     """
     if not is_shared():
         return recorder.latency
