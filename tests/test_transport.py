@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +19,12 @@ from websockets.exceptions import ConnectionClosed
 from signal_dashboard.stats import Histogram
 from signal_dashboard.transport import STATS_KEY_PREFIX
 from tests.processes import (
+    REPO,
     DaphneServer,
     http_get,
     migrate,
     open_dashboard_socket,
+    project_env,
     run_command,
     session_cookie,
 )
@@ -291,3 +295,35 @@ def _get_with_session(url: str, session_key: str) -> tuple[int, str]:
     request = urllib.request.Request(url, headers={"Cookie": f"sessionid={session_key}"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.status, response.read().decode()
+
+
+def test_signals_tail_follows_other_processes_in_the_terminal(
+    project_db: Path, redis_server: RedisServer
+) -> None:
+    options = ["--json", "--limit", "1", "--signal", "pizza_ordered"]
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "django", "signals_tail", *options, "--timeout", "30"],
+        cwd=REPO,
+        env=project_env(project_db, redis_server.url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The tail joins the stream at some point after it starts: send until it has printed.
+        deadline = time.monotonic() + EVENT_TIMEOUT * 2
+        while tail.poll() is None and time.monotonic() < deadline:
+            command = run_command(["shell", "-c", SEND_CUSTOM_SIGNAL], project_db, redis_server.url)
+            assert command.returncode == 0, command.stderr
+        output, errors = tail.communicate(timeout=EVENT_TIMEOUT)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+            tail.wait()
+    assert tail.returncode == 0, errors
+    [line] = output.splitlines()
+    row = json.loads(line)
+    assert row["signal"] == "tests.urls.pizza_ordered"
+    assert row["origin"]["kind"] == "command"
+    assert row["origin"]["name"] == "shell"
+    assert row["origin"]["pid"] != tail.pid
