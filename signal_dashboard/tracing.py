@@ -334,7 +334,11 @@ def _make_execute() -> Callable[..., Any]:
         try:
             return original(self, *args, **options)
         except BaseException as err:
-            origin.error = f"{type(err).__qualname__}: {str(err)[:200]}"
+            try:
+                message = str(err)[:200]
+            except Exception:  # str() of an exception is user code
+                message = ""
+            origin.error = f"{type(err).__qualname__}: {message}"
             raise
         finally:
             current_origin.reset(token)

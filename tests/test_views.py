@@ -168,3 +168,21 @@ def test_a_storm_is_flagged_on_the_request(staff_client: Any, settings: Any) -> 
     html = staff_client.get("/signals/").content.decode()
     assert html.count("sd-req-row sd-storm") == 1
     assert re.search(r'sd-lat-row[^"]*sd-storm[^"]*" data-name="tests.test_views.loaded"', html)
+
+
+class _Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("str() of user data")
+
+
+def test_a_failing_command_is_an_origin_with_its_error(staff_client: Any) -> None:
+    from django.core.management.base import BaseCommand
+
+    class Failing(BaseCommand):
+        def handle(self, *args: Any, **options: Any) -> None:
+            raise _Unprintable
+
+    with pytest.raises(_Unprintable):
+        Failing().execute(verbosity=0, no_color=True, force_color=False, skip_checks=True)
+    [origin] = [o for o in recorder.requests if o.kind == "command"]
+    assert origin.error == "_Unprintable: "
