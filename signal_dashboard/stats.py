@@ -257,7 +257,7 @@ class Series:
             self.expired.merge(old)
         self.slices = deque(ordered[-max_slices:])
         calls = [entry[2] for entry in self.slowest] + [SlowCall(**c) for c in data["slowest"]]
-        calls.sort(key=lambda call: call.duration_ns, reverse=True)
+        calls.sort(key=_slowest_first)
         self.slowest = [(call.duration_ns, index, call) for index, call in enumerate(calls[:kept])]
         heapq.heapify(self.slowest)
 
@@ -485,8 +485,9 @@ class LatencyStore:
     def _note_slow(self, series: Series, duration: int, event: SignalEvent) -> None:
         origin = event.origin
         call = SlowCall(duration, event.uid, event.timestamp, origin.name, origin.request_id)
-        # The event number breaks ties, so SlowCalls are never compared.
-        entry = (duration, event.id, call)
+        # The event number breaks ties, so SlowCalls are never compared; negated, so that of
+        # equally slow calls the latest leaves first and the earliest are kept.
+        entry = (duration, -event.id, call)
         heap = series.slowest
         if len(heap) < self.slowest_kept:
             heapq.heappush(heap, entry)
@@ -659,7 +660,7 @@ class LatencyStore:
 
     def slowest_calls(self, label: str) -> list[SlowCall]:
         calls = [entry[2] for series in self._receiver_series(label) for entry in series.slowest]
-        return sorted(calls, key=lambda call: call.duration_ns, reverse=True)[: self.slowest_kept]
+        return sorted(calls, key=_slowest_first)[: self.slowest_kept]
 
     def receiver_usage(self) -> dict[Any, tuple[int, float]]:
         """Per receiver key: calls since start and the wall-clock time of the last one."""
@@ -689,6 +690,11 @@ def _add(
         row = rows[name] = TableRow(name, Histogram(), location)
     row.histogram.merge(series.total if since is None else series.window(since))
     row.last = max(row.last, series.last_ns / 1e9)
+
+
+def _slowest_first(call: SlowCall) -> tuple[int, float]:
+    # Among equally slow calls the earliest first: the one a store keeps when it must choose.
+    return (-call.duration_ns, call.timestamp)
 
 
 def _by_count(item: tuple[str, int]) -> tuple[int, str]:
