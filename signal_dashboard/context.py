@@ -54,10 +54,9 @@ class Origin:
     pid: int = field(default=PID)
     host: str = field(default=HOST)
 
-    def add_event(self, event: SignalEvent) -> None:
-        """Count a finished send; receiver time counts top-level sends only, as nested
-        sends run inside their parent's receivers."""
-        self.signal_count += 1
+    def count_calls(self, event: SignalEvent) -> None:
+        """Count a send's receiver calls (nested sends included) and note the slowest
+        top-level one. ``signal_count`` and ``receiver_ns`` are counted as the send finishes."""
         calls = self.receiver_calls
         top_level = event.parent is None
         for key, _, _, duration, _, _ in event.calls:
@@ -68,11 +67,9 @@ class Origin:
                 calls[ident] = 1
             else:
                 calls[ident] = count + 1
-            if top_level:
-                self.receiver_ns += duration
-                if duration > self.slowest_receiver_ns:
-                    self.slowest_receiver_ns = duration
-                    self.slowest_receiver_key = key
+            if top_level and duration > self.slowest_receiver_ns:
+                self.slowest_receiver_ns = duration
+                self.slowest_receiver_key = key
 
     def receiver_call_counts(self) -> dict[object, int]:
         """Calls per receiver key. Counted by id() on the hot path, as hashing a code object

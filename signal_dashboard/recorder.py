@@ -1,9 +1,18 @@
 """The in-process recorder: recent events and requests, latency statistics, and the hook later
-stages attach to."""
+stages attach to.
+
+The sending thread only appends a finished event to ``pending``. Everything else (the recent
+events, the statistics, the request's receiver counts, the subscribers) happens in
+:meth:`Recorder.drain`, which a daemon thread runs every ``DRAIN_INTERVAL`` and every reader
+runs before it looks, so readers always see every send that finished before they asked.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,77 +29,201 @@ logger = logging.getLogger("signal_dashboard")
 
 Subscriber = Callable[["SignalEvent"], None]
 
+# How often the recorder's thread takes over what the sending threads left (seconds).
+DRAIN_INTERVAL = 0.02
+# Events and finished requests waiting for that thread; past this, new ones are lost and counted.
+PENDING_LIMIT = 200_000
+
 
 class Recorder:
     """Keeps the last ``size`` events and request summaries, and hands each event to subscribers.
 
-    ``deque.append`` with a ``maxlen`` is atomic under the GIL, so recording takes no lock.
-    Subscribers run on the thread that sent the signal: they must only hand the event on.
+    ``deque.append`` is atomic under the GIL, so the sending threads take no lock; one lock
+    keeps two drains (the recorder's thread and a reader) from interleaving.
+    Subscribers run inside a drain, off the sending thread; they must only hand the event on.
     """
 
     def __init__(self, size: int = 2000, request_size: int = 500) -> None:
-        self.events: deque[SignalEvent] = deque(maxlen=size)
-        self.requests: deque[Origin] = deque(maxlen=request_size)
+        self._events: deque[SignalEvent] = deque(maxlen=size)
+        self._requests: deque[Origin] = deque(maxlen=request_size)
+        self._latency = LatencyStore()
+        # Never replaced: the sending threads append to it through ``recorder.pending``.
+        self.pending: deque[SignalEvent | Origin] = deque()
+        self.lost = 0  # events and requests that found ``pending`` full
         self.subscribers: tuple[Subscriber, ...] = ()
+        # Called on the sending thread as each send finishes, for capture(): tests read what
+        # they captured before anything is drained.
+        self.immediate: tuple[Subscriber, ...] = ()
         self.subscriber_failures = 0
-        self.latency = LatencyStore()
+        self._lock = threading.RLock()
+        self._draining = False
+        self._thread: threading.Thread | None = None
+
+    # -- on the sending thread ---------------------------------------------------------------
 
     def record(self, event: SignalEvent) -> None:
-        self.events.append(event)
-        self.latency.record(event)
-        if self.subscribers:
-            self._notify(event)
+        """Take a finished send; it is counted and shown at the next drain."""
+        pending = self.pending
+        if len(pending) < PENDING_LIMIT:
+            pending.append(event)
+        else:
+            self.lost += 1
 
-    def _notify(self, event: SignalEvent) -> None:
+    def notify_immediate(self, event: SignalEvent) -> None:
         with context.suspended():
-            for subscriber in self.subscribers:
-                try:
-                    subscriber(event)
-                except Exception:
-                    self.subscriber_failures += 1
-                    if self.subscriber_failures == 1:
-                        logger.exception("signal_dashboard subscriber %r failed", subscriber)
+            for subscriber in self.immediate:
+                self._call(subscriber, event)
 
     def record_request(self, origin: Origin) -> None:
-        """Keep a finished request's (or command's) summary and note its receiver storms."""
-        origin.storms = self.latency.record_origin(origin)
-        self.requests.append(origin)
+        """Take a finished request (or command); queued behind the sends it made."""
+        self.record(origin)  # type: ignore[arg-type]
 
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        """Call ``subscriber(event)`` for every recorded event; returns the unsubscribe function."""
-        # Replacing the tuple (rather than mutating a list) lets record() iterate without a lock.
-        self.subscribers = (*self.subscribers, subscriber)
+    # -- off it --------------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Account everything pending: events, statistics, requests, subscribers."""
+        if not self.pending:
+            return
+        with self._lock:
+            if self._draining:  # a subscriber reading the recorder inside a drain
+                return
+            self._draining = True
+            try:
+                with context.suspended():
+                    self._drain()
+            finally:
+                self._draining = False
+
+    def _drain(self) -> None:
+        pending = self.pending
+        events = self._events
+        latency = self._latency
+        subscribers = self.subscribers
+        process = context.PROCESS_ORIGIN
+        # Only what is pending now: busy senders must not keep one drain going forever.
+        for _ in range(len(pending)):
+            item = pending.popleft()
+            if type(item) is context.Origin:
+                item.storms = latency.record_origin(item)
+                self._requests.append(item)
+                continue
+            event: SignalEvent = item  # type: ignore[assignment]
+            events.append(event)
+            if event.origin is not process:
+                event.origin.count_calls(event)
+            latency.record(event)
+            for subscriber in subscribers:
+                self._call(subscriber, event)
+
+    def _call(self, subscriber: Subscriber, event: SignalEvent) -> None:
+        try:
+            subscriber(event)
+        except Exception:
+            self.subscriber_failures += 1
+            if self.subscriber_failures == 1:
+                logger.exception("signal_dashboard subscriber %r failed", subscriber)
+
+    @property
+    def events(self) -> deque[SignalEvent]:
+        """The most recent events, oldest first."""
+        self.drain()
+        return self._events
+
+    @property
+    def requests(self) -> deque[Origin]:
+        """The most recent finished requests and commands, oldest first."""
+        self.drain()
+        return self._requests
+
+    @property
+    def latency(self) -> LatencyStore:
+        """This process's latency statistics."""
+        self.drain()
+        return self._latency
+
+    def start(self) -> None:
+        """Run the draining thread (again, in a forked child); idempotent."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="signal_dashboard.recorder", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        context.current_event.set(context.SUSPENDED)  # this thread's own sends are not traced
+        while True:
+            time.sleep(DRAIN_INTERVAL)
+            try:
+                self.drain()
+            except Exception:
+                logger.exception("signal_dashboard could not account recorded events")
+
+    def _after_fork(self) -> None:
+        # The child has no recorder thread, and the lock may have been held at the fork.
+        running = self._thread is not None
+        self._lock = threading.RLock()
+        self._draining = False
+        self._thread = None
+        if running:
+            self.start()
+
+    # -- subscribers ---------------------------------------------------------------------------
+
+    def subscribe(self, subscriber: Subscriber, immediate: bool = False) -> Callable[[], None]:
+        """Call ``subscriber(event)`` for every event recorded from now on, in a drain (or with
+        ``immediate``, on the sending thread as the send finishes); returns the unsubscribe
+        function."""
+        # Replacing tuples (rather than mutating lists) lets senders and drains iterate
+        # without a lock.
+        if immediate:
+            self.immediate = (*self.immediate, subscriber)
+        else:
+            self.drain()  # what was sent before subscribing is not the subscriber's
+            self.subscribers = (*self.subscribers, subscriber)
 
         def unsubscribe() -> None:
+            if immediate:
+                self.immediate = tuple(s for s in self.immediate if s is not subscriber)
+                return
+            self.drain()  # what was sent before unsubscribing still is
             self.subscribers = tuple(s for s in self.subscribers if s is not subscriber)
 
         return unsubscribe
 
     @contextmanager
-    def subscribed(self, subscriber: Subscriber) -> Iterator[None]:
-        unsubscribe = self.subscribe(subscriber)
+    def subscribed(self, subscriber: Subscriber, immediate: bool = False) -> Iterator[None]:
+        unsubscribe = self.subscribe(subscriber, immediate)
         try:
             yield
         finally:
             unsubscribe()
 
+    # -- settings --------------------------------------------------------------------------------
+
     def resize(self, size: int, request_size: int) -> None:
-        if size != self.events.maxlen:
-            self.events = deque(self.events, maxlen=size)
-        if request_size != self.requests.maxlen:
-            self.requests = deque(self.requests, maxlen=request_size)
+        with self._lock:
+            if size != self._events.maxlen:
+                self._events = deque(self._events, maxlen=size)
+            if request_size != self._requests.maxlen:
+                self._requests = deque(self._requests, maxlen=request_size)
 
     def configure_latency(self, window_seconds: int, storm_threshold: int, max_keys: int) -> None:
-        if window_seconds != self.latency.window_seconds:
-            # Slices of another length cannot be compared: start the statistics afresh.
-            self.latency = LatencyStore(window_seconds=window_seconds)
-        self.latency.storm_threshold = storm_threshold
-        self.latency.max_keys = max_keys
+        with self._lock:
+            if window_seconds != self._latency.window_seconds:
+                # Slices of another length cannot be compared: start the statistics afresh.
+                self._latency = LatencyStore(window_seconds=window_seconds)
+            self._latency.storm_threshold = storm_threshold
+            self._latency.max_keys = max_keys
 
     def clear(self) -> None:
-        self.events.clear()
-        self.requests.clear()
-        self.latency.clear()
+        with self._lock:
+            self.drain()
+            self._events.clear()
+            self._requests.clear()
+            self._latency.clear()
 
 
 recorder = Recorder()
+os.register_at_fork(after_in_child=recorder._after_fork)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import operator
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from time import perf_counter_ns
@@ -25,7 +26,7 @@ from django.dispatch import Signal, dispatcher
 from . import conf, events, payload
 from .context import PROCESS_ORIGIN, SUSPENDED, Origin, current_event, current_origin
 from .events import ErrorInfo, SignalEvent, error_info, receiver_key, summarize_result
-from .recorder import recorder
+from .recorder import PENDING_LIMIT, recorder
 
 logger = logging.getLogger("signal_dashboard")
 
@@ -42,6 +43,7 @@ _originals: dict[tuple[type, str], Callable[..., Any]] = {}
 
 
 _record_empty_sends = False
+_duration = operator.itemgetter(3)  # of a call tuple, see SignalEvent.calls
 
 
 class _Failures:
@@ -71,13 +73,22 @@ def tracing_failures() -> int:
 
 
 def _finish(event: SignalEvent) -> None:
-    """Account the send to its origin and record it."""
+    """Time the send, count it for its request, and hand it to the recorder."""
     try:
         event.duration_ns = perf_counter_ns() - event.start_ns
         origin = event.origin
         if origin is not PROCESS_ORIGIN:
-            origin.add_event(event)
-        recorder.record(event)
+            # Read by the request's Server-Timing header before the recorder gets to it.
+            origin.signal_count += 1
+            if event.parent is None:  # nested sends run inside their parent's receivers
+                origin.receiver_ns += sum(map(_duration, event.calls))
+        pending = recorder.pending  # recorder.record(), inlined
+        if len(pending) < PENDING_LIMIT:
+            pending.append(event)
+        else:
+            recorder.lost += 1
+        if recorder.immediate:
+            recorder.notify_immediate(event)
     except Exception:
         _Failures.add()
 
@@ -383,6 +394,7 @@ def configure() -> None:
 def install() -> None:
     """Trace every signal send from now on. Safe to call again, before or after django.setup()."""
     configure()
+    recorder.start()
     if _originals:
         return
     for owner, name, make in _PATCHES:
@@ -442,7 +454,7 @@ def capture() -> Iterator[CapturedEvents]:
     install()
     events = CapturedEvents()
     try:
-        with recorder.subscribed(events.append):
+        with recorder.subscribed(events.append, immediate=True):
             yield events
     finally:
         if not was_installed:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import pytest
 from django.dispatch import Signal
 
+from signal_dashboard.context import Origin
 from signal_dashboard.events import SignalEvent
 from signal_dashboard.recorder import Recorder, recorder
 from signal_dashboard.stats import TableQuery
@@ -67,3 +70,47 @@ def test_failing_subscriber_is_counted_and_the_send_still_returns() -> None:
         assert [r[1] for r in signal.send(sender=Sender)] == ["ok"]
     assert recorder.subscriber_failures == before + 1
     assert recorder.events[-1].signal is signal
+
+
+def test_a_recorded_event_is_accounted_at_the_next_drain() -> None:
+    ring = Recorder(size=3)
+    [event] = sent(1)
+    ring.record(event)
+    assert list(ring.pending) == [event]
+    assert list(ring._events) == []
+    assert list(ring.events) == [event]  # reading drains
+    assert not ring.pending
+
+
+def test_the_recorder_thread_drains_without_a_reader() -> None:
+    ring = Recorder(size=3)
+    ring.start()
+    [event] = sent(1)
+    ring.record(event)
+    deadline = time.monotonic() + 10
+    while ring.pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert list(ring._events) == [event]
+
+
+def test_events_beyond_the_pending_limit_are_counted_as_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("signal_dashboard.recorder.PENDING_LIMIT", 2)
+    ring = Recorder(size=5)
+    events = sent(3)
+    for event in events:
+        ring.record(event)
+    assert ring.lost == 1
+    assert list(ring.events) == events[:2]
+
+
+def test_a_finished_request_is_accounted_after_the_sends_it_made() -> None:
+    ring = Recorder(size=5)
+    origin = Origin(kind="request", name="GET /")
+    [event] = sent(1)
+    event.origin = origin
+    ring.record(event)
+    ring.record_request(origin)
+    assert list(ring.requests) == [origin]
+    assert origin.receiver_call_counts() == {event.calls[0][0]: 1}
