@@ -100,20 +100,26 @@ class Recorder:
         latency = self._latency
         subscribers = self.subscribers
         process = context.PROCESS_ORIGIN
+        batch: list[SignalEvent] = []
         # Only what is pending now: busy senders must not keep one drain going forever.
         for _ in range(len(pending)):
             item = pending.popleft()
             if type(item) is context.Origin:
+                # The request's sends are in the statistics before its storms are counted.
+                latency.record_many(batch)
+                batch = []
                 item.storms = latency.record_origin(item)
                 self._requests.append(item)
                 continue
             event: SignalEvent = item  # type: ignore[assignment]
+            batch.append(event)
             events.append(event)
             if event.origin is not process:
                 event.origin.count_calls(event)
-            latency.record(event)
             for subscriber in subscribers:
                 self._call(subscriber, event)
+        if batch:
+            latency.record_many(batch)
 
     def _call(self, subscriber: Subscriber, event: SignalEvent) -> None:
         try:
