@@ -1,9 +1,15 @@
-"""Hands events off the sending thread to the channel layer, in batches, counting what it drops.
+"""Hands events from the recorder to this process's dashboards, in batches, counting what it drops.
 
-The recorder calls the broadcaster on the thread that sent the signal; all it does there is
-append to a bounded deque. A task on the server's event loop drains the deque every
-``FLUSH_INTERVAL`` and sends one message per batch to the dashboards' group, so each socket
-gets at most ``1 / FLUSH_INTERVAL`` pushes a second however busy the app is.
+The recorder calls the broadcaster as it accounts each event, off the sending thread; all it
+does there is append to a bounded deque. A task on the server's event loop drains the deque
+every ``FLUSH_INTERVAL`` and hands each batch to every attached dashboard, so each socket gets
+at most ``1 / FLUSH_INTERVAL`` pushes a second however busy the app is.
+
+Batches go to the dashboards directly rather than through the channel layer: the in-memory
+layer deep-copies a message for every channel in a group, that is, every row once per socket.
+Every receiver gets the same batch, which it must only read. (With the Redis transport the
+publisher in transport.py sends batches through the channel layer instead; dashboards do not
+attach here then.)
 """
 
 from __future__ import annotations
@@ -12,9 +18,8 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
-
-from channels.layers import get_channel_layer
 
 from .conf import get_config
 from .recorder import recorder
@@ -23,6 +28,9 @@ if TYPE_CHECKING:
     from .events import SignalEvent
 
 logger = logging.getLogger("signal_dashboard")
+
+# What a batch is handed to: a dashboard's coroutine taking the (read-only) batch.
+BatchReceiver = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 GROUP = "signal_dashboard.events"
 FLUSH_INTERVAL = 0.1
@@ -33,20 +41,25 @@ STATUS_INTERVAL = 1.0
 
 
 class Broadcaster:
-    """Subscribed to the recorder while at least one dashboard is connected in this process."""
+    """Subscribed to the recorder while at least one dashboard in this process is attached."""
 
     def __init__(self) -> None:
         self.pending: deque[SignalEvent] = deque()
-        self.dropped = 0  # events lost here: buffer overflow, or the channel layer refusing them
-        self.sent = 0  # rows handed to the channel layer, ever; sockets use it to spot gaps
-        self.listeners = 0
+        self.dropped = 0  # events lost here: buffer overflow, or rows that could not be made
+        self.sent = 0  # rows handed to dashboards, ever: the running number of the next row
+        # Replaced, never mutated, so a flush can go on iterating while dashboards come and go.
+        self.receivers: tuple[BatchReceiver, ...] = ()
+        self.receiver_failures = 0
         self._unsubscribe: Any = None
         self._task: asyncio.Task[None] | None = None
         self._recent: deque[tuple[float, int]] = deque()
-        self._layer_failed = False
         self._last_push = 0.0
 
-    # -- on the sending thread ------------------------------------------------------------
+    @property
+    def listeners(self) -> int:
+        return len(self.receivers)
+
+    # -- where the recorder accounts events ----------------------------------------------------
 
     def __call__(self, event: SignalEvent) -> None:
         pending = self.pending
@@ -56,19 +69,19 @@ class Broadcaster:
 
     # -- on the event loop ----------------------------------------------------------------
 
-    def attach(self) -> None:
-        """A dashboard connected: make sure events flow."""
-        self.listeners += 1
+    def attach(self, receiver: BatchReceiver) -> None:
+        """A dashboard connected: hand it every batch from now on."""
+        self.receivers = (*self.receivers, receiver)
         if self._unsubscribe is None:
             self.pending = deque(maxlen=get_config()["STREAM_BUFFER_SIZE"])
             self._unsubscribe = recorder.subscribe(self)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def detach(self) -> None:
+    def detach(self, receiver: BatchReceiver) -> None:
         """A dashboard left; with none left, stop listening and sending."""
-        self.listeners = max(0, self.listeners - 1)
-        if self.listeners:
+        self.receivers = tuple(r for r in self.receivers if r != receiver)
+        if self.receivers:
             return
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -79,12 +92,17 @@ class Broadcaster:
         self.pending.clear()
 
     async def _run(self) -> None:
+        # From the start of one flush to the next, as handing a batch over takes the dashboards'
+        # time: otherwise a busy stream would be flushed less often, in batches they cut short.
+        due = time.monotonic() + FLUSH_INTERVAL
         while True:
-            await asyncio.sleep(FLUSH_INTERVAL)
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            due = time.monotonic() + FLUSH_INTERVAL
             await self.flush()
 
     async def flush(self) -> None:
-        """Send everything pending as one batch; with nothing pending, the status once a second."""
+        """Hand everything pending over as one batch; with nothing pending, the status once a
+        second."""
         rows = self._drain()
         now = time.monotonic()
         if not rows and now - self._last_push < STATUS_INTERVAL:
@@ -94,23 +112,22 @@ class Broadcaster:
         while self._recent and self._recent[0][0] < now - RATE_WINDOW:
             self._recent.popleft()
         span = max(FLUSH_INTERVAL, now - self._recent[0][0]) if self._recent else RATE_WINDOW
-        message = {
+        batch = {
             "type": "signal.batch",
-            "rows": rows,
+            "rows": tuple(rows),
             "first": self.sent,  # the running number of this batch's first row
             "dropped": self.dropped,
             "rate": sum(count for _, count in self._recent) / span,
         }
-        try:
-            await get_channel_layer().group_send(GROUP, message)
-        except Exception:
-            self.dropped += len(rows)
-            if not self._layer_failed:
-                logger.exception("signal_dashboard could not reach the channel layer")
-            self._layer_failed = True
-            return
-        self._layer_failed = False
         self.sent += len(rows)
+        for receiver in self.receivers:
+            try:
+                await receiver(batch)
+            except Exception:
+                # One broken dashboard must not starve the others.
+                self.receiver_failures += 1
+                if self.receiver_failures == 1:
+                    logger.exception("signal_dashboard could not hand a batch to %r", receiver)
 
     def _drain(self) -> list[dict[str, Any]]:
         rows = []

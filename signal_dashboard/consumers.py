@@ -5,19 +5,27 @@ Messages from the page are JSON objects sent by htmx's ws extension (form values
 ``table`` (the latency table's ``group``, ``span``, ``sort`` and ``order``). Everything sent
 back is HTML that htmx swaps in by element id. Besides the stream's rows, the latency table and
 the request list are pushed again whenever they changed, at most every ``TABLES_INTERVAL``.
+
+However many dashboards are open, the process renders each row once (:class:`RowFragments`)
+and the tables once per filter, table query and version of the data (:class:`SharedTables`);
+a socket only renders its own status line around them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections import deque
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 
 from .access import can_view
 from .broadcast import GROUP, broadcaster
@@ -29,17 +37,31 @@ from .stats import TableQuery
 from .transport import is_shared, layer_alias, transport_status
 from .views import recent_rows, tables_context
 
+logger = logging.getLogger("signal_dashboard")
+
 FORBIDDEN = 4403
 TRANSPORT_DOWN = 4503
 # A process not heard from for this long no longer counts towards the events-per-second figure.
 SOURCE_SILENCE = 5.0
 MAX_MESSAGE_BYTES = 16 * 1024
+# Daphne's limit on one WebSocket message: a larger push would close the socket (1011).
+MAX_PUSH_BYTES = 1024 * 1024
+# Rendered rows kept for the sockets still to show them (and for the next page filter).
+ROW_CACHE_SIZE = 2000
+# How each row's markup in _rows.html begins.
+_ROW_START = '<tr class="sd-row'
 ACTIONS = ("filter", "pause", "resume", "clear", "table")
 # The latency table and the request list are pushed at most this often (seconds).
 TABLES_INTERVAL = 1.0
+# Tables no socket asked for in this long are forgotten (seconds).
+TABLES_KEPT = 60.0
 # Keys htmx's ws extension adds to every message besides the form's fields.
 _ENVELOPE_KEYS = frozenset({"HEADERS", "action"})
 _TABLE_KEYS = _ENVELOPE_KEYS | frozenset(TableQuery.PARAMS)
+
+
+Version = tuple[int, int]
+_TablesKey = tuple[EventFilter, TableQuery]
 
 
 class DashboardConsumer(AsyncWebsocketConsumer):
@@ -64,7 +86,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             return
         config = get_config()
         self.max_rows: int = config["MAX_ROWS"]
-        self.held: deque[dict[str, Any]] = deque(maxlen=config["MAX_HELD_EVENTS"])
+        self.held: deque[Mapping[str, Any]] = deque(maxlen=config["MAX_HELD_EVENTS"])
         self.paused = False
         self.dropped = 0  # rows this socket missed: held-back overflow and channel-layer gaps
         # Per sending process: the running number of the next row we expect, and its figures.
@@ -74,7 +96,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.senders_sent: set[str] = set()
         self.table = TableQuery()
         self.tables_sent_at = 0.0
-        self.tables_version: tuple[int, int] | None = None
+        self.tables_version: Version | None = None
+        self.tables_refresh: asyncio.Task[None] | None = None
         query = dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
         self.filter_error = ""
         try:
@@ -82,15 +105,17 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         except FilterError as error:
             self.filter, self.filter_error = EventFilter(), str(error)
         # Join before accepting, so nothing sent after the page sees the socket open is missed.
-        try:
-            await self.channel_layer.group_add(GROUP, self.channel_name)
-        except Exception as error:  # the Redis transport is down
-            await self.accept()
-            await self.send_error(f"The event transport is down ({error}); retrying.")
-            await self.close(code=TRANSPORT_DOWN)
-            return
-        if not is_shared():
-            broadcaster.attach()
+        self.shared = is_shared()
+        if self.shared:
+            try:
+                await self.channel_layer.group_add(GROUP, self.channel_name)
+            except Exception as error:  # the Redis transport is down
+                await self.accept()
+                await self.send_error(f"The event transport is down ({error}); retrying.")
+                await self.close(code=TRANSPORT_DOWN)
+                return
+        else:
+            broadcaster.attach(self.deliver)
         self.joined = True
         await self.accept()
         if self.filter_error:
@@ -99,9 +124,11 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if getattr(self, "joined", False):
             self.joined = False
-            if not is_shared():
-                broadcaster.detach()
-            await self.channel_layer.group_discard(GROUP, self.channel_name)
+            self._stop_tables_refresh()
+            if self.shared:
+                await self.channel_layer.group_discard(GROUP, self.channel_name)
+            else:
+                broadcaster.detach(self.deliver)
 
     # -- from the page ----------------------------------------------------------------------
 
@@ -138,7 +165,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             row
             for row in await sync_to_async(recent_rows, thread_sensitive=False)()
             if row["timestamp"] > self.cleared_at and self.filter.matches(row)
-        ][: self.max_rows]
+        ]
         self.held.clear()
         await self.push(rows, replace=True)
         await self.push_tables()
@@ -184,9 +211,17 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     # -- from the broadcaster ---------------------------------------------------------------
 
-    async def signal_batch(self, message: dict[str, Any]) -> None:
-        """A batch of rows from one process's recorder, oldest first."""
-        rows = message["rows"]
+    async def deliver(self, batch: Mapping[str, Any]) -> None:
+        """A batch from this process's broadcaster, handed over directly (see broadcast.py)."""
+        if not self.joined:  # it left while the batch went round the others
+            return
+        with suspended():
+            await self.signal_batch(batch)
+
+    async def signal_batch(self, message: Mapping[str, Any]) -> None:
+        """A batch of rows from one process's recorder, oldest first (with the Redis transport,
+        through the channel layer)."""
+        rows: Sequence[Mapping[str, Any]] = message["rows"]
         source = message.get("source", "")
         expected = self.next_row.get(source)
         if expected is not None and message["first"] > expected:
@@ -197,40 +232,62 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             "dropped": message["dropped"],
             "seen": time.monotonic(),
         }
-        matching = [row for row in rows if self.filter.matches(row)]
         if self.paused:
-            for row in matching:
-                if len(self.held) == self.held.maxlen:
-                    self.dropped += 1
-                self.held.append(row)
+            for row in rows:
+                if self.filter.matches(row):
+                    if len(self.held) == self.held.maxlen:
+                        self.dropped += 1
+                    self.held.append(row)
             await self.push([])
             return
-        await self.push(matching[::-1])
+        await self.push(self._newest_matching(rows))
         due = time.monotonic() - self.tables_sent_at >= TABLES_INTERVAL
-        if due and self.tables_version != _tables_version():
-            await self.push_tables()
+        if due and (self.tables_refresh is None or self.tables_refresh.done()):
+            # In a task of its own: reading the statistics may wait on Redis, and the batches
+            # of this socket (and, in-process, of every socket) must not wait with it.
+            self.tables_refresh = asyncio.ensure_future(self._refresh_tables())
+
+    def _newest_matching(self, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """Newest first, as many as the page keeps: older ones would scroll off at once."""
+        matching: list[Mapping[str, Any]] = []
+        for row in reversed(rows):
+            if self.filter.matches(row):
+                matching.append(row)
+                if len(matching) == self.max_rows:
+                    break
+        return matching
 
     # -- to the page ------------------------------------------------------------------------
 
-    async def push(self, rows: list[dict[str, Any]], replace: bool = False) -> None:
-        """Send rows (newest first) with the status line and any senders not seen yet."""
-        new_senders = sorted({row["sender"] for row in rows} - self.senders_sent)
-        self.senders_sent.update(new_senders)
+    async def push(self, rows: Sequence[Mapping[str, Any]], replace: bool = False) -> None:
+        """Send the newest ``max_rows`` of ``rows`` (newest first) with the status line and any
+        senders not seen yet."""
+        rows = rows[: self.max_rows]
+        fragments = row_fragments.render(rows)
         status = self.status()
-        html = render_to_string(
-            "signal_dashboard/_push.html",
-            {
-                "rows": rows,
-                "replace": replace,
-                "new_senders": new_senders,
-                "rate": status["rate"],
-                "dropped": status["dropped"],
-                "transport": status["transport"],
-                "paused": self.paused,
-                "held": len(self.held),
-                "filter": self.filter,
-            },
-        )
+        while True:
+            new_senders = sorted({row["sender"] for row in rows} - self.senders_sent)
+            html = render_to_string(
+                "signal_dashboard/_push.html",
+                {
+                    # Rendered, and so escaped, by _rows.html.
+                    "rows_html": mark_safe("".join(fragments[: len(rows)])),
+                    "replace": replace,
+                    "new_senders": new_senders,
+                    "rate": status["rate"],
+                    "dropped": status["dropped"],
+                    "transport": status["transport"],
+                    "paused": self.paused,
+                    "held": len(self.held),
+                    "filter": self.filter,
+                },
+            )
+            # Only huge rows (very long paths or error messages) get here: fewer rows, not a
+            # closed socket.
+            if not rows or len(html.encode()) <= MAX_PUSH_BYTES:
+                break
+            rows = rows[: len(rows) // 2]
+        self.senders_sent.update(new_senders)
         await self.send(text_data=html)
 
     def status(self) -> dict[str, Any]:
@@ -245,20 +302,130 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         }
 
     async def push_tables(self) -> None:
-        """The latency table (under this page's filter) and the request list."""
-        self.tables_version = _tables_version()
+        """The latency table (under this page's filter) and the request list, as they are now."""
+        self._stop_tables_refresh()  # it would send the tables of the query before this one
+        await self._send_tables(*await shared_tables.get(self.filter, self.table))
+
+    async def _refresh_tables(self) -> None:
+        """Push the tables again if they changed since this socket was last sent them."""
+        try:
+            version, html = await shared_tables.get(self.filter, self.table)
+            if version != self.tables_version:
+                await self._send_tables(version, html)
+        except Exception:
+            logger.exception("signal_dashboard could not push the latency table")
+
+    async def _send_tables(self, version: Version, html: str) -> None:
+        self.tables_version = version
         self.tables_sent_at = time.monotonic()
-        html = render_to_string(
-            "signal_dashboard/_tables.html", tables_context(self.filter, self.table)
-        )
         await self.send(text_data=html)
+
+    def _stop_tables_refresh(self) -> None:
+        if self.tables_refresh is not None:
+            self.tables_refresh.cancel()
+            self.tables_refresh = None
 
     async def send_error(self, text: str) -> None:
         html = render_to_string("signal_dashboard/_error.html", {"error": text})
         await self.send(text_data=html)
 
 
-def _tables_version() -> tuple[int, int]:
+class RowFragments:
+    """Each row's HTML, rendered once in this process however many sockets show it.
+
+    Bounded: the oldest fragments go first. Only the event loop's thread uses it.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._html: dict[tuple[str, str | None], str] = {}
+        self._config: dict[str, Any] | None = None
+
+    def render(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+        """The HTML of each row, in order."""
+        config = get_config()
+        if config is not self._config:  # SLOW_MS, say, changes how rows look
+            self._html.clear()
+            self._config = config
+        cache = self._html
+        keys = [_row_key(row) for row in rows]
+        missing = {key: row for key, row in zip(keys, rows, strict=True) if key not in cache}
+        if missing:
+            # One rendering for all of them (one per row costs some 60% more), cut apart where
+            # each row starts: in the rows' text every "<" is escaped, so the marker only
+            # occurs there.
+            html = render_to_string("signal_dashboard/_rows.html", {"rows": missing.values()})
+            # (Less the template's final line break.)
+            fragments = [_ROW_START + part for part in html.rstrip().split(_ROW_START)[1:]]
+            cache.update(zip(missing, fragments, strict=True))
+        fragments = [cache[key] for key in keys]
+        for _ in range(len(cache) - self.size):
+            del cache[next(iter(cache))]
+        return fragments
+
+
+def _row_key(row: Mapping[str, Any]) -> tuple[str, str | None]:
+    return row["id"], row.get("history_id")
+
+
+class SharedTables:
+    """The latency table and the request list, made once per page filter, table query and
+    version of the data, and shared by every socket that asks within ``TABLES_INTERVAL``.
+
+    They are made on a worker thread: with the Redis transport, reading the statistics may wait
+    on Redis, and the event loop serves every socket and request of the process.
+    """
+
+    def __init__(self) -> None:
+        # (page filter, table query) -> when made, the version made from, the HTML
+        self._made: dict[_TablesKey, tuple[float, Version, str]] = {}
+        self._making: dict[_TablesKey, asyncio.Task[tuple[Version, str]]] = {}
+
+    async def get(self, event_filter: EventFilter, query: TableQuery) -> tuple[Version, str]:
+        """The version of the data and the tables' HTML (hx-swap-oob elements)."""
+        key = (event_filter, query)
+        made = self._made.get(key)
+        if made is not None and time.monotonic() - made[0] < TABLES_INTERVAL:
+            return made[1], made[2]
+        making = self._making.get(key)
+        # (A task of a loop that has since closed, as between tests, never finishes.)
+        if making is None or making.get_loop() is not asyncio.get_running_loop():
+            making = self._making[key] = asyncio.ensure_future(self._make(key))
+        # A socket that leaves, or asks for another query, must not cancel it for the others.
+        return await asyncio.shield(making)
+
+    async def _make(self, key: _TablesKey) -> tuple[Version, str]:
+        try:
+            made = self._made.get(key)
+            previous = None if made is None else made[1:]
+            version, html = await sync_to_async(_make_tables, thread_sensitive=False)(
+                *key, previous
+            )
+        finally:
+            if self._making.get(key) is asyncio.current_task():
+                del self._making[key]
+        now = time.monotonic()
+        for stale in [k for k, (at, _, _) in self._made.items() if now - at >= TABLES_KEPT]:
+            del self._made[stale]
+        self._made[key] = (now, version, html)
+        return version, html
+
+
+def _make_tables(
+    event_filter: EventFilter, query: TableQuery, previous: tuple[Version, str] | None
+) -> tuple[Version, str]:
+    version = _tables_version()
+    if previous is not None and previous[0] == version:
+        return previous
+    context = tables_context(event_filter, query)
+    return version, render_to_string("signal_dashboard/_tables.html", context)
+
+
+def _tables_version() -> Version:
     """Changes whenever the statistics or the list of finished requests do."""
     requests = recorder.requests
     return (recorder.latency.version, requests[-1].id if requests else 0)
+
+
+row_fragments = RowFragments(ROW_CACHE_SIZE)
+shared_tables = SharedTables()

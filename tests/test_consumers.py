@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import re
 import socket
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -15,10 +17,16 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 from django.dispatch import Signal
-from django.test import override_settings
+from django.test.signals import template_rendered
 
+from signal_dashboard import broadcast, consumers
 from signal_dashboard.broadcast import GROUP, broadcaster
-from signal_dashboard.consumers import MAX_MESSAGE_BYTES, TRANSPORT_DOWN, DashboardConsumer
+from signal_dashboard.consumers import (
+    MAX_MESSAGE_BYTES,
+    MAX_PUSH_BYTES,
+    TRANSPORT_DOWN,
+    DashboardConsumer,
+)
 from signal_dashboard.recorder import recorder
 from signal_dashboard.routing import websocket_application
 
@@ -272,34 +280,6 @@ def test_invalid_filter_in_the_url_shows_an_error_and_streams_unfiltered() -> No
     run(test)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def test_channel_layer_down_drops_and_counts_without_raising() -> None:
-    unreachable = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [f"redis://127.0.0.1:{free_port()}/0"]},
-        }
-    }
-
-    async def test() -> None:
-        with override_settings(CHANNEL_LAYERS=unreachable):
-            send_pizza()
-            send_pizza()
-            before = broadcaster.dropped
-            broadcaster.pending.clear()
-            broadcaster.pending.extend(list(recorder.events)[-2:])
-            await broadcaster.flush()  # must not raise
-            assert broadcaster.dropped == before + 2
-            assert not broadcaster.pending
-
-    run(test)
-
-
 def latency_names(html: str) -> list[str]:
     return re.findall(r'class="sd-lat-row[^"]*" data-name="([^"]+)"', html)
 
@@ -380,3 +360,166 @@ def test_unreachable_redis_transport_closes_the_socket_saying_so(settings: Any) 
         assert broadcaster.listeners == 0
 
     run(test)
+
+
+@contextmanager
+def rendered(name: str) -> Iterator[list[dict[str, Any]]]:
+    """The contexts ``name`` is rendered with inside the block (on any thread)."""
+    contexts: list[dict[str, Any]] = []
+
+    def record(sender: Any, template: Any, context: Any, **kwargs: Any) -> None:
+        if template.name == name:
+            contexts.append(context.flatten())
+
+    template_rendered.connect(record, dispatch_uid="tests.test_consumers.rendered")
+    try:
+        yield contexts
+    finally:
+        template_rendered.disconnect(dispatch_uid="tests.test_consumers.rendered")
+
+
+def ids(html: str) -> list[str]:
+    return re.findall(r'data-id="([^"]+)"', html)
+
+
+@pytest.fixture
+def no_timed_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the test flushes, so it knows what a batch holds."""
+    monkeypatch.setattr(broadcast, "FLUSH_INTERVAL", 3600.0)
+
+
+async def flush() -> None:
+    """Hand what was sent so far to the dashboards, as one batch."""
+    recorder.drain()
+    await broadcaster.flush()
+
+
+async def pushes_after(communicator: WebsocketCommunicator) -> list[str]:
+    """What the socket is sent until it goes quiet."""
+    messages = []
+    while not await communicator.receive_nothing(timeout=0.2):
+        messages.append(await communicator.receive_from())
+    return messages
+
+
+@pytest.mark.usefixtures("no_timed_flush")
+def test_five_dashboards_render_each_row_once() -> None:
+    async def test() -> None:
+        dashboards = [await connect(staff()) for _ in range(5)]
+        with rendered("signal_dashboard/_rows.html") as renders:
+            send_pizza()
+            send_pizza()
+            await flush()
+            pushes = [await next_push(dashboard, "data-sender") for dashboard in dashboards]
+        for dashboard in dashboards:
+            await dashboard.disconnect()
+        newest = [event.uid for event in reversed(list(recorder.events)[-2:])]
+        assert [ids(push) for push in pushes] == [newest] * 5
+        assert sorted(row["id"] for context in renders for row in context["rows"]) == sorted(newest)
+
+    run(test)
+
+
+def sent(count: int, send: Callable[[], Any]) -> list[str]:
+    """Send ``count`` times; the sends' ids, newest first."""
+    for _ in range(count):
+        send()
+    return [event.uid for event in reversed(list(recorder.events)[-count:])]
+
+
+@pytest.mark.usefixtures("no_timed_flush")
+def test_a_huge_batch_is_one_message_of_the_newest_max_rows() -> None:
+    async def test() -> None:
+        communicator = await connect(staff())
+        newest = sent(5000, send_pizza)
+        await flush()
+        html = await next_push(communicator, "data-sender")
+        assert ids(html) == newest[:200]  # MAX_ROWS
+        assert len(html.encode()) <= MAX_PUSH_BYTES
+        assert not any("sd-row" in push for push in await pushes_after(communicator))
+        send_pizza()
+        await flush()
+        assert senders(await next_push(communicator, "data-sender"))  # the socket is open
+        await communicator.disconnect()
+
+    run(test)
+
+
+def on_shout(sender: Any, **kwargs: Any) -> None:
+    raise RuntimeError('"' * 8000)  # each quote is six bytes in HTML
+
+
+shout_signal = Signal()
+shout_signal.connect(on_shout)
+
+
+def send_shout() -> None:
+    shout_signal.send_robust(sender=Order)
+
+
+@pytest.mark.usefixtures("no_timed_flush")
+def test_rows_too_big_for_one_message_are_cut_not_the_socket() -> None:
+    async def test() -> None:
+        communicator = await connect(staff())
+        newest = sent(300, send_shout)
+        await flush()
+        html = await next_push(communicator, "data-sender")
+        shown = ids(html)
+        assert shown
+        assert shown == newest[: len(shown)]
+        assert len(html.encode()) <= MAX_PUSH_BYTES
+        send_pizza()
+        await flush()
+        assert senders(await next_push(communicator, "data-sender")) == [
+            "tests.test_consumers.Pizza"
+        ]
+        await communicator.disconnect()
+
+    run(test)
+
+
+def test_dashboards_with_the_same_table_share_one_rendering() -> None:
+    async def test() -> None:
+        with rendered("signal_dashboard/_tables.html") as renders:
+            first = await connect(staff(), "signal=test_consumers")
+            second = await connect(staff(), "signal=test_consumers")
+            send_pizza()
+            tables = [await next_push(first, 'id="sd-latency"')]
+            tables.append(await next_push(second, 'id="sd-latency"'))
+            assert tables[0] == tables[1]
+            assert len(renders) == 1
+            await table(second, sort="name")  # another query: made for it
+            assert len(renders) == 2
+        await first.disconnect()
+        await second.disconnect()
+
+    run(test)
+
+
+def test_slow_statistics_do_not_hold_up_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    real = consumers.tables_context
+
+    def slow_tables_context(*args: Any) -> dict[str, Any]:
+        release.wait(TIMEOUT * 2)  # Redis taking its time
+        return real(*args)
+
+    monkeypatch.setattr(consumers, "tables_context", slow_tables_context)
+    monkeypatch.setattr(consumers, "shared_tables", consumers.SharedTables())
+
+    async def test() -> None:
+        communicator = await connect(staff())
+        send_pizza()
+        await next_push(communicator, "data-sender")  # and the tables are being made
+        send_order()
+        assert senders(await next_push(communicator, "data-sender")) == [
+            "tests.test_consumers.Order"
+        ]
+        release.set()
+        assert "tests.test_consumers.on_order" in await next_push(communicator, 'id="sd-latency"')
+        await communicator.disconnect()
+
+    try:
+        run(test)
+    finally:
+        release.set()
