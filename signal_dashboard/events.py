@@ -7,6 +7,7 @@ objects, integers, the payload summary); labels and dictionaries are made on dem
 from __future__ import annotations
 
 import itertools
+import operator
 import sys
 import time
 import traceback
@@ -249,21 +250,27 @@ class SignalEvent:
 
     def as_row(self) -> dict[str, Any]:
         """The compact form streamed to dashboards: what a row shows and filters need."""
-        calls = self.receivers
-        slowest = max(calls, key=lambda call: call.duration_ns, default=None)
+        # Made for every event a dashboard or the Redis transport gets: from the call tuples
+        # directly, without the ReceiverCall objects of ``receivers``.
+        calls = sorted(self.calls, key=_start) if len(self.calls) > 1 else self.calls
+        slowest = max(calls, key=_duration, default=None)
         errors = self.errors
         return {
             **self._common_fields(),
             "receiver_count": len(calls),
-            "receivers": [call.label for call in calls],
-            "slowest_receiver": None if slowest is None else slowest.label,
-            "slowest_receiver_ns": 0 if slowest is None else slowest.duration_ns,
+            "receivers": [receiver_label(call[0])[0] for call in calls],
+            "slowest_receiver": None if slowest is None else receiver_label(slowest[0])[0],
+            "slowest_receiver_ns": 0 if slowest is None else slowest[3],
             "ok": not errors,
             "error": f"{errors[0].type}: {errors[0].message}" if errors else None,
         }
 
     def __repr__(self) -> str:
         return f"<SignalEvent {self.signal_label} sender={self.sender_label} id={self.id}>"
+
+
+_start = operator.itemgetter(2)  # of a call tuple
+_duration = operator.itemgetter(3)
 
 
 class _OpaqueSender:

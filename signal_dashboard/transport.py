@@ -11,7 +11,7 @@ its own that, every ``FLUSH_INTERVAL``,
 - stores the process's latency statistics (when they changed) under a key of its own that
   expires ``STATS_RETENTION`` seconds after the process last wrote it.
 
-The sending thread only appends to a bounded deque. Redis being down costs the app nothing but
+The recorder's drains only append to a bounded deque. Redis being down costs the app nothing but
 the events: a batch that cannot be sent is dropped and counted, retries back off up to
 ``MAX_BACKOFF``, and the stream resumes when Redis is back. At exit a process flushes what it
 recorded, waiting at most ``EXIT_FLUSH_TIMEOUT`` (so ``migrate``'s signals arrive).
@@ -237,7 +237,7 @@ class Publisher:
         self._thread: threading.Thread | None = None
         self._unsubscribe: Any = None
 
-    # -- on the sending thread ------------------------------------------------------------
+    # -- where the recorder accounts events -----------------------------------------------
 
     def __call__(self, event: SignalEvent) -> None:
         pending = self.pending

@@ -523,3 +523,17 @@ def test_slow_statistics_do_not_hold_up_the_stream(monkeypatch: pytest.MonkeyPat
         run(test)
     finally:
         release.set()
+
+
+def test_in_one_process_no_channel_layer_is_needed(settings: Any) -> None:
+    settings.CHANNEL_LAYERS = {}
+
+    async def test() -> None:
+        assert get_channel_layer() is None
+        communicator = await connect(staff())
+        send_pizza()
+        html = await next_push(communicator, "data-sender")
+        assert senders(html) == ["tests.test_consumers.Pizza"]
+        await communicator.disconnect()
+
+    run(test)
