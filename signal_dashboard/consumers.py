@@ -33,6 +33,7 @@ from .conf import get_config
 from .context import suspended
 from .filters import EventFilter, FilterError
 from .recorder import recorder
+from .rows import row_html
 from .stats import TableQuery
 from .transport import is_shared, layer_alias, transport_status
 from .views import recent_rows, tables_context
@@ -48,8 +49,6 @@ MAX_MESSAGE_BYTES = 16 * 1024
 MAX_PUSH_BYTES = 1024 * 1024
 # Rendered rows kept for the sockets still to show them (and for the next page filter).
 ROW_CACHE_SIZE = 2000
-# How each row's markup in _rows.html begins.
-_ROW_START = '<tr class="sd-row'
 ACTIONS = ("filter", "pause", "resume", "clear", "table")
 # The latency table and the request list are pushed at most this often (seconds).
 TABLES_INTERVAL = 1.0
@@ -270,7 +269,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             html = render_to_string(
                 "signal_dashboard/_push.html",
                 {
-                    # Rendered, and so escaped, by _rows.html.
+                    # Escaped by row_html().
                     "rows_html": mark_safe("".join(fragments[: len(rows)])),
                     "replace": replace,
                     "new_senders": new_senders,
@@ -348,17 +347,13 @@ class RowFragments:
             self._html.clear()
             self._config = config
         cache = self._html
-        keys = [_row_key(row) for row in rows]
-        missing = {key: row for key, row in zip(keys, rows, strict=True) if key not in cache}
-        if missing:
-            # One rendering for all of them (one per row costs some 60% more), cut apart where
-            # each row starts: in the rows' text every "<" is escaped, so the marker only
-            # occurs there.
-            html = render_to_string("signal_dashboard/_rows.html", {"rows": missing.values()})
-            # (Less the template's final line break.)
-            fragments = [_ROW_START + part for part in html.rstrip().split(_ROW_START)[1:]]
-            cache.update(zip(missing, fragments, strict=True))
-        fragments = [cache[key] for key in keys]
+        fragments = []
+        for row in rows:
+            key = _row_key(row)
+            html = cache.get(key)
+            if html is None:
+                html = cache[key] = row_html(row)
+            fragments.append(html)
         for _ in range(len(cache) - self.size):
             del cache[next(iter(cache))]
         return fragments

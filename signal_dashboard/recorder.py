@@ -32,7 +32,7 @@ Subscriber = Callable[["SignalEvent"], None]
 # How often the recorder's thread takes over what the sending threads left (seconds).
 DRAIN_INTERVAL = 0.02
 # Events and finished requests waiting for that thread; past this, new ones are lost and counted.
-PENDING_LIMIT = 200_000
+PENDING_LIMIT = 20_000
 
 
 class Recorder:

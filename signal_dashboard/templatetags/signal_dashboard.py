@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
 from django import template
@@ -9,31 +9,21 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from ..conf import get_config
+from ..rows import clock, ms, row_html, short_label
 from ..stats import Histogram, TableQuery
 
 register = template.Library()
 
 
-@register.filter
-def ms(nanoseconds: int | None) -> str:
-    """Nanoseconds as milliseconds, e.g. ``12.345 ms``."""
-    if nanoseconds is None:
-        return ""
-    return f"{nanoseconds / 1e6:.3f} ms"
+register.filter("ms", ms)
+register.filter("clock", clock)
+register.filter("short_label", short_label)
 
 
 @register.filter
-def clock(timestamp: float) -> str:
-    """Seconds since the epoch as UTC ``HH:MM:SS.mmm``."""
-    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
-
-
-@register.filter
-def short_label(label: str | None) -> str:
-    """The last two parts of a dotted label: ``signals.post_save``, ``receivers.on_save``."""
-    if not label:
-        return ""
-    return ".".join(label.rsplit(".", 2)[-2:])
+def row(row: Mapping[str, Any]) -> str:
+    """A row of the stream table (escaped inside)."""
+    return mark_safe(row_html(row))
 
 
 @register.filter
