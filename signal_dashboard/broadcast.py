@@ -116,7 +116,8 @@ class Broadcaster:
             "type": "signal.batch",
             "rows": tuple(rows),
             "first": self.sent,  # the running number of this batch's first row
-            "dropped": self.dropped,
+            # With the events the recorder could not take (see recorder.PENDING_LIMIT).
+            "dropped": self.dropped + recorder.lost,
             "rate": sum(count for _, count in self._recent) / span,
         }
         self.sent += len(rows)

@@ -374,7 +374,8 @@ class Publisher:
             "rows": rows,
             "first": self.sent,
             "source": SOURCE,
-            "dropped": self.dropped,
+            # With the events the recorder could not take (see recorder.PENDING_LIMIT).
+            "dropped": self.dropped + recorder.lost,
             "rate": sum(count for _, count in self._recent) / span,
         }
 

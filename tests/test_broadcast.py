@@ -115,3 +115,24 @@ def test_rows_carry_running_numbers_and_overflow_is_counted(settings: Any) -> No
     assert second["first"] == first["first"] + 2
     assert len(second["rows"]) == 5
     assert second["dropped"] - first["dropped"] == 3
+
+
+def test_events_the_recorder_could_not_take_count_as_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dashboard = Dashboard()
+
+    async def test() -> None:
+        broadcaster.attach(dashboard)
+        try:
+            send_soups(1)
+            await broadcaster.flush()
+            monkeypatch.setattr(recorder, "lost", recorder.lost + 4)
+            send_soups(1)
+            await broadcaster.flush()
+        finally:
+            broadcaster.detach(dashboard)
+
+    async_to_sync(test)()
+    first, second = dashboard.batches
+    assert second["dropped"] - first["dropped"] == 4
