@@ -33,7 +33,7 @@ from .conf import get_config
 from .context import suspended
 from .filters import EventFilter, FilterError
 from .recorder import recorder
-from .rows import row_html
+from .rows import event_url_parts, row_html
 from .stats import TableQuery
 from .transport import is_shared, layer_alias, transport_status
 from .views import recent_rows, tables_context
@@ -348,11 +348,12 @@ class RowFragments:
             self._config = config
         cache = self._html
         fragments = []
+        event_url = event_url_parts()
         for row in rows:
             key = _row_key(row)
             html = cache.get(key)
             if html is None:
-                html = cache[key] = row_html(row)
+                html = cache[key] = row_html(row, event_url)
             fragments.append(html)
         for _ in range(len(cache) - self.size):
             del cache[next(iter(cache))]

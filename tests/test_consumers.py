@@ -407,9 +407,9 @@ async def pushes_after(communicator: WebsocketCommunicator) -> list[str]:
 def test_five_dashboards_render_each_row_once(monkeypatch: pytest.MonkeyPatch) -> None:
     rendered_ids: list[str] = []
 
-    def counting_row_html(row: Any) -> str:
+    def counting_row_html(row: Any, event_url: tuple[str, str]) -> str:
         rendered_ids.append(row["id"])
-        return row_html(row)
+        return row_html(row, event_url)
 
     monkeypatch.setattr(consumers, "row_html", counting_row_html)
 
