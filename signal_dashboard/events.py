@@ -136,19 +136,23 @@ class SignalEvent:
     ) -> None:
         self.id = _next_id()
         self.signal = signal
-        if type(sender) in _PLAIN_SENDERS or isinstance(sender, type):
+        if isinstance(sender, type) or type(sender) in _PLAIN_SENDERS:  # classes mostly
             self.sender = sender
         else:
             self.sender = _OpaqueSender(sender_label(sender))
         self.method = method
         # Kwargs that are all immutable plain values are summarized when first read; anything
         # else is summarized now, before receivers or later code can change it.
-        if not named or _IMMUTABLE.issuperset(map(type, named.values())):
-            self._kwargs: dict[str, Any] | None = named
-            self._payload: dict[str, Any] | None = None
+        for value in named.values():
+            if type(value) not in _IMMUTABLE:
+                self._kwargs: dict[str, Any] | None = None
+                self._payload: dict[str, Any] | None = summarize_kwargs(
+                    signal, named, bounds.limits
+                )
+                break
         else:
-            self._kwargs = None
-            self._payload = summarize_kwargs(signal, named, bounds.limits)
+            self._kwargs = named
+            self._payload = None
         self.parent = parent
         self.origin = origin
         self.start_ns = start_ns
