@@ -47,11 +47,17 @@ SOURCE_SILENCE = 5.0
 MAX_MESSAGE_BYTES = 16 * 1024
 # Daphne's limit on one WebSocket message: a larger push would close the socket (1011).
 MAX_PUSH_BYTES = 1024 * 1024
+# Rows per message are cut to this size; the rest of the message is the status line and new
+# senders, bounded by the labels' length (a row is at most a few kilobytes, for the same reason).
+MAX_ROWS_BYTES = MAX_PUSH_BYTES // 2
 # Rendered rows kept for the sockets still to show them (and for the next page filter).
 ROW_CACHE_SIZE = 2000
 ACTIONS = ("filter", "pause", "resume", "clear", "table")
 # The latency table and the request list are pushed at most this often (seconds).
 TABLES_INTERVAL = 1.0
+# The share of the process's time making tables may take: tables that take long to make (many
+# series, a busy server) are made less often than every TABLES_INTERVAL.
+TABLES_SHARE = 0.05
 # Tables no socket asked for in this long are forgotten (seconds).
 TABLES_KEPT = 60.0
 # Keys htmx's ws extension adds to every message besides the form's fields.
@@ -260,17 +266,19 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def push(self, rows: Sequence[Mapping[str, Any]], replace: bool = False) -> None:
         """Send the newest ``max_rows`` of ``rows`` (newest first) with the status line and any
-        senders not seen yet."""
+        senders not seen yet: in one message, or in several if one would be too large."""
         rows = rows[: self.max_rows]
         fragments = row_fragments.render(rows)
         status = self.status()
-        while True:
-            new_senders = sorted({row["sender"] for row in rows} - self.senders_sent)
+        # Oldest part first: each message's rows go above the ones already shown.
+        for part, part_fragments in reversed(_parts(rows, fragments)):
+            new_senders = sorted({row["sender"] for row in part} - self.senders_sent)
+            self.senders_sent.update(new_senders)
             html = render_to_string(
                 "signal_dashboard/_push.html",
                 {
                     # Escaped by row_html().
-                    "rows_html": mark_safe("".join(fragments[: len(rows)])),
+                    "rows_html": mark_safe("".join(part_fragments)),
                     "replace": replace,
                     "new_senders": new_senders,
                     "rate": status["rate"],
@@ -281,13 +289,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
                     "filter": self.filter,
                 },
             )
-            # Only huge rows (very long paths or error messages) get here: fewer rows, not a
-            # closed socket.
-            if not rows or len(html.encode()) <= MAX_PUSH_BYTES:
-                break
-            rows = rows[: len(rows) // 2]
-        self.senders_sent.update(new_senders)
-        await self.send(text_data=html)
+            replace = False
+            await self.send(text_data=html)
 
     def status(self) -> dict[str, Any]:
         """Events per second and drops over every process heard from, and the transport."""
@@ -360,6 +363,23 @@ class RowFragments:
         return fragments
 
 
+def _parts(
+    rows: Sequence[Mapping[str, Any]], fragments: list[str]
+) -> list[tuple[Sequence[Mapping[str, Any]], list[str]]]:
+    """Rows cut into runs whose HTML fits one message beside the status line (at least one
+    run, and at least one row in each)."""
+    parts: list[tuple[Sequence[Mapping[str, Any]], list[str]]] = []
+    start, size = 0, 0
+    for index, fragment in enumerate(fragments):
+        length = len(fragment.encode())
+        if index > start and size + length > MAX_ROWS_BYTES:
+            parts.append((rows[start:index], fragments[start:index]))
+            start, size = index, 0
+        size += length
+    parts.append((rows[start:], fragments[start:]))
+    return parts
+
+
 def _row_key(row: Mapping[str, Any]) -> tuple[str, str | None]:
     return row["id"], row.get("history_id")
 
@@ -373,16 +393,17 @@ class SharedTables:
     """
 
     def __init__(self) -> None:
-        # (page filter, table query) -> when made, the version made from, the HTML
-        self._made: dict[_TablesKey, tuple[float, Version, str]] = {}
+        # (page filter, table query) -> when made, how long they stay, the version made from,
+        # the HTML
+        self._made: dict[_TablesKey, tuple[float, float, Version, str]] = {}
         self._making: dict[_TablesKey, asyncio.Task[tuple[Version, str]]] = {}
 
     async def get(self, event_filter: EventFilter, query: TableQuery) -> tuple[Version, str]:
         """The version of the data and the tables' HTML (hx-swap-oob elements)."""
         key = (event_filter, query)
         made = self._made.get(key)
-        if made is not None and time.monotonic() - made[0] < TABLES_INTERVAL:
-            return made[1], made[2]
+        if made is not None and time.monotonic() - made[0] < made[1]:
+            return made[2], made[3]
         making = self._making.get(key)
         # (A task of a loop that has since closed, as between tests, never finishes.)
         if making is None or making.get_loop() is not asyncio.get_running_loop():
@@ -393,7 +414,8 @@ class SharedTables:
     async def _make(self, key: _TablesKey) -> tuple[Version, str]:
         try:
             made = self._made.get(key)
-            previous = None if made is None else made[1:]
+            previous = None if made is None else made[2:]
+            started = time.monotonic()
             version, html = await sync_to_async(_make_tables, thread_sensitive=False)(
                 *key, previous
             )
@@ -401,9 +423,9 @@ class SharedTables:
             if self._making.get(key) is asyncio.current_task():
                 del self._making[key]
         now = time.monotonic()
-        for stale in [k for k, (at, _, _) in self._made.items() if now - at >= TABLES_KEPT]:
+        for stale in [k for k, (at, *_) in self._made.items() if now - at >= TABLES_KEPT]:
             del self._made[stale]
-        self._made[key] = (now, version, html)
+        self._made[key] = (now, max(TABLES_INTERVAL, (now - started) / TABLES_SHARE), version, html)
         return version, html
 
 

@@ -21,15 +21,18 @@ from django.test.signals import template_rendered
 
 from signal_dashboard import broadcast, consumers
 from signal_dashboard.broadcast import GROUP, broadcaster
+from signal_dashboard.conf import get_config
 from signal_dashboard.consumers import (
     MAX_MESSAGE_BYTES,
     MAX_PUSH_BYTES,
     TRANSPORT_DOWN,
     DashboardConsumer,
 )
+from signal_dashboard.filters import EventFilter
 from signal_dashboard.recorder import recorder
 from signal_dashboard.routing import websocket_application
 from signal_dashboard.rows import row_html
+from signal_dashboard.stats import TableQuery
 
 TIMEOUT = 3
 
@@ -383,6 +386,12 @@ def ids(html: str) -> list[str]:
     return re.findall(r'data-id="([^"]+)"', html)
 
 
+@pytest.fixture(autouse=True)
+def fresh_tables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables another test made are not this test's (they are kept for a while)."""
+    monkeypatch.setattr(consumers, "shared_tables", consumers.SharedTables())
+
+
 @pytest.fixture
 def no_timed_flush(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the test flushes, so it knows what a batch holds."""
@@ -466,16 +475,20 @@ def send_shout() -> None:
 
 
 @pytest.mark.usefixtures("no_timed_flush")
-def test_rows_too_big_for_one_message_are_cut_not_the_socket() -> None:
+def test_rows_too_big_for_one_message_come_in_several() -> None:
     async def test() -> None:
         communicator = await connect(staff())
-        newest = sent(300, send_shout)
+        newest = sent(300, send_shout)[: get_config()["MAX_ROWS"]]
         await flush()
-        html = await next_push(communicator, "data-sender")
-        shown = ids(html)
-        assert shown
-        assert shown == newest[: len(shown)]
-        assert len(html.encode()) <= MAX_PUSH_BYTES
+        messages = []
+        shown: list[str] = []
+        while len(shown) < len(newest):
+            html = await next_push(communicator, "data-sender")
+            messages.append(html)
+            shown = ids(html) + shown  # each message's rows go above the earlier ones
+        assert shown == newest
+        assert len(messages) > 1
+        assert all(len(html.encode()) <= MAX_PUSH_BYTES for html in messages)
         send_pizza()
         await flush()
         assert senders(await next_push(communicator, "data-sender")) == [
@@ -545,3 +558,27 @@ def test_in_one_process_no_channel_layer_is_needed(settings: Any) -> None:
         await communicator.disconnect()
 
     run(test)
+
+
+@pytest.mark.parametrize(("share", "makings"), [(0.05, 1), (1e9, 2)])
+def test_tables_that_take_long_to_make_are_made_less_often(
+    monkeypatch: pytest.MonkeyPatch, share: float, makings: int
+) -> None:
+    made: list[int] = []
+
+    def slow_make(event_filter: Any, query: Any, previous: Any) -> tuple[Any, str]:
+        made.append(1)
+        time.sleep(0.1)
+        return (len(made), 0), f"<div>{len(made)}</div>"
+
+    monkeypatch.setattr(consumers, "_make_tables", slow_make)
+    monkeypatch.setattr(consumers, "TABLES_INTERVAL", 0.0)  # only the share limits them
+    monkeypatch.setattr(consumers, "TABLES_SHARE", share)
+    tables = consumers.SharedTables()
+
+    async def test() -> None:
+        for _ in range(2):
+            await tables.get(EventFilter(), TableQuery())
+
+    async_to_sync(test)()
+    assert len(made) == makings

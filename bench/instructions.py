@@ -1,0 +1,127 @@
+"""Signal send cost in CPU instructions: vanilla Django vs signal_dashboard, under callgrind.
+
+    python bench/instructions.py [--sends 5000]
+
+Wall-clock ratios on a shared machine move by tens of percent from run to run; instruction
+counts do not. Each case runs in a child process under ``valgrind --tool=callgrind`` twice,
+once with no timed sends and once with ``--sends`` of them, and the difference divided by the
+sends is the instructions per send: Django's dispatch, the receivers, and for our side
+everything tracing does for the send, on the sending thread and in the recorder's drains (the
+child drains what is left before it exits). A send carries one plain keyword argument.
+
+Needs valgrind (Debian: ``apt-get install valgrind``). Takes about a minute per case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WARM_UP = 2000
+CASES = (
+    # (label, receivers, inside a request)
+    ("send, 1 receiver", 1, False),
+    ("send, 5 distinct receivers", 5, False),
+    ("send, 5 distinct receivers, in a request", 5, True),
+)
+
+
+def child(side: str, receivers: int, in_request: bool, sends: int) -> None:
+    sys.path.insert(0, str(REPO))
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        DEBUG=False, INSTALLED_APPS=["signal_dashboard"], SIGNAL_DASHBOARD={"ENABLED": False}
+    )
+    django.setup()
+    from django.dispatch import Signal
+
+    from signal_dashboard import tracing
+    from signal_dashboard.context import Origin, current_origin
+    from signal_dashboard.recorder import recorder
+
+    class Sender:
+        pass
+
+    signal = Signal()
+    for index in range(receivers):
+        # Distinct functions (code objects), as distinct receivers of a real project are.
+        namespace: dict[str, object] = {}
+        exec(f"def receiver_{index}(sender, **kwargs):\n    return None\n", namespace)
+        signal.connect(namespace[f"receiver_{index}"], weak=False)
+    if side == "ours":
+        tracing.install()
+    if in_request:
+        current_origin.set(Origin(kind="request", name="GET /"))
+    send = signal.send
+    for _ in range(WARM_UP + sends):
+        send(sender=Sender, size="large")
+    recorder.drain()
+    os._exit(0)  # the interpreter's teardown is the same for both sides: not counted
+
+
+def instructions(side: str, receivers: int, in_request: bool, sends: int) -> int:
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        __file__,
+        "--child",
+        side,
+        str(receivers),
+        str(int(in_request)),
+        str(sends),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    match = re.search(r"Collected : (\d+)", result.stderr)
+    if match is None:
+        raise RuntimeError(f"no instruction count from callgrind:\n{result.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def per_send(side: str, receivers: int, in_request: bool, sends: int) -> float:
+    with ThreadPoolExecutor(2) as pool:
+        base, full = pool.map(
+            lambda count: instructions(side, receivers, in_request, count), (0, sends)
+        )
+    return (full - base) / sends
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sends", type=int, default=5000, help="timed sends per case")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        side, receivers, in_request, sends = args.child
+        child(side, int(receivers), bool(int(in_request)), int(sends))
+        return
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
+    import django
+
+    print(
+        f"Python {platform.python_version()}, Django {django.get_version()}, "
+        f"instructions per send over {args.sends} sends (callgrind)"
+    )
+    header = f"{'case':<44}{'vanilla':>10}{'ours':>10}{'ratio':>8}"
+    print(header)
+    print("-" * len(header))
+    for label, receivers, in_request in CASES:
+        vanilla = per_send("vanilla", receivers, in_request, args.sends)
+        ours = per_send("ours", receivers, in_request, args.sends)
+        print(f"{label:<44}{vanilla:>10.0f}{ours:>10.0f}{ours / vanilla:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
