@@ -4,7 +4,8 @@ Messages from the page are JSON objects sent by htmx's ws extension (form values
 ``HEADERS`` object) with an ``action``: ``filter``, ``pause``, ``resume``, ``clear`` or
 ``table`` (the latency table's ``group``, ``span``, ``sort`` and ``order``). Everything sent
 back is HTML that htmx swaps in by element id. Besides the stream's rows, the latency table and
-the request list are pushed again whenever they changed, at most every ``TABLES_INTERVAL``.
+the request list are pushed again whenever they changed, at most every ``TABLES_INTERVAL``
+(less often when they take long to make, see ``TABLES_SHARE``).
 
 However many dashboards are open, the process renders each row once (:class:`RowFragments`)
 and the tables once per filter, table query and version of the data (:class:`SharedTables`);
