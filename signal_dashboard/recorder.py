@@ -82,10 +82,10 @@ class Recorder:
 
     def drain(self) -> None:
         """Account everything pending: events, statistics, requests, subscribers."""
-        if not self.pending:
-            return
+        # Always through the lock: another thread's drain may hold events it took from
+        # ``pending`` and has not accounted yet.
         with self._lock:
-            if self._draining:  # a subscriber reading the recorder inside a drain
+            if self._draining or not self.pending:  # (_draining: a subscriber reading us)
                 return
             self._draining = True
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -114,3 +115,22 @@ def test_a_finished_request_is_accounted_after_the_sends_it_made() -> None:
     ring.record_request(origin)
     assert list(ring.requests) == [origin]
     assert origin.receiver_call_counts() == {event.calls[0][0]: 1}
+
+
+def test_a_reader_waits_for_a_drain_in_progress() -> None:
+    ring = Recorder(size=3)
+    [event] = sent(1)
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_subscriber(event: Any) -> None:
+        inside.set()
+        release.wait(10)
+
+    ring.subscribe(slow_subscriber)
+    ring.record(event)
+    drainer = threading.Thread(target=ring.drain)
+    drainer.start()
+    assert inside.wait(10)  # the other drain has taken the event and not accounted it yet
+    threading.Timer(0.2, release.set).start()
+    assert ring.latency.table(TableQuery(group="signal"))[0].histogram.count == 1
+    drainer.join()
