@@ -48,7 +48,6 @@ ALIAS = "signal_dashboard"
 SOURCE = f"{HOST}:{PID}"
 # Two capped streams: the rows dashboards list and filter, and the full events their details
 # show (each row names its event's entry as "history_id").
-ROWS_KEY = "signal_dashboard:rows"
 EVENTS_KEY = "signal_dashboard:events"
 STATS_KEY_PREFIX = "signal_dashboard:stats:"
 
@@ -134,10 +133,13 @@ def history(limit: int) -> list[dict[str, Any]]:
         return []
     client = _redis_client(url)
     try:
-        entries = client.xrevrange(ROWS_KEY, count=limit)
+        entries = client.xrevrange(EVENTS_KEY, count=limit)
     finally:
         client.close()
-    return [json.loads(fields[b"row"]) for _, fields in entries]
+    return [
+        {**json.loads(fields[b"row"]), "history_id": entry_id.decode()}
+        for entry_id, fields in entries
+    ]
 
 
 def history_event(history_id: str) -> dict[str, Any] | None:
@@ -339,24 +341,20 @@ class Publisher:
         # Entries older than the retention go, whatever the cap says (ids are milliseconds).
         oldest = f"{int((time.time() - retention) * 1000)}-0"
         try:
+            # One entry per event holds its row (what a new page starts from) and the whole
+            # event (what its detail shows); the entry's id is the row's history_id.
             pipe = client.pipeline(transaction=False)
-            for _, data in entries:
+            for row, data in entries:
                 pipe.xadd(
                     EVENTS_KEY,
-                    {"event": json.dumps(data, default=str)},
+                    {"row": json.dumps(row, default=str), "event": json.dumps(data, default=str)},
                     maxlen=cap,
                     approximate=True,
                 )
             pipe.xtrim(EVENTS_KEY, minid=oldest, approximate=True)
             ids = await pipe.execute()
-            pipe = client.pipeline(transaction=False)
             for row, history_id in zip(rows, ids, strict=False):
                 row["history_id"] = history_id.decode()
-                pipe.xadd(
-                    ROWS_KEY, {"row": json.dumps(row, default=str)}, maxlen=cap, approximate=True
-                )
-            pipe.xtrim(ROWS_KEY, minid=oldest, approximate=True)
-            await pipe.execute()
             await layer.group_send(GROUP, self._message(rows))
         except BaseException:
             self.dropped += len(rows)
