@@ -26,7 +26,7 @@ from django.dispatch import Signal, dispatcher
 from . import conf, events, payload
 from .context import PROCESS_ORIGIN, SUSPENDED, Origin, current_event, current_origin
 from .events import ErrorInfo, SignalEvent, error_info, receiver_key, summarize_result
-from .recorder import PENDING_LIMIT, recorder
+from .recorder import recorder
 
 logger = logging.getLogger("signal_dashboard")
 
@@ -82,11 +82,7 @@ def _finish(event: SignalEvent) -> None:
             origin.signal_count += 1
             if event.parent is None:  # nested sends run inside their parent's receivers
                 origin.receiver_ns += sum(map(_duration, event.calls))
-        pending = recorder.pending  # recorder.record(), inlined
-        if len(pending) < PENDING_LIMIT:
-            pending.append(event)
-        else:
-            recorder.lost += 1
+        recorder.record(event)
         if recorder.immediate:
             recorder.notify_immediate(event)
     except Exception:
