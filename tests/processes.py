@@ -111,15 +111,9 @@ def run_command(
 
 def migrate(db_path: Path | str, redis_url: str) -> subprocess.CompletedProcess[str]:
     """Create (or bring up to date) the shared database at ``db_path``."""
-    return subprocess.run(
-        [sys.executable, "-m", "django", "migrate", "--noinput"],
-        cwd=REPO,
-        env=project_env(db_path, redis_url),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    result = run_command(["migrate", "--noinput"], db_path, redis_url, timeout=120)
+    result.check_returncode()
+    return result
 
 
 def session_cookie(db_path: Path | str, redis_url: str, username: str, password: str) -> str:
