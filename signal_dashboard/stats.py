@@ -18,6 +18,7 @@ import functools
 import heapq
 import math
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -104,19 +105,28 @@ class Histogram:
         """Add non-negative values at once; ``errors`` of them came from failed calls."""
         if not values:
             return
+        # Sorted (in C), each bucket's values are a run found by bisection, so the Python
+        # work is per bucket rather than per value: a batch's values share few buckets.
+        values = sorted(values)
         buckets = self.buckets
         get = buckets.get
-        for value in values:
+        end = len(values)
+        first = 0
+        while first < end:
+            value = values[first]
             if value < _EXACT:
-                index = value
+                index = upper = value
             else:
                 shift = value.bit_length() - _EXACT_BITS
                 index = (shift << _SUB_BITS) + (value >> shift)
-            buckets[index] = get(index, 0) + 1
-        self.count += len(values)
+                upper = (((value >> shift) + 1) << shift) - 1
+            after = bisect_right(values, upper, first + 1)
+            buckets[index] = get(index, 0) + after - first
+            first = after
+        self.count += end
         self.sum_ns += sum(values)
-        self.max_ns = max(self.max_ns, max(values))
-        self._min_ns = min(self._min_ns, min(values))
+        self.max_ns = max(self.max_ns, values[-1])
+        self._min_ns = min(self._min_ns, values[0])
         self.errors += errors
 
     def merge(self, other: Histogram) -> None:

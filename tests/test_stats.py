@@ -77,6 +77,28 @@ def test_memory_is_bounded_whatever_the_volume() -> None:
     assert len(histogram.buckets) <= 128 + 64 * 24
 
 
+def test_adding_a_batch_equals_adding_its_values_one_by_one() -> None:
+    rng = random.Random(3)
+    # Exact buckets, both edges of wide buckets, repeats, and a long tail, in no order.
+    values = [*range(140), *(1 << n for n in range(7, 40)), *((1 << n) - 1 for n in range(7, 40))]
+    values += [int(rng.lognormvariate(math.log(5e4), 2)) for _ in range(3000)]
+    values += [1024] * 50
+    rng.shuffle(values)
+    one_by_one, batched = Histogram(), Histogram()
+    for value in values:
+        one_by_one.add(value)
+    batched.add_many(values[:1000], errors=3)
+    batched.add_many(values[1000:])
+    assert batched.buckets == one_by_one.buckets
+    assert (batched.count, batched.sum_ns, batched.min_ns, batched.max_ns, batched.errors) == (
+        one_by_one.count,
+        one_by_one.sum_ns,
+        one_by_one.min_ns,
+        one_by_one.max_ns,
+        3,
+    )
+
+
 def test_merge_equals_the_histogram_of_all_values() -> None:
     rng = random.Random(7)
     first, second, everything = Histogram(), Histogram(), Histogram()
