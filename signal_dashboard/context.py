@@ -6,6 +6,7 @@ import itertools
 import os
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -120,12 +121,28 @@ class _Suspended:
 
 SUSPENDED = _Suspended()
 
-# The send whose receivers are running now, so a nested send can name its parent; SUSPENDED
-# while our own code runs (subscribers, the dashboard's requests), so the signals it sends
-# are not traced. One variable for both keeps the hot path to a single lookup.
+# The asend (or sync send with async receivers) whose receivers are running in this context,
+# so a nested send can name its parent (sync sends are in ``sync_send``); SUSPENDED while our
+# own code runs (subscribers, the dashboard's requests), so the signals it sends are not
+# traced. One variable for both keeps the hot path to a single lookup.
 current_event: ContextVar[SignalEvent | _Suspended | None] = ContextVar(
     "signal_dashboard_current_event", default=None
 )
+
+
+class _SyncSend(threading.local):
+    """The sync send whose receivers are running on this thread, if any.
+
+    Sync sends nest within one thread, so a thread-local set and restored around their
+    receivers names a nested send's parent. Setting ``current_event`` instead would cost a new
+    context mapping and token per send. ``asend()`` still sets ``current_event``: its
+    receivers run in other tasks and threads, which copy the context.
+    """
+
+    event: SignalEvent | None = None
+
+
+sync_send = _SyncSend()
 
 
 @contextmanager

@@ -24,7 +24,14 @@ from django.core.signals import setting_changed
 from django.dispatch import Signal, dispatcher
 
 from . import conf, events, payload
-from .context import PROCESS_ORIGIN, SUSPENDED, Origin, current_event, current_origin
+from .context import (
+    PROCESS_ORIGIN,
+    SUSPENDED,
+    Origin,
+    current_event,
+    current_origin,
+    sync_send,
+)
 from .events import ErrorInfo, SignalEvent, error_info, receiver_key, summarize_result
 from .recorder import recorder
 
@@ -72,10 +79,11 @@ def tracing_failures() -> int:
 # holds a receiver; the rare results and exceptions are summarized as they happen.
 
 
-def _finish(event: SignalEvent) -> None:
-    """Time the send, count it for its request, and hand it to the recorder."""
+def _finish(event: SignalEvent, end_ns: int | None = None) -> None:
+    """Time the send (it ended at ``end_ns`` if known), count it for its request, and hand it
+    to the recorder."""
     try:
-        event.duration_ns = perf_counter_ns() - event.start_ns
+        event.duration_ns = (end_ns or perf_counter_ns()) - event.start_ns
         origin = event.origin
         if origin is not PROCESS_ORIGIN:
             # Read by the request's Server-Timing header before the recorder gets to it.
@@ -114,14 +122,17 @@ def _call_sync(
     named: dict[str, Any],
     receivers: list[Callable[..., Any]],
     robust: bool,
+    start: int | None = None,
 ) -> list[tuple[Callable[..., Any], Any]]:
-    """Django's loop over sync receivers, with each call timed.
+    """Django's loop over sync receivers, with each call timed from ``start`` (now if not
+    given).
 
     One clock read per receiver: each call's end is the next one's start.
     """
     append_call = event.calls.append
     responses = []
-    start = perf_counter_ns()
+    if start is None:
+        start = perf_counter_ns()
     for receiver in receivers:
         try:
             response = receiver(signal=signal, sender=sender, **named)
@@ -228,12 +239,18 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
         parent = current_event.get()
         if parent is SUSPENDED:
             return original(self, sender, **named)
+        running = sync_send.event
+        # Normally at most one of the two is set. Both are when a receiver's async_to_sync()
+        # leads back to this thread: the one that started later is the closer parent.
+        if running is not None and (parent is None or running.start_ns > parent.start_ns):
+            parent = running
         sync_receivers, async_receivers = self._live_receivers(sender)
         if not sync_receivers and not async_receivers:
             if _record_empty_sends:
                 _record_empty(self, sender, named, method)
             return []
         try:
+            start = perf_counter_ns()
             event = SignalEvent(
                 self,
                 sender,
@@ -241,22 +258,32 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
                 named,
                 parent,
                 parent.origin if parent else current_origin.get(),
-                perf_counter_ns(),
+                start,
             )
         except Exception:
             _Failures.add()
             return original(self, sender, **named)
-        token = current_event.set(event)
+        end = None
+        sync_send.event = event
         try:
-            responses = _call_sync(event, self, sender, named, sync_receivers, robust)
+            responses = _call_sync(event, self, sender, named, sync_receivers, robust, start)
             if async_receivers:
-                responses.extend(
-                    async_to_sync(_call_async)(event, self, sender, named, async_receivers, robust)
-                )
+                token = current_event.set(event)  # copied into the receivers' context
+                try:
+                    responses.extend(
+                        async_to_sync(_call_async)(
+                            event, self, sender, named, async_receivers, robust
+                        )
+                    )
+                finally:
+                    current_event.reset(token)
+            elif event.calls:
+                _, _, last_start, last_duration, _, _ = event.calls[-1]
+                end = last_start + last_duration
             return responses
         finally:
-            current_event.reset(token)
-            _finish(event)
+            sync_send.event = running
+            _finish(event, end)
 
     return functools.wraps(original)(send)
 

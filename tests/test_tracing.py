@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -396,6 +397,48 @@ def test_nested_sends_under_asend_keep_their_parent() -> None:
     children = [e for e in events if e.signal is inner]
     assert len(children) == 2
     assert all(child.parent is outer_event and child.depth == 1 for child in children)
+
+
+def test_a_send_nested_in_threads_names_its_closest_parent() -> None:
+    # outer.send -> receiver -> async_to_sync -> middle.asend -> sync receiver, which runs
+    # back on outer's thread -> inner.send: inner's parent is middle, not outer.
+    outer, middle, inner = Signal(), Signal(), Signal()
+
+    async def run_middle() -> None:
+        await middle.asend(sender=Sender)
+
+    outer.connect(lambda sender, **kwargs: async_to_sync(run_middle)(), weak=False)
+    middle.connect(lambda sender, **kwargs: inner.send(sender=OtherSender), weak=False)
+    inner.connect(lambda sender, **kwargs: None, weak=False)
+    with tracing.capture() as events:
+        outer.send(sender=Sender)
+        inner.send(sender=Sender)  # the thread's nesting was undone
+    [middle_event] = events.filter(signal=middle)
+    first_inner, second_inner = events.filter(signal=inner)
+    assert first_inner.parent is middle_event
+    assert second_inner.parent is None
+
+
+def test_sends_in_two_threads_nest_independently() -> None:
+    outer, inner = Signal(), Signal()
+    inside = threading.Barrier(2)
+
+    def outer_receiver(sender: Any, **kwargs: Any) -> None:
+        inside.wait(timeout=5)  # both outer sends are running at once
+        inner.send(sender=sender)
+        inside.wait(timeout=5)
+
+    outer.connect(outer_receiver, weak=False)
+    inner.connect(lambda sender, **kwargs: None, weak=False)
+    with tracing.capture() as events:
+        other = threading.Thread(target=outer.send, kwargs={"sender": OtherSender})
+        other.start()
+        outer.send(sender=Sender)
+        other.join()
+    for sender in (Sender, OtherSender):
+        [outer_event] = events.filter(signal=outer, sender=sender)
+        [inner_event] = events.filter(signal=inner, sender=sender)
+        assert inner_event.parent is outer_event
 
 
 def test_async_receivers_timed_under_send_and_asend() -> None:
