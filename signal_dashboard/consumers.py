@@ -26,7 +26,6 @@ from urllib.parse import parse_qsl
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
-from django.utils.safestring import mark_safe
 
 from .access import can_view
 from .broadcast import GROUP, broadcaster
@@ -34,7 +33,7 @@ from .conf import get_config
 from .context import suspended
 from .filters import EventFilter, FilterError
 from .recorder import recorder
-from .rows import event_url_parts, row_html
+from .rows import event_url_parts, push_html, row_html
 from .stats import TableQuery
 from .transport import is_shared, layer_alias, transport_status
 from .views import recent_rows, tables_context
@@ -275,20 +274,15 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         for part, part_fragments in reversed(_parts(rows, fragments)):
             new_senders = sorted({row["sender"] for row in part} - self.senders_sent)
             self.senders_sent.update(new_senders)
-            html = render_to_string(
-                "signal_dashboard/_push.html",
-                {
-                    # Escaped by row_html().
-                    "rows_html": mark_safe("".join(part_fragments)),
-                    "replace": replace,
-                    "new_senders": new_senders,
-                    "rate": status["rate"],
-                    "dropped": status["dropped"],
-                    "transport": status["transport"],
-                    "paused": self.paused,
-                    "held": len(self.held),
-                    "filter": self.filter,
-                },
+            html = push_html(
+                rows_html="".join(part_fragments),  # escaped by row_html()
+                replace=replace,
+                rate=status["rate"],
+                dropped=status["dropped"],
+                transport=status["transport"],
+                paused=self.paused,
+                held=len(self.held),
+                new_senders=new_senders,
             )
             replace = False
             await self.send(text_data=html)

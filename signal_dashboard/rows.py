@@ -1,8 +1,9 @@
-"""The stream's table rows as HTML, made in Python.
+"""The stream's HTML, made in Python: its table rows and the pushes that carry them.
 
 Rows are the one piece of markup made for every event a dashboard shows (thousands a second on
-a busy stream), and Django's template engine takes some hundred microseconds per row; this
-takes a few. Every value is escaped as ``{{ }}`` in a template would escape it.
+a busy stream), and pushes go to every socket ten times a second; Django's template engine
+takes some hundred microseconds for either, this a few. Every value is escaped as ``{{ }}`` in
+a template would escape it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from django.conf import settings
+from django.template.defaultfilters import floatformat
 from django.urls import get_script_prefix, get_urlconf, reverse
+from django.utils.formats import number_format
 
 from .conf import get_config
 
@@ -67,6 +71,71 @@ def row_html(row: Mapping[str, Any], event_url: tuple[str, str] | None = None) -
         f"  <td>{caused_by}</td>\n"
         "</tr>"
     )
+
+
+def push_html(
+    *,
+    rows_html: str,
+    replace: bool,
+    rate: float,
+    dropped: int,
+    transport: Mapping[str, Any],
+    paused: bool,
+    held: int,
+    new_senders: list[str],
+) -> str:
+    """One WebSocket push: rows (``rows_html``, already escaped) for the top of the stream
+    table, or to replace it, with the status line and senders new to the page's datalist.
+
+    Every element carries an id that htmx swaps in place (hx-swap-oob).
+    """
+    parts = []
+    if replace:
+        parts.append(
+            f'<tbody id="sd-rows" hx-swap-oob="innerHTML">{rows_html}</tbody>\n'
+            '<div id="sd-error" class="sd-error-message" role="alert" hidden></div>\n'
+        )
+    elif rows_html:
+        parts.append(f'<tbody id="sd-rows" hx-swap-oob="afterbegin">{rows_html}</tbody>\n')
+    parts.append(
+        f'<span id="sd-rate">{_rate(rate)}</span>\n'
+        f'<span id="sd-dropped">{_number(dropped)}</span>\n'
+        f"{transport_html(transport)}\n"
+        f'<span id="sd-held" {"" if paused else "hidden"}>paused · {_number(held)} held back'
+        "</span>\n"
+    )
+    if new_senders:
+        options = "".join(f'<option value="{_text(sender)}">' for sender in new_senders)
+        parts.append(f'<datalist id="sd-senders" hx-swap-oob="beforeend">{options}</datalist>')
+    return "".join(parts)
+
+
+def transport_html(transport: Mapping[str, Any]) -> str:
+    """The status line's word on the transport (see transport.transport_status())."""
+    shared = " · every process, through Redis" if transport["shared"] else ""
+    if transport["up"]:
+        return f'<span id="sd-transport">{shared}</span>'
+    error = _text(transport["error"])
+    return (
+        f'<span id="sd-transport" class="sd-error-text">{shared} · transport down: {error}</span>'
+    )
+
+
+_last_rate: tuple[float, str] = (0.0, "0.0")
+
+
+def _rate(rate: float) -> str:
+    """As ``{{ rate|floatformat:1 }}``; every socket of a process shows the same rate, so the
+    last one is kept."""
+    global _last_rate
+    if rate != _last_rate[0]:
+        _last_rate = (rate, floatformat(rate, 1))
+    return _last_rate[1]
+
+
+def _number(value: int) -> str:
+    """As ``{{ value }}`` shows an integer (grouped only with USE_THOUSAND_SEPARATOR)."""
+    return number_format(value) if settings.USE_THOUSAND_SEPARATOR else str(value)
 
 
 # html.escape()'s replacements, made in one pass.

@@ -9,7 +9,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from ..conf import get_config
-from ..rows import clock, ms, row_html, short_label
+from ..rows import clock, ms, row_html, short_label, transport_html
 from ..stats import Histogram, TableQuery
 
 register = template.Library()
@@ -24,6 +24,12 @@ register.filter("short_label", short_label)
 def row(row: Mapping[str, Any]) -> str:
     """A row of the stream table (escaped inside)."""
     return mark_safe(row_html(row))
+
+
+@register.filter
+def transport(status: Mapping[str, Any]) -> str:
+    """The status line's word on the transport (see transport.transport_status())."""
+    return mark_safe(transport_html(status))
 
 
 @register.filter

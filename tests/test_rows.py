@@ -1,0 +1,89 @@
+"""The stream's pushes as HTML: what htmx swaps in, escaped."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from signal_dashboard.rows import push_html, transport_html
+
+LOCAL = {"shared": False, "up": True, "error": ""}
+
+
+def push(**changes: Any) -> str:
+    values: dict[str, Any] = {
+        "rows_html": "<tr>row</tr>",
+        "replace": False,
+        "rate": 12.345,
+        "dropped": 3,
+        "transport": LOCAL,
+        "paused": False,
+        "held": 0,
+        "new_senders": [],
+    }
+    return push_html(**{**values, **changes})
+
+
+def span(html: str, element_id: str) -> str:
+    match = re.search(rf'<span id="{element_id}"([^>]*)>(.*?)</span>', html)
+    assert match, element_id
+    return match.group(1) + "|" + match.group(2)
+
+
+def test_new_rows_go_on_top_and_a_replacement_clears_the_error() -> None:
+    added = push()
+    assert '<tbody id="sd-rows" hx-swap-oob="afterbegin"><tr>row</tr></tbody>' in added
+    assert "sd-error" not in added
+    replaced = push(replace=True, rows_html="")
+    assert '<tbody id="sd-rows" hx-swap-oob="innerHTML"></tbody>' in replaced
+    assert '<div id="sd-error" class="sd-error-message" role="alert" hidden></div>' in replaced
+    assert "sd-rows" not in push(rows_html="")  # a status-only push leaves the rows alone
+
+
+def test_the_status_line_shows_rate_drops_and_what_is_held_back() -> None:
+    html = push(paused=True, held=2)
+    assert span(html, "sd-rate") == "|12.3"
+    assert span(html, "sd-dropped") == "|3"
+    assert span(html, "sd-held") == " |paused · 2 held back"
+    assert span(push(), "sd-held") == " hidden|paused · 0 held back"
+
+
+def test_numbers_follow_the_localization_settings(settings: Any) -> None:
+    settings.USE_THOUSAND_SEPARATOR = True
+    settings.NUMBER_GROUPING = 3
+    html = push(rate=1234.56, dropped=12345)
+    assert span(html, "sd-rate") == "|1,234.6"
+    assert span(html, "sd-dropped") == "|12,345"
+
+
+def test_new_senders_are_escaped_into_the_datalist() -> None:
+    html = push(new_senders=['<b>"Pizza"</b>', "Order"])
+    assert html.endswith(
+        '<datalist id="sd-senders" hx-swap-oob="beforeend">'
+        '<option value="&lt;b&gt;&quot;Pizza&quot;&lt;/b&gt;"><option value="Order"></datalist>'
+    )
+    assert "sd-senders" not in push()
+
+
+@pytest.mark.parametrize(
+    ("transport", "expected"),
+    [
+        (LOCAL, '<span id="sd-transport"></span>'),
+        (
+            {"shared": True, "up": True, "error": ""},
+            '<span id="sd-transport"> · every process, through Redis</span>',
+        ),
+        (
+            {"shared": True, "up": False, "error": "Error <111> connecting"},
+            '<span id="sd-transport" class="sd-error-text"> · every process, through Redis'
+            " · transport down: Error &lt;111&gt; connecting</span>",
+        ),
+    ],
+)
+def test_the_transport_is_named_and_its_error_escaped(
+    transport: dict[str, Any], expected: str
+) -> None:
+    assert transport_html(transport) == expected
+    assert expected in push(transport=transport)
