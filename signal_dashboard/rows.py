@@ -9,7 +9,7 @@ a template would escape it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from html import escape
 from typing import Any
 from urllib.parse import quote
 
@@ -138,12 +138,8 @@ def _number(value: int) -> str:
     return number_format(value) if settings.USE_THOUSAND_SEPARATOR else str(value)
 
 
-# html.escape()'s replacements, made in one pass.
-_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"})
-
-
 def _text(value: Any) -> str:
-    return str(value).translate(_ESCAPES)
+    return escape(str(value))  # as {{ }} escapes (html.escape's chained replaces are fastest)
 
 
 def event_url_parts() -> tuple[str, str]:
@@ -165,8 +161,13 @@ def ms(nanoseconds: int | None) -> str:
 
 
 def clock(timestamp: float) -> str:
-    """Seconds since the epoch as UTC ``HH:MM:SS.mmm``."""
-    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
+    """Seconds since the epoch as UTC ``HH:MM:SS.mmm`` (the microsecond truncated, as
+    ``strftime("%f")[:-3]`` would; in arithmetic, at a third of datetime's cost)."""
+    millis = round(timestamp * 1_000_000) // 1000 % 86_400_000
+    seconds, millis = divmod(millis, 1000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}"
 
 
 def short_label(label: str | None) -> str:

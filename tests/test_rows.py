@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from signal_dashboard.rows import push_html, transport_html
+from signal_dashboard.rows import clock, push_html, transport_html
 
 LOCAL = {"shared": False, "up": True, "error": ""}
 
@@ -87,3 +89,12 @@ def test_the_transport_is_named_and_its_error_escaped(
 ) -> None:
     assert transport_html(transport) == expected
     assert expected in push(transport=transport)
+
+
+def test_the_clock_is_utc_to_the_millisecond() -> None:
+    rng = random.Random(5)
+    stamps = [0.0, 59.9999, 86_399.9994, 86_400.0, 1_763_842_000.0005, 1_763_842_000.123456]
+    stamps += [rng.uniform(0, 4e9) for _ in range(2000)]
+    for stamp in stamps:
+        expected = datetime.fromtimestamp(stamp, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
+        assert clock(stamp) == expected, stamp
