@@ -208,8 +208,21 @@ async def _no_responses() -> list[tuple[Callable[..., Any], Any]]:
     return []
 
 
-def _record_empty(signal: Signal, sender: Any, named: dict[str, Any], method: str) -> None:
+def _current_parent() -> Any:
+    """The send whose receivers are running here (None if none), or SUSPENDED."""
     parent = current_event.get()
+    if parent is SUSPENDED:
+        return parent
+    running = sync_send.event
+    # Normally at most one of the two is set. Both are when a receiver's async_to_sync() or
+    # asyncio.run() leads back to this thread: the one that started later is the closer parent.
+    if running is not None and (parent is None or running.start_ns > parent.start_ns):
+        return running
+    return parent
+
+
+def _record_empty(signal: Signal, sender: Any, named: dict[str, Any], method: str) -> None:
+    parent = _current_parent()
     if parent is SUSPENDED:
         return
     try:
@@ -236,14 +249,9 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
             if _record_empty_sends:
                 _record_empty(self, sender, named, method)
             return []
-        parent = current_event.get()
+        parent = _current_parent()
         if parent is SUSPENDED:
             return original(self, sender, **named)
-        running = sync_send.event
-        # Normally at most one of the two is set. Both are when a receiver's async_to_sync()
-        # leads back to this thread: the one that started later is the closer parent.
-        if running is not None and (parent is None or running.start_ns > parent.start_ns):
-            parent = running
         sync_receivers, async_receivers = self._live_receivers(sender)
         if not sync_receivers and not async_receivers:
             if _record_empty_sends:
@@ -264,6 +272,7 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
             _Failures.add()
             return original(self, sender, **named)
         end = None
+        outer = sync_send.event
         sync_send.event = event
         try:
             responses = _call_sync(event, self, sender, named, sync_receivers, robust, start)
@@ -282,7 +291,7 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
                 end = last_start + last_duration
             return responses
         finally:
-            sync_send.event = running
+            sync_send.event = outer
             _finish(event, end)
 
     return functools.wraps(original)(send)
@@ -296,7 +305,7 @@ def _make_asend(method: str, robust: bool) -> Callable[..., Any]:
             if _record_empty_sends:
                 _record_empty(self, sender, named, method)
             return []
-        parent = current_event.get()
+        parent = _current_parent()
         if parent is SUSPENDED:
             return await original(self, sender, **named)
         sync_receivers, async_receivers = self._live_receivers(sender)

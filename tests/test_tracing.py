@@ -473,6 +473,32 @@ def test_sends_without_receivers_are_not_recorded_by_default(settings: Any) -> N
     assert event.payload == {"size": "small"}
 
 
+def test_an_empty_send_inside_a_receiver_names_its_parent(settings: Any) -> None:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "RECORD_EMPTY_SENDS": True}
+    outer, empty = Signal(), Signal()
+    outer.connect(lambda sender, **kwargs: empty.send(sender=OtherSender), weak=False)
+    with tracing.capture() as events:
+        outer.send(sender=Sender)
+    [empty_event] = events.filter(signal=empty)
+    [outer_event] = events.filter(signal=outer)
+    assert empty_event.parent is outer_event
+
+
+def test_an_asend_run_by_a_receiver_on_its_own_thread_names_its_parent() -> None:
+    outer, inner = Signal(), Signal()
+
+    async def inner_receiver(sender: Any, **kwargs: Any) -> None:
+        return None
+
+    outer.connect(lambda sender, **kwargs: asyncio.run(inner.asend(sender=OtherSender)), weak=False)
+    inner.connect(inner_receiver, weak=False)
+    with tracing.capture() as events:
+        outer.send(sender=Sender)
+    [inner_event] = events.filter(signal=inner)
+    [outer_event] = events.filter(signal=outer)
+    assert inner_event.parent is outer_event
+
+
 def test_tracing_failure_never_reaches_the_app(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
