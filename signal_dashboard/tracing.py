@@ -129,7 +129,7 @@ def _call_sync(
 
     One clock read per receiver: each call's end is the next one's start.
     """
-    append_call = event.calls.append
+    calls = event.calls
     responses = []
     if start is None:
         start = perf_counter_ns()
@@ -137,7 +137,7 @@ def _call_sync(
         try:
             response = receiver(signal=signal, sender=sender, **named)
         except Exception as err:
-            append_call(_failed_call(receiver, False, start, err))
+            calls.append(_failed_call(receiver, False, start, err))
             if not robust:
                 raise
             signal._log_robust_failure(receiver, err)
@@ -145,10 +145,10 @@ def _call_sync(
             start = perf_counter_ns()
             continue
         except BaseException as err:
-            append_call(_failed_call(receiver, False, start, err))
+            calls.append(_failed_call(receiver, False, start, err))
             raise
         end = perf_counter_ns()
-        append_call(
+        calls.append(
             (
                 getattr(receiver, "__code__", None) or type(receiver),  # receiver_key(), inlined
                 False,
@@ -249,9 +249,12 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
             if _record_empty_sends:
                 _record_empty(self, sender, named, method)
             return []
-        parent = _current_parent()
+        parent = current_event.get()
         if parent is SUSPENDED:
             return original(self, sender, **named)
+        outer = sync_send.event  # _current_parent(), inlined: this runs for every send
+        if outer is not None and (parent is None or outer.start_ns > parent.start_ns):
+            parent = outer
         sync_receivers, async_receivers = self._live_receivers(sender)
         if not sync_receivers and not async_receivers:
             if _record_empty_sends:
@@ -272,7 +275,6 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
             _Failures.add()
             return original(self, sender, **named)
         end = None
-        outer = sync_send.event
         sync_send.event = event
         try:
             responses = _call_sync(event, self, sender, named, sync_receivers, robust, start)
