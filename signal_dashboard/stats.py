@@ -64,13 +64,40 @@ def _bucket_value(index: int) -> int:
     return (lower + upper - 1) // 2
 
 
+# Values a histogram keeps aside before putting them in buckets, at most (see add_many()).
+UNBUCKETED_LIMIT = 512
+
+
+def _bucket_into(buckets: dict[int, int], values: list[int]) -> None:
+    """Add non-negative values to ``buckets``: sorted (in C), each bucket's values are a run
+    found by bisection, so the Python work is per bucket rather than per value."""
+    values = sorted(values)
+    get = buckets.get
+    end = len(values)
+    first = 0
+    while first < end:
+        value = values[first]
+        if value < _EXACT:
+            index = upper = value
+        else:
+            shift = value.bit_length() - _EXACT_BITS
+            index = (shift << _SUB_BITS) + (value >> shift)
+            upper = (((value >> shift) + 1) << shift) - 1
+        after = bisect_right(values, upper, first + 1)
+        buckets[index] = get(index, 0) + after - first
+        first = after
+
+
 class Histogram:
     """Counts of durations (in nanoseconds) in log-linear buckets; mergeable and bounded."""
 
-    __slots__ = ("_min_ns", "buckets", "count", "errors", "max_ns", "sum_ns")
+    __slots__ = ("_min_ns", "_unbucketed", "buckets", "count", "errors", "max_ns", "sum_ns")
 
     def __init__(self) -> None:
         self.buckets: dict[int, int] = {}
+        # Values counted in the totals but not yet in ``buckets`` (see add_many()); readers
+        # count them without moving them, so only the adding thread ever changes ``buckets``.
+        self._unbucketed: list[int] = []
         self.count = 0
         self.errors = 0
         self.sum_ns = 0
@@ -102,41 +129,45 @@ class Histogram:
             self.errors += 1
 
     def add_many(self, values: list[int], errors: int = 0) -> None:
-        """Add non-negative values at once; ``errors`` of them came from failed calls."""
+        """Add non-negative values at once; ``errors`` of them came from failed calls.
+
+        They are counted in the totals now and put in buckets ``UNBUCKETED_LIMIT`` at a time
+        (or by flush()): the more values a batch holds, the more of them share a bucket.
+        """
         if not values:
             return
-        # Sorted (in C), each bucket's values are a run found by bisection, so the Python
-        # work is per bucket rather than per value: a batch's values share few buckets.
-        values = sorted(values)
-        buckets = self.buckets
-        get = buckets.get
-        end = len(values)
-        first = 0
-        while first < end:
-            value = values[first]
-            if value < _EXACT:
-                index = upper = value
-            else:
-                shift = value.bit_length() - _EXACT_BITS
-                index = (shift << _SUB_BITS) + (value >> shift)
-                upper = (((value >> shift) + 1) << shift) - 1
-            after = bisect_right(values, upper, first + 1)
-            buckets[index] = get(index, 0) + after - first
-            first = after
-        self.count += end
+        self.count += len(values)
         self.sum_ns += sum(values)
-        self.max_ns = max(self.max_ns, values[-1])
-        self._min_ns = min(self._min_ns, values[0])
+        self.max_ns = max(self.max_ns, max(values))
+        self._min_ns = min(self._min_ns, min(values))
         self.errors += errors
+        unbucketed = self._unbucketed
+        unbucketed += values
+        if len(unbucketed) >= UNBUCKETED_LIMIT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Put the values add_many() left aside into their buckets (by the adding thread)."""
+        values, self._unbucketed = self._unbucketed, []
+        _bucket_into(self.buckets, values)
+
+    def counts(self) -> dict[int, int]:
+        """Count per bucket index, of every value added (safe from any thread)."""
+        unbucketed = list(self._unbucketed)  # one step under the GIL: a consistent copy
+        if not unbucketed:
+            return self.buckets
+        counts = dict(self.buckets)
+        _bucket_into(counts, unbucketed)
+        return counts
 
     def merge(self, other: Histogram) -> None:
         """Add ``other``'s counts to this histogram."""
         if not other.count:
             return
         buckets = self.buckets
-        # A copy: the sending thread may be adding to ``other`` meanwhile (list() of a dict's
+        # A copy: the recorder's drain may be adding to ``other`` meanwhile (list() of a dict's
         # items is one step under the GIL).
-        for index, count in list(other.buckets.items()):
+        for index, count in list(other.counts().items()):
             buckets[index] = buckets.get(index, 0) + count
         self._min_ns = min(self._min_ns, other._min_ns)
         self.max_ns = max(self.max_ns, other.max_ns)
@@ -161,8 +192,9 @@ class Histogram:
             return 0
         rank = max(1, math.ceil(percent / 100 * self.count))
         seen = 0
-        for index in sorted(self.buckets):
-            seen += self.buckets[index]
+        counts = self.counts()
+        for index in sorted(counts):
+            seen += counts[index]
             if seen >= rank:
                 # The extremes are known exactly; the bucket's middle could lie beyond them.
                 return min(max(_bucket_value(index), self.min_ns), self.max_ns)
@@ -190,22 +222,21 @@ class Histogram:
             counts[bins // 2] = self.count
             return counts
         step = (high - low) / bins
-        for index, count in self.buckets.items():
+        for index, count in self.counts().items():
             value = max(_bucket_value(index), 1)
             counts[min(bins - 1, max(0, int((math.log(value) - low) / step)))] += count
         return counts
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: totals and ``[lower_ns, upper_ns, count]`` per non-empty bucket."""
+        counts = self.counts()
         return {
             "count": self.count,
             "errors": self.errors,
             "sum_ns": self.sum_ns,
             "min_ns": self.min_ns,
             "max_ns": self.max_ns,
-            "buckets": [
-                [*bucket_bounds(index), self.buckets[index]] for index in sorted(self.buckets)
-            ],
+            "buckets": [[*bucket_bounds(index), counts[index]] for index in sorted(counts)],
         }
 
     @classmethod
@@ -265,8 +296,10 @@ class Series:
     def slice(self, slice_id: int, max_slices: int) -> Histogram:
         """The histogram of a time slice (the newest), folding slices that left the window."""
         slices = self.slices
-        if slices and slices[-1][0] == slice_id:
-            return slices[-1][1]
+        if slices:
+            if slices[-1][0] == slice_id:
+                return slices[-1][1]
+            slices[-1][1].flush()  # no more values go to that slice
         histogram = Histogram()
         slices.append((slice_id, histogram))
         while len(slices) > max_slices:

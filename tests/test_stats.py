@@ -14,6 +14,7 @@ from django.test import override_settings
 from signal_dashboard.context import Origin, current_origin
 from signal_dashboard.filters import EventFilter
 from signal_dashboard.stats import (
+    UNBUCKETED_LIMIT,
     Histogram,
     LatencyStore,
     MergedStore,
@@ -89,7 +90,7 @@ def test_adding_a_batch_equals_adding_its_values_one_by_one() -> None:
         one_by_one.add(value)
     batched.add_many(values[:1000], errors=3)
     batched.add_many(values[1000:])
-    assert batched.buckets == one_by_one.buckets
+    assert batched.counts() == one_by_one.buckets
     assert (batched.count, batched.sum_ns, batched.min_ns, batched.max_ns, batched.errors) == (
         one_by_one.count,
         one_by_one.sum_ns,
@@ -97,6 +98,30 @@ def test_adding_a_batch_equals_adding_its_values_one_by_one() -> None:
         one_by_one.max_ns,
         3,
     )
+
+
+def test_a_batch_is_bucketed_once_enough_values_wait_and_read_before() -> None:
+    histogram = Histogram()
+    histogram.add_many([1000] * (UNBUCKETED_LIMIT - 1))
+    assert histogram.buckets == {}  # set aside, yet read as counted:
+    assert histogram.counts() == {bucket_index(1000): UNBUCKETED_LIMIT - 1}
+    assert histogram.percentile(50) == pytest.approx(1000, rel=0.01)
+    assert histogram.to_dict()["buckets"] == [
+        [*bucket_bounds(bucket_index(1000)), UNBUCKETED_LIMIT - 1]
+    ]
+    merged = Histogram.merged([histogram])
+    assert merged.buckets == {bucket_index(1000): UNBUCKETED_LIMIT - 1}
+    histogram.add_many([5000])
+    assert histogram.buckets == {bucket_index(1000): UNBUCKETED_LIMIT - 1, bucket_index(5000): 1}
+    assert histogram.counts() is histogram.buckets
+
+
+def test_a_slice_that_is_over_puts_its_values_in_buckets() -> None:
+    series = Series()
+    series.slice(1, 30).add_many([1000, 2000])
+    assert series.slices[0][1].buckets == {}
+    series.slice(2, 30)
+    assert series.slices[0][1].buckets == {bucket_index(1000): 1, bucket_index(2000): 1}
 
 
 def test_merge_equals_the_histogram_of_all_values() -> None:
