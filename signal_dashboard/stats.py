@@ -231,7 +231,9 @@ class Histogram:
         """JSON-ready form: totals and ``[lower_ns, upper_ns, count]`` per non-empty bucket."""
         counts = self.counts()
         return {
-            "count": self.count,
+            # From the same counts as the buckets, which the recorder's drain may be adding to
+            # on another thread: from_dict() checks that they agree.
+            "count": sum(counts.values()),
             "errors": self.errors,
             "sum_ns": self.sum_ns,
             "min_ns": self.min_ns,

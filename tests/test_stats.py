@@ -116,6 +116,14 @@ def test_a_batch_is_bucketed_once_enough_values_wait_and_read_before() -> None:
     assert histogram.counts() is histogram.buckets
 
 
+def test_a_histogram_read_while_values_arrive_still_round_trips() -> None:
+    histogram = Histogram()
+    histogram.add_many([1000, 2000])
+    histogram.count += 1  # what another thread's add_many() has counted but not yet set aside
+    copy = Histogram.from_dict(histogram.to_dict())
+    assert copy.counts() == histogram.counts()
+
+
 def test_a_slice_that_is_over_puts_its_values_in_buckets() -> None:
     series = Series()
     series.slice(1, 30).add_many([1000, 2000])
