@@ -46,8 +46,8 @@ logger = logging.getLogger("signal_dashboard")
 
 ALIAS = "signal_dashboard"
 SOURCE = f"{HOST}:{PID}"
-# Two capped streams: the rows dashboards list and filter, and the full events their details
-# show (each row names its event's entry as "history_id").
+# One capped stream, an entry per event holding its row (what dashboards list and filter) and
+# the whole event (what its detail shows); a row names its entry as "history_id".
 EVENTS_KEY = "signal_dashboard:events"
 STATS_KEY_PREFIX = "signal_dashboard:stats:"
 
