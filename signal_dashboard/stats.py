@@ -18,10 +18,12 @@ import functools
 import heapq
 import math
 import time
+from array import array
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .events import _WALL_OFFSET_NS, _OpaqueSender, receiver_label, sender_label, signal_label
@@ -88,99 +90,23 @@ def _bucket_into(buckets: dict[int, int], values: list[int]) -> None:
         first = after
 
 
-class Histogram:
-    """Counts of durations (in nanoseconds) in log-linear buckets; mergeable and bounded."""
+class _HistogramReading:
+    """What every histogram answers from its totals and its counts per bucket."""
 
-    __slots__ = ("_min_ns", "_unbucketed", "buckets", "count", "errors", "max_ns", "sum_ns")
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self.buckets: dict[int, int] = {}
-        # Values counted in the totals but not yet in ``buckets`` (see add_many()); readers
-        # count them without moving them, so only the adding thread ever changes ``buckets``.
-        self._unbucketed: list[int] = []
-        self.count = 0
-        self.errors = 0
-        self.sum_ns = 0
-        self._min_ns = _NO_VALUE
-        self.max_ns = 0
+    count: int
+    errors: int
+    sum_ns: int
+    max_ns: int
+    _min_ns: int
+
+    def counts(self) -> dict[int, int]:
+        raise NotImplementedError
 
     @property
     def min_ns(self) -> int:
         return self._min_ns if self.count else 0
-
-    def add(self, value: int, error: bool = False) -> None:
-        # bucket_index(), inlined: this runs for every send and every receiver call.
-        if value < _EXACT:
-            if value < 0:
-                value = 0
-            index = value
-        else:
-            shift = value.bit_length() - _EXACT_BITS
-            index = (shift << _SUB_BITS) + (value >> shift)
-        buckets = self.buckets
-        buckets[index] = buckets.get(index, 0) + 1
-        self.count += 1
-        self.sum_ns += value
-        if value > self.max_ns:
-            self.max_ns = value
-        if value < self._min_ns:
-            self._min_ns = value
-        if error:
-            self.errors += 1
-
-    def add_many(self, values: list[int], errors: int = 0) -> None:
-        """Add non-negative values at once; ``errors`` of them came from failed calls.
-
-        They are counted in the totals now and put in buckets ``UNBUCKETED_LIMIT`` at a time
-        (or by flush()): the more values a batch holds, the more of them share a bucket.
-        """
-        if not values:
-            return
-        self.count += len(values)
-        self.sum_ns += sum(values)
-        self.max_ns = max(self.max_ns, max(values))
-        self._min_ns = min(self._min_ns, min(values))
-        self.errors += errors
-        unbucketed = self._unbucketed
-        unbucketed += values
-        if len(unbucketed) >= UNBUCKETED_LIMIT:
-            self.flush()
-
-    def flush(self) -> None:
-        """Put the values add_many() left aside into their buckets (by the adding thread)."""
-        values, self._unbucketed = self._unbucketed, []
-        _bucket_into(self.buckets, values)
-
-    def counts(self) -> dict[int, int]:
-        """Count per bucket index, of every value added (safe from any thread)."""
-        unbucketed = list(self._unbucketed)  # one step under the GIL: a consistent copy
-        if not unbucketed:
-            return self.buckets
-        counts = dict(self.buckets)
-        _bucket_into(counts, unbucketed)
-        return counts
-
-    def merge(self, other: Histogram) -> None:
-        """Add ``other``'s counts to this histogram."""
-        if not other.count:
-            return
-        buckets = self.buckets
-        # A copy: the recorder's drain may be adding to ``other`` meanwhile (list() of a dict's
-        # items is one step under the GIL).
-        for index, count in list(other.counts().items()):
-            buckets[index] = buckets.get(index, 0) + count
-        self._min_ns = min(self._min_ns, other._min_ns)
-        self.max_ns = max(self.max_ns, other.max_ns)
-        self.count += other.count
-        self.sum_ns += other.sum_ns
-        self.errors += other.errors
-
-    @classmethod
-    def merged(cls, histograms: Iterable[Histogram]) -> Histogram:
-        total = cls()
-        for histogram in histograms:
-            total.merge(histogram)
-        return total
 
     @property
     def mean_ns(self) -> float:
@@ -241,6 +167,107 @@ class Histogram:
             "buckets": [[*bucket_bounds(index), counts[index]] for index in sorted(counts)],
         }
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _HistogramReading):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<Histogram count={self.count} p50={self.percentile(50)}ns max={self.max_ns}ns>"
+
+
+class Histogram(_HistogramReading):
+    """Counts of durations (in nanoseconds) in log-linear buckets; mergeable and bounded."""
+
+    __slots__ = ("_min_ns", "_unbucketed", "buckets", "count", "errors", "max_ns", "sum_ns")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, int] = {}
+        # Values counted in the totals but not yet in ``buckets`` (see add_many()); readers
+        # count them without moving them, so only the adding thread ever changes ``buckets``.
+        self._unbucketed: list[int] = []
+        self.count = 0
+        self.errors = 0
+        self.sum_ns = 0
+        self._min_ns = _NO_VALUE
+        self.max_ns = 0
+
+    def add(self, value: int, error: bool = False) -> None:
+        # bucket_index(), inlined: this runs for every send and every receiver call.
+        if value < _EXACT:
+            if value < 0:
+                value = 0
+            index = value
+        else:
+            shift = value.bit_length() - _EXACT_BITS
+            index = (shift << _SUB_BITS) + (value >> shift)
+        buckets = self.buckets
+        buckets[index] = buckets.get(index, 0) + 1
+        self.count += 1
+        self.sum_ns += value
+        if value > self.max_ns:
+            self.max_ns = value
+        if value < self._min_ns:
+            self._min_ns = value
+        if error:
+            self.errors += 1
+
+    def add_many(self, values: list[int], errors: int = 0) -> None:
+        """Add non-negative values at once; ``errors`` of them came from failed calls.
+
+        They are counted in the totals now and put in buckets ``UNBUCKETED_LIMIT`` at a time
+        (or by flush()): the more values a batch holds, the more of them share a bucket.
+        """
+        if not values:
+            return
+        self.count += len(values)
+        self.sum_ns += sum(values)
+        self.max_ns = max(self.max_ns, max(values))
+        self._min_ns = min(self._min_ns, min(values))
+        self.errors += errors
+        unbucketed = self._unbucketed
+        unbucketed += values
+        if len(unbucketed) >= UNBUCKETED_LIMIT:
+            self.flush()
+
+    def flush(self) -> None:
+        """Put the values add_many() left aside into their buckets (by the adding thread)."""
+        values, self._unbucketed = self._unbucketed, []
+        _bucket_into(self.buckets, values)
+
+    def counts(self) -> dict[int, int]:
+        """Count per bucket index, of every value added (safe from any thread)."""
+        unbucketed = list(self._unbucketed)  # one step under the GIL: a consistent copy
+        if not unbucketed:
+            return self.buckets
+        counts = dict(self.buckets)
+        _bucket_into(counts, unbucketed)
+        return counts
+
+    def merge(self, other: _HistogramReading) -> None:
+        """Add ``other``'s counts to this histogram."""
+        if not other.count:
+            return
+        buckets = self.buckets
+        # A copy: the recorder's drain may be adding to ``other`` meanwhile (list() of a dict's
+        # items is one step under the GIL).
+        for index, count in list(other.counts().items()):
+            buckets[index] = buckets.get(index, 0) + count
+        self._min_ns = min(self._min_ns, other._min_ns)
+        self.max_ns = max(self.max_ns, other.max_ns)
+        self.count += other.count
+        self.sum_ns += other.sum_ns
+        self.errors += other.errors
+
+    @classmethod
+    def merged(cls, histograms: Iterable[_HistogramReading]) -> Histogram:
+        total = cls()
+        for histogram in histograms:
+            total.merge(histogram)
+        return total
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Histogram:
         """The histogram that :meth:`to_dict` described (from this or another process)."""
@@ -259,29 +286,63 @@ class Histogram:
         histogram.max_ns = int(data["max_ns"])
         return histogram
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Histogram):
-            return NotImplemented
-        return self.to_dict() == other.to_dict()
 
-    __hash__ = None  # type: ignore[assignment]
+class SealedHistogram(_HistogramReading):
+    """A histogram no value will be added to, in one array of integers.
 
-    def __repr__(self) -> str:
-        return f"<Histogram count={self.count} p50={self.percentile(50)}ns max={self.max_ns}ns>"
+    The statistics keep one histogram per series per time slice: a slice that is over is kept
+    in this form, about a fifth of a :class:`Histogram`'s size (a dictionary and an integer
+    object per bucket). Reading it is the same; to add to it, merge it into a Histogram.
+    """
+
+    __slots__ = ("_data", "sum_ns")
+
+    # _data: count, errors, min_ns, max_ns, then (bucket index, count) pairs. The sum may
+    # outgrow 64 bits over a long life, so it stays a Python integer.
+    def __init__(self, histogram: _HistogramReading) -> None:
+        counts = histogram.counts()
+        self._data = array("q", (histogram.count, histogram.errors, histogram.min_ns))
+        self._data.append(histogram.max_ns)
+        self._data.extend(chain.from_iterable(counts.items()))
+        self.sum_ns = histogram.sum_ns
+
+    @property
+    def count(self) -> int:  # type: ignore[override]
+        return self._data[0]
+
+    @property
+    def errors(self) -> int:  # type: ignore[override]
+        return self._data[1]
+
+    @property
+    def _min_ns(self) -> int:  # type: ignore[override]
+        return self._data[2] if self._data[0] else _NO_VALUE
+
+    @property
+    def max_ns(self) -> int:  # type: ignore[override]
+        return self._data[3]
+
+    def counts(self) -> dict[int, int]:
+        data = self._data
+        return dict(zip(data[4::2], data[5::2], strict=True))
+
+    def flush(self) -> None:
+        """Nothing to put in buckets: a sealed histogram holds no values aside."""
 
 
 class Series:
     """One key's durations: per time slice over the rolling window, and since start.
 
     Each value is added once, to its slice; slices that leave the window are merged into
-    ``expired``, so the total since start is ``expired`` plus the live slices.
+    ``expired``, so the total since start is ``expired`` plus the live slices. Only the newest
+    slice is added to: the others, and ``expired``, are kept sealed (:class:`SealedHistogram`).
     """
 
     __slots__ = ("batch", "batch_errors", "expired", "last_ns", "slices", "slow_floor", "slowest")
 
     def __init__(self) -> None:
-        self.expired = Histogram()
-        self.slices: deque[tuple[int, Histogram]] = deque()
+        self.expired = SealedHistogram(Histogram())
+        self.slices: deque[tuple[int, Histogram | SealedHistogram]] = deque()
         self.last_ns = 0  # wall-clock time of the latest value, ns since the epoch
         # For receiver series: a min-heap of (duration, event number, SlowCall), and the
         # duration a call must exceed to enter it (its least, once it is full).
@@ -299,14 +360,19 @@ class Series:
         """The histogram of a time slice (the newest), folding slices that left the window."""
         slices = self.slices
         if slices:
-            if slices[-1][0] == slice_id:
-                return slices[-1][1]
-            slices[-1][1].flush()  # no more values go to that slice
+            newest_id, newest = slices[-1]
+            if isinstance(newest, Histogram):
+                if newest_id == slice_id:
+                    return newest
+                slices[-1] = (newest_id, SealedHistogram(newest))  # no more values go to it
         histogram = Histogram()
         slices.append((slice_id, histogram))
-        while len(slices) > max_slices:
-            self.expired.merge(slices.popleft()[1])
+        if len(slices) > max_slices:
+            self._expire([slices.popleft()[1] for _ in range(len(slices) - max_slices)])
         return histogram
+
+    def _expire(self, histograms: list[Histogram | SealedHistogram]) -> None:
+        self.expired = SealedHistogram(Histogram.merged([self.expired, *histograms]))
 
     def add_batch(self, slice_id: int, max_slices: int) -> None:
         """Move the batch's values into their slice's histogram."""
@@ -325,13 +391,12 @@ class Series:
     def merge_dict(self, data: Mapping[str, Any], max_slices: int, kept: int) -> None:
         """Add a series of another process (its :meth:`as_dict`) to this one."""
         self.last_ns = max(self.last_ns, int(data["last_ns"]))
-        self.expired.merge(Histogram.from_dict(data["expired"]))
-        by_id = dict(self.slices)
-        for slice_id, histogram in data["slices"]:
-            by_id.setdefault(int(slice_id), Histogram()).merge(Histogram.from_dict(histogram))
+        by_id: dict[int, Histogram] = {}
+        theirs = [(int(slice_id), Histogram.from_dict(h)) for slice_id, h in data["slices"]]
+        for slice_id, histogram in [*self.slices, *theirs]:
+            by_id.setdefault(slice_id, Histogram()).merge(histogram)
         ordered = sorted(by_id.items())
-        for _, old in ordered[:-max_slices]:
-            self.expired.merge(old)
+        self._expire([Histogram.from_dict(data["expired"]), *(h for _, h in ordered[:-max_slices])])
         self.slices = deque(ordered[-max_slices:])
         calls = [entry[2] for entry in self.slowest] + [SlowCall(**c) for c in data["slowest"]]
         calls.sort(key=_slowest_first)
@@ -360,9 +425,9 @@ class SendSeries(Series):
         self.by_id: dict[int, tuple[Series, Any]] = {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SlowCall:
-    """One of a receiver's slowest calls."""
+    """One of a receiver's slowest calls (ten kept per series, so without a __dict__)."""
 
     duration_ns: int
     event_id: str

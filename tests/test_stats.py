@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from signal_dashboard.stats import (
     Histogram,
     LatencyStore,
     MergedStore,
+    SealedHistogram,
     Series,
     TableQuery,
     bucket_bounds,
@@ -124,12 +126,68 @@ def test_a_histogram_read_while_values_arrive_still_round_trips() -> None:
     assert copy.counts() == histogram.counts()
 
 
-def test_a_slice_that_is_over_puts_its_values_in_buckets() -> None:
+def test_a_slice_that_is_over_is_sealed_with_its_values_in_buckets() -> None:
     series = Series()
     series.slice(1, 30).add_many([1000, 2000])
     assert series.slices[0][1].buckets == {}
     series.slice(2, 30)
-    assert series.slices[0][1].buckets == {bucket_index(1000): 1, bucket_index(2000): 1}
+    over = series.slices[0][1]
+    assert isinstance(over, SealedHistogram)
+    assert over.counts() == {bucket_index(1000): 1, bucket_index(2000): 1}
+    assert isinstance(series.slices[1][1], Histogram)
+    assert series.slice(2, 30) is series.slices[1][1]
+
+
+def test_a_sealed_histogram_reads_as_the_histogram_it_was_made_from() -> None:
+    rng = random.Random(11)
+    histogram = Histogram()
+    for index in range(3000):
+        histogram.add(int(rng.lognormvariate(10, 1.5)), error=index % 13 == 0)
+    histogram.add_many([5, 70_000, 3_000_000], errors=1)
+    sealed = SealedHistogram(histogram)
+    assert sealed.to_dict() == histogram.to_dict()
+    assert sealed == histogram
+    assert sealed.summary() == histogram.summary()
+    assert sealed.shape() == histogram.shape()
+    assert Histogram.merged([sealed, sealed]).count == 2 * histogram.count
+    assert SealedHistogram(sealed) == sealed
+
+
+def test_an_empty_sealed_histogram_reads_as_empty() -> None:
+    sealed = SealedHistogram(Histogram())
+    assert sealed.summary() == Histogram().summary()
+    total = Histogram.merged([sealed, SealedHistogram(Histogram.merged([]))])
+    assert (total.count, total.min_ns) == (0, 0)
+    total.add(40)
+    assert total.min_ns == 40
+
+
+def test_a_sealed_histogram_keeps_a_sum_past_64_bits() -> None:
+    histogram = Histogram()
+    histogram.add_many([2**62, 2**62, 2**62])
+    sealed = SealedHistogram(histogram)
+    assert sealed.sum_ns == 3 * 2**62
+    assert sealed.max_ns == 2**62
+
+
+def test_sealed_slices_take_a_fraction_of_the_memory() -> None:
+    def allocated(make: Any) -> int:
+        tracemalloc.start()
+        try:
+            kept = [make(index) for index in range(2000)]
+            size = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        assert len(kept) == 2000
+        return size
+
+    def live(index: int) -> Histogram:
+        histogram = Histogram()
+        histogram.add_many([1000 + index, 2000 + index, 40_000 + index])
+        histogram.flush()
+        return histogram
+
+    assert allocated(lambda index: SealedHistogram(live(index))) < allocated(live) / 2
 
 
 def test_merge_equals_the_histogram_of_all_values() -> None:
