@@ -8,8 +8,8 @@ at most ``1 / FLUSH_INTERVAL`` pushes a second however busy the app is.
 Batches go to the dashboards directly rather than through the channel layer: the in-memory
 layer deep-copies a message for every channel in a group, that is, every row once per socket.
 Every receiver gets the same batch, which it must only read. (With the Redis transport the
-publisher in transport.py sends batches through the channel layer instead; dashboards do not
-attach here then.)
+publisher in transport.py sends batches through the channel layer instead, and dashboards
+attach to the process's relay, also a :class:`Fanout`, which reads them from there.)
 """
 
 from __future__ import annotations
@@ -40,24 +40,45 @@ RATE_WINDOW = 5.0
 STATUS_INTERVAL = 1.0
 
 
-class Broadcaster:
-    """Subscribed to the recorder while at least one dashboard in this process is attached."""
+class Fanout:
+    """Hands each batch to every dashboard attached in this process."""
 
     def __init__(self) -> None:
-        self.pending: deque[SignalEvent] = deque()
-        self.dropped = 0  # events lost here: buffer overflow, or rows that could not be made
-        self.sent = 0  # rows handed to dashboards, ever: the running number of the next row
-        # Replaced, never mutated, so a flush can go on iterating while dashboards come and go.
+        # Replaced, never mutated, so a hand-over can go on iterating while dashboards come
+        # and go.
         self.receivers: tuple[BatchReceiver, ...] = ()
         self.receiver_failures = 0
-        self._unsubscribe: Any = None
-        self._task: asyncio.Task[None] | None = None
-        self._recent: deque[tuple[float, int]] = deque()
-        self._last_push = 0.0
 
     @property
     def listeners(self) -> int:
         return len(self.receivers)
+
+    async def hand_over(
+        self, batch: Mapping[str, Any], receivers: tuple[BatchReceiver, ...] | None = None
+    ) -> None:
+        """Hand ``batch`` to every receiver (by default, every attached one)."""
+        for receiver in self.receivers if receivers is None else receivers:
+            try:
+                await receiver(batch)
+            except Exception:
+                # One broken dashboard must not starve the others.
+                self.receiver_failures += 1
+                if self.receiver_failures == 1:
+                    logger.exception("signal_dashboard could not hand a batch to %r", receiver)
+
+
+class Broadcaster(Fanout):
+    """Subscribed to the recorder while at least one dashboard in this process is attached."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: deque[SignalEvent] = deque()
+        self.dropped = 0  # events lost here: buffer overflow, or rows that could not be made
+        self.sent = 0  # rows handed to dashboards, ever: the running number of the next row
+        self._unsubscribe: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._recent: deque[tuple[float, int]] = deque()
+        self._last_push = 0.0
 
     # -- where the recorder accounts events ----------------------------------------------------
 
@@ -121,14 +142,7 @@ class Broadcaster:
             "rate": sum(count for _, count in self._recent) / span,
         }
         self.sent += len(rows)
-        for receiver in self.receivers:
-            try:
-                await receiver(batch)
-            except Exception:
-                # One broken dashboard must not starve the others.
-                self.receiver_failures += 1
-                if self.receiver_failures == 1:
-                    logger.exception("signal_dashboard could not hand a batch to %r", receiver)
+        await self.hand_over(batch)
 
     def _drain(self) -> list[dict[str, Any]]:
         rows = []

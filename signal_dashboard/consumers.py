@@ -28,14 +28,14 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from .access import can_view
-from .broadcast import GROUP, broadcaster
+from .broadcast import broadcaster
 from .conf import get_config
 from .context import suspended
 from .filters import EventFilter, FilterError
 from .recorder import recorder
 from .rows import event_url_parts, push_html, row_html
 from .stats import TableQuery
-from .transport import is_shared, layer_alias, transport_status
+from .transport import TransportDown, is_shared, relay, transport_status
 from .views import recent_rows, tables_context
 
 logger = logging.getLogger("signal_dashboard")
@@ -72,10 +72,9 @@ _TablesKey = tuple[EventFilter, TableQuery]
 class DashboardConsumer(AsyncWebsocketConsumer):
     """One open dashboard: its filter, pause state and what it has been sent."""
 
-    @property  # type: ignore[override]
-    def channel_layer_alias(self) -> str:
-        """With the Redis transport, the layer every process publishes to."""
-        return layer_alias()
+    # No channel of its own: batches are handed over directly, by this process's broadcaster or
+    # relay (a layer that is not configured is None to channels).
+    channel_layer_alias = None  # type: ignore[assignment]
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Signals sent while serving a dashboard (its user lookup, say) would feed the
@@ -113,11 +112,10 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.shared = is_shared()
         if self.shared:
             try:
-                await self.channel_layer.group_add(GROUP, self.channel_name)
-            except Exception as error:  # the Redis transport is down
+                await relay.attach(self.deliver)
+            except TransportDown as error:
                 await self.accept()
-                await self.send_error(f"The event transport is down ({error}); retrying.")
-                await self.close(code=TRANSPORT_DOWN)
+                await self.close_transport_down(str(error))
                 return
         else:
             broadcaster.attach(self.deliver)
@@ -131,7 +129,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             self.joined = False
             self._stop_tables_refresh()
             if self.shared:
-                await self.channel_layer.group_discard(GROUP, self.channel_name)
+                await relay.detach(self.deliver)
             else:
                 broadcaster.detach(self.deliver)
 
@@ -217,15 +215,25 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     # -- from the broadcaster ---------------------------------------------------------------
 
     async def deliver(self, batch: Mapping[str, Any]) -> None:
-        """A batch from this process's broadcaster, handed over directly (see broadcast.py)."""
+        """A batch handed over directly by this process's broadcaster (see broadcast.py) or,
+        with the Redis transport, its relay (see transport.py)."""
         if not self.joined:  # it left while the batch went round the others
             return
         with suspended():
-            await self.signal_batch(batch)
+            if batch["type"] == "transport.down":
+                self.joined = False  # the relay has let go of this socket
+                self._stop_tables_refresh()
+                await self.close_transport_down(batch["error"])
+            else:
+                await self.signal_batch(batch)
+
+    async def close_transport_down(self, error: str) -> None:
+        """Say why and close: the page reconnects, and the socket joins again."""
+        await self.send_error(f"The event transport is down ({error}); retrying.")
+        await self.close(code=TRANSPORT_DOWN)
 
     async def signal_batch(self, message: Mapping[str, Any]) -> None:
-        """A batch of rows from one process's recorder, oldest first (with the Redis transport,
-        through the channel layer)."""
+        """A batch of rows from one process's recorder, oldest first."""
         rows: Sequence[Mapping[str, Any]] = message["rows"]
         source = message.get("source", "")
         expected = self.next_row.get(source)

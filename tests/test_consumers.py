@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import socket
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import redis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
@@ -19,7 +21,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.dispatch import Signal
 from django.test.signals import template_rendered
 
-from signal_dashboard import broadcast, consumers
+from signal_dashboard import broadcast, consumers, transport
 from signal_dashboard.broadcast import GROUP, broadcaster
 from signal_dashboard.conf import get_config
 from signal_dashboard.consumers import (
@@ -33,6 +35,8 @@ from signal_dashboard.recorder import recorder
 from signal_dashboard.routing import websocket_application
 from signal_dashboard.rows import row_html
 from signal_dashboard.stats import TableQuery
+from signal_dashboard.transport import Publisher, channel_layer, relay
+from tests.redis_server import RedisServer
 
 TIMEOUT = 3
 
@@ -161,7 +165,6 @@ def test_staff_sees_sends_live_and_groups_are_empty_after_disconnect() -> None:
         assert 'data-signal="tests.test_consumers.pizza_signal"' in html
         assert '<option value="tests.test_consumers.Pizza">' in html  # a new sender
         await communicator.disconnect()
-        assert not get_channel_layer().groups.get(GROUP)
         assert broadcaster.listeners == 0
         assert broadcaster not in recorder.subscribers
 
@@ -362,6 +365,91 @@ def test_unreachable_redis_transport_closes_the_socket_saying_so(settings: Any) 
         closing = await communicator.receive_output(timeout=TIMEOUT)
         assert closing == {"type": "websocket.close", "code": TRANSPORT_DOWN}
         assert broadcaster.listeners == 0
+
+    run(test)
+
+
+def _redis_transport(settings: Any, url: str) -> None:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": url}
+
+
+def _group_members(url: str) -> list[bytes]:
+    with redis.Redis.from_url(url) as client:
+        return client.zrange(channel_layer()._group_key(GROUP), 0, -1)
+
+
+@pytest.mark.redis
+def test_dashboards_of_one_process_share_one_member_of_the_redis_group(
+    settings: Any, redis_server: RedisServer
+) -> None:
+    _redis_transport(settings, redis_server.url)
+    publisher = Publisher(redis_server.url, buffer_size=100)
+
+    async def test() -> None:
+        dashboards = [await connect(staff()) for _ in range(3)]
+        assert relay.listeners == 3
+        assert len(_group_members(redis_server.url)) == 1
+        publisher.start()
+        try:
+            send_pizza()
+            for dashboard in dashboards:
+                html = await next_push(dashboard, "data-sender")
+                assert senders(html) == ["tests.test_consumers.Pizza"]
+        finally:
+            await asyncio.to_thread(publisher.close)
+        await dashboards[0].disconnect()
+        assert len(_group_members(redis_server.url)) == 1
+        for dashboard in dashboards[1:]:
+            await dashboard.disconnect()
+        assert relay.listeners == 0
+        assert _group_members(redis_server.url) == []
+
+    run(test)
+
+
+@pytest.mark.redis
+def test_the_relay_renews_its_membership_while_dashboards_stay_open(
+    settings: Any, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _redis_transport(settings, redis_server.url)
+    monkeypatch.setattr(transport, "REJOIN_INTERVAL", 0.05)
+
+    def joined_at() -> float:
+        with redis.Redis.from_url(redis_server.url) as client:
+            [(_, score)] = client.zrange(channel_layer()._group_key(GROUP), 0, -1, withscores=True)
+        return score
+
+    async def test() -> None:
+        dashboard = await connect(staff())
+        first = joined_at()
+        deadline = time.monotonic() + TIMEOUT
+        while joined_at() == first and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert joined_at() > first
+        await dashboard.disconnect()
+
+    run(test)
+
+
+@pytest.mark.redis
+def test_redis_lost_under_open_dashboards_closes_them_saying_so(
+    settings: Any, redis_server: RedisServer
+) -> None:
+    _redis_transport(settings, redis_server.url)
+
+    async def test() -> None:
+        dashboards = [await connect(staff()) for _ in range(2)]
+        await asyncio.to_thread(redis_server.stop)
+        for dashboard in dashboards:
+            error = await dashboard.receive_from(timeout=TIMEOUT)
+            assert "The event transport is down" in error
+            closing = await dashboard.receive_output(timeout=TIMEOUT)
+            assert closing == {"type": "websocket.close", "code": TRANSPORT_DOWN}
+        assert relay.listeners == 0
+        await asyncio.to_thread(redis_server.start)
+        again = await connect(staff())  # as the page does when it reconnects
+        assert len(_group_members(redis_server.url)) == 1
+        await again.disconnect()
 
     run(test)
 
