@@ -6,7 +6,7 @@ bucket's midpoint. Memory is bounded by the number of buckets (at most a few tho
 the volume) and two histograms merge by adding counts, so processes can be combined.
 
 :class:`LatencyStore` keeps, per (signal, sender, receiver), a histogram since start and one
-per time slice of the rolling window, plus the slowest calls and "storms" (a receiver that ran
+per time slice of the rolling window; per receiver, its slowest calls and "storms" (when it ran
 more than ``STORM_THRESHOLD`` times inside one request). Recording runs off the sending thread,
 in the recorder's drains: a batch of sends is grouped by series first, and each series adds its
 values to its histogram in one go. No labels are made then: only when a table is asked for.
@@ -338,16 +338,14 @@ class Series:
     slice is added to: the others, and ``expired``, are kept sealed (:class:`SealedHistogram`).
     """
 
-    __slots__ = ("batch", "batch_errors", "expired", "last_ns", "slices", "slow_floor", "slowest")
+    __slots__ = ("batch", "batch_errors", "expired", "last_ns", "slices", "slowest")
 
     def __init__(self) -> None:
         self.expired = SealedHistogram(Histogram())
         self.slices: deque[tuple[int, Histogram | SealedHistogram]] = deque()
         self.last_ns = 0  # wall-clock time of the latest value, ns since the epoch
-        # For receiver series: a min-heap of (duration, event number, SlowCall), and the
-        # duration a call must exceed to enter it (its least, once it is full).
-        self.slowest: list[tuple[int, int, SlowCall]] = []
-        self.slow_floor = -1
+        # For receiver series: the receiver's slowest calls, shared by its series.
+        self.slowest: SlowestCalls | None = None
         # Values of the batch being recorded, not in a histogram yet (see LatencyStore.record_many).
         self.batch: list[int] = []
         self.batch_errors = 0
@@ -385,10 +383,9 @@ class Series:
             "last_ns": self.last_ns,
             "expired": self.expired.to_dict(),
             "slices": [[slice_id, h.to_dict()] for slice_id, h in list(self.slices)],
-            "slowest": [call.as_dict() for _, _, call in list(self.slowest)],
         }
 
-    def merge_dict(self, data: Mapping[str, Any], max_slices: int, kept: int) -> None:
+    def merge_dict(self, data: Mapping[str, Any], max_slices: int) -> None:
         """Add a series of another process (its :meth:`as_dict`) to this one."""
         self.last_ns = max(self.last_ns, int(data["last_ns"]))
         by_id: dict[int, Histogram] = {}
@@ -398,10 +395,6 @@ class Series:
         ordered = sorted(by_id.items())
         self._expire([Histogram.from_dict(data["expired"]), *(h for _, h in ordered[:-max_slices])])
         self.slices = deque(ordered[-max_slices:])
-        calls = [entry[2] for entry in self.slowest] + [SlowCall(**c) for c in data["slowest"]]
-        calls.sort(key=_slowest_first)
-        self.slowest = [(call.duration_ns, index, call) for index, call in enumerate(calls[:kept])]
-        heapq.heapify(self.slowest)
 
     @property
     def total(self) -> Histogram:
@@ -443,6 +436,44 @@ class SlowCall:
             "origin": self.origin,
             "request_id": self.request_id,
         }
+
+
+class SlowestCalls:
+    """A receiver's slowest calls, over all its series: at most ``kept`` of them."""
+
+    __slots__ = ("floor", "heap", "kept")
+
+    def __init__(self, kept: int) -> None:
+        self.kept = kept
+        # A min-heap of (duration, tie-break, SlowCall); the tie-break is unique, so SlowCalls
+        # are never compared.
+        self.heap: list[tuple[int, int, SlowCall]] = []
+        self.floor = -1  # what a call must exceed to enter: the least kept, once full
+
+    def note(self, duration: int, event: SignalEvent) -> None:
+        """Keep this call if it is among the slowest (the caller checked ``floor``)."""
+        origin = event.origin
+        call = SlowCall(duration, event.uid, event.timestamp, origin.name, origin.request_id)
+        # Negated, so that of equally slow calls the latest leaves first and the earliest stay.
+        entry = (duration, -event.id, call)
+        heap = self.heap
+        if len(heap) < self.kept:
+            heapq.heappush(heap, entry)
+        else:
+            heapq.heapreplace(heap, entry)
+        if len(heap) >= self.kept:
+            self.floor = heap[0][0]
+
+    def calls(self) -> list[SlowCall]:
+        return [entry[2] for entry in list(self.heap)]
+
+    def merge(self, calls: Iterable[SlowCall]) -> None:
+        """Keep the slowest of these calls and the ones kept already."""
+        merged = sorted([*self.calls(), *calls], key=_slowest_first)[: self.kept]
+        self.heap = [(call.duration_ns, -index, call) for index, call in enumerate(merged)]
+        heapq.heapify(self.heap)
+        if len(self.heap) >= self.kept:
+            self.floor = self.heap[0][0]
 
 
 @dataclass
@@ -558,6 +589,8 @@ class LatencyStore:
     # (signal, sender key, receiver key) -> the same receiver series, for readers
     calls: dict[tuple[Any, Any, Any], Series] = field(default_factory=dict)
     storms: dict[Any, Storms] = field(default_factory=dict)
+    # receiver key -> its slowest calls (shown per receiver, so not kept per series)
+    slowest: dict[Any, SlowestCalls] = field(default_factory=dict)
     overflow: int = 0  # sends and calls not kept because max_keys was reached
     version: int = 0  # bumped on every change, so readers can tell nothing happened
     slice_ns: int = field(init=False)
@@ -617,8 +650,9 @@ class LatencyStore:
                 if error is not None:
                     failed = True
                     series.batch_errors += 1
-                if duration > series.slow_floor:
-                    self._note_slow(series, duration, event)
+                slowest = series.slowest
+                if slowest is not None and duration > slowest.floor:
+                    slowest.note(duration, event)
                 series.last_ns = wall_ns
             batch = send_series.batch
             if not batch:
@@ -654,21 +688,14 @@ class LatencyStore:
         if self._full():
             return None
         series = send_series.receivers[receiver] = self.calls[(signal, sender, receiver)] = Series()
+        series.slowest = self._slowest_of(receiver)
         return series
 
-    def _note_slow(self, series: Series, duration: int, event: SignalEvent) -> None:
-        origin = event.origin
-        call = SlowCall(duration, event.uid, event.timestamp, origin.name, origin.request_id)
-        # The event number breaks ties, so SlowCalls are never compared; negated, so that of
-        # equally slow calls the latest leaves first and the earliest are kept.
-        entry = (duration, -event.id, call)
-        heap = series.slowest
-        if len(heap) < self.slowest_kept:
-            heapq.heappush(heap, entry)
-        else:
-            heapq.heapreplace(heap, entry)
-        if len(heap) >= self.slowest_kept:
-            series.slow_floor = heap[0][0]
+    def _slowest_of(self, receiver: Any) -> SlowestCalls:
+        slowest = self.slowest.get(receiver)
+        if slowest is None:
+            slowest = self.slowest[receiver] = SlowestCalls(self.slowest_kept)
+        return slowest
 
     def record_origin(self, origin: Origin) -> list[tuple[str, int]]:
         """Note the receivers that ran more than the threshold for a finished request or
@@ -692,6 +719,7 @@ class LatencyStore:
         self.calls.clear()
         self.sends.clear()
         self.storms.clear()
+        self.slowest.clear()
         self.overflow = 0
         self.version += 1
 
@@ -732,6 +760,10 @@ class LatencyStore:
             {"receiver": self.receiver_name(key)[0], "requests": st.requests, "calls": st.max_calls}
             for key, st in list(self.storms.items())
         ]
+        slowest = [
+            {"receiver": self.receiver_name(key)[0], "calls": [c.as_dict() for c in s.calls()]}
+            for key, s in list(self.slowest.items())
+        ]
         return {
             "source": source,
             "window_seconds": self.window_seconds,
@@ -740,6 +772,7 @@ class LatencyStore:
             "calls": calls,
             "sends": sends,
             "storms": storms,
+            "slowest": slowest,
         }
 
     def since_slice(self, now: float | None = None) -> int:
@@ -833,7 +866,11 @@ class LatencyStore:
         )
 
     def slowest_calls(self, label: str) -> list[SlowCall]:
-        calls = [entry[2] for series in self._receiver_series(label) for entry in series.slowest]
+        calls = []
+        for key in self.receiver_keys(label):
+            slowest = self.slowest.get(key)
+            if slowest is not None:
+                calls += slowest.calls()
         return sorted(calls, key=_slowest_first)[: self.slowest_kept]
 
     def receiver_usage(self) -> dict[Any, tuple[int, float]]:
@@ -903,7 +940,7 @@ class MergedStore(LatencyStore):
             series = self.sends.get(key)
             if series is None:
                 series = self.sends[key] = SendSeries()
-            series.merge_dict(data, self.slices, self.slowest_kept)
+            series.merge_dict(data, self.slices)
         for data in snapshot["calls"]:
             signal, sender, receiver = data["signal"], data["sender"], data["receiver"]
             send_series = self.sends.get((signal, sender))
@@ -913,12 +950,14 @@ class MergedStore(LatencyStore):
             if series is None:
                 series = send_series.receivers[receiver] = Series()
                 self.calls[(signal, sender, receiver)] = series
-            series.merge_dict(data, self.slices, self.slowest_kept)
+            series.merge_dict(data, self.slices)
             self.locations.setdefault(receiver, data.get("location", ""))
         for data in snapshot["storms"]:
             storms = self.storms.setdefault(data["receiver"], Storms())
             storms.requests += int(data["requests"])
             storms.max_calls = max(storms.max_calls, int(data["calls"]))
+        for data in snapshot.get("slowest", ()):
+            self._slowest_of(data["receiver"]).merge(SlowCall(**call) for call in data["calls"])
 
     def record(self, event: SignalEvent) -> None:
         raise TypeError("A MergedStore is read-only: record into a process's own LatencyStore.")

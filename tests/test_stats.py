@@ -397,6 +397,38 @@ def test_slowest_calls_are_kept_per_receiver(store: LatencyStore, receivers: Non
     assert slowest[0].event_id == events[1].uid
 
 
+def test_a_receivers_slowest_calls_are_kept_once_for_all_its_senders(
+    store: LatencyStore, receivers: None
+) -> None:
+    store.slowest_kept = 2
+    events = send_mix()  # fast runs for Pizza four times, then for Pasta
+    fill(store, events, {"fast": [10, 20, 30, 40, 900], "failing": [7_000, 9_000]})
+    assert len(store.calls) == 3
+    kept = {store.receiver_name(key)[0]: slowest.calls() for key, slowest in store.slowest.items()}
+    assert {label: len(calls) for label, calls in kept.items()} == {
+        "tests.test_stats.fast": 2,
+        "tests.test_stats.failing": 2,
+    }
+    slowest = store.slowest_calls("tests.test_stats.fast")
+    assert [(call.duration_ns, call.event_id) for call in slowest] == [
+        (900, events[4].uid),
+        (40, events[3].uid),
+    ]
+    merged = MergedStore([json.loads(json.dumps(store.snapshot("one")))])
+    assert merged.slowest_calls("tests.test_stats.fast") == slowest
+
+
+def test_a_snapshot_without_slowest_calls_still_merges(
+    store: LatencyStore, receivers: None
+) -> None:
+    fill(store, send_mix(), {})
+    snapshot = store.snapshot("older")
+    del snapshot["slowest"]
+    merged = MergedStore([snapshot])
+    assert merged.slowest_calls("tests.test_stats.fast") == []
+    assert merged.receiver_histogram("tests.test_stats.fast").count == 5
+
+
 def test_table_query_parses_and_rejects() -> None:
     assert TableQuery.parse({}) == TableQuery()
     query = TableQuery.parse({"group": "sender", "sort": "name", "span": "all"})
