@@ -167,7 +167,8 @@ class _MergedCache:
 def latency_store() -> LatencyStore:
     """This process's statistics, or with the Redis transport every process's, merged.
 
-    If Redis cannot be read, this process's own statistics (and ``transport_status()`` says so).
+    If Redis cannot be read, or holds no other process's, this process's own statistics (and
+    in the first case ``transport_status()`` says so).
     """
     if not is_shared():
         return recorder.latency
@@ -182,21 +183,27 @@ def latency_store() -> LatencyStore:
         _MergedCache.error = f"Redis unreachable: {error}"
         return own
     _MergedCache.error = ""
-    # This process's own figures are fresher than what it last wrote to Redis.
-    snapshots = [s for s in snapshots if s.get("source") != SOURCE]
-    snapshots.append(own.snapshot(SOURCE))
-    store = MergedStore(snapshots, window_seconds=own.window_seconds)
-    store.storm_threshold = own.storm_threshold
+    store = own
+    if snapshots:
+        store = MergedStore([*snapshots, own.snapshot(SOURCE)], window_seconds=own.window_seconds)
+        store.storm_threshold = own.storm_threshold
     _MergedCache.store, _MergedCache.read_at = store, now
     return store
 
 
 def _read_snapshots() -> list[dict[str, Any]]:
+    """Every other process's statistics. This process's own figures are fresher than what it
+    last wrote to Redis, so its key is not read."""
     url = redis_url()
     assert url is not None
+    own_key = (STATS_KEY_PREFIX + SOURCE).encode()
     client = _redis_client(url)
     try:
-        keys = list(client.scan_iter(match=f"{STATS_KEY_PREFIX}*", count=100))
+        keys = [
+            key
+            for key in client.scan_iter(match=f"{STATS_KEY_PREFIX}*", count=100)
+            if key != own_key
+        ]
         values = client.mget(keys) if keys else []
     finally:
         client.close()

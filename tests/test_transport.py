@@ -16,8 +16,11 @@ import pytest
 import redis
 from websockets.exceptions import ConnectionClosed
 
-from signal_dashboard.stats import Histogram
-from signal_dashboard.transport import STATS_KEY_PREFIX
+from signal_dashboard import transport
+from signal_dashboard.recorder import recorder
+from signal_dashboard.stats import Histogram, LatencyStore, MergedStore
+from signal_dashboard.tracing import capture
+from signal_dashboard.transport import SOURCE, STATS_KEY_PREFIX
 from tests.processes import (
     REPO,
     DaphneServer,
@@ -29,6 +32,7 @@ from tests.processes import (
     session_cookie,
 )
 from tests.redis_server import RedisServer
+from tests.urls import pizza_ordered
 
 pytestmark = pytest.mark.redis
 
@@ -191,6 +195,37 @@ def test_statistics_merge_across_processes(
     assert merged == expected
     assert row["count"] == 5
     assert row["p50_ns"] == expected.percentile(50)
+
+
+def test_statistics_read_from_redis_are_other_processes_only(
+    redis_server: RedisServer, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
+    monkeypatch.setattr(transport._MergedCache, "store", None)
+    other = LatencyStore()
+    with capture() as events:
+        pizza_ordered.connect(_noted, weak=False)
+        try:
+            pizza_ordered.send(sender="elsewhere", name="calzone")
+        finally:
+            pizza_ordered.disconnect(_noted)
+    other.record_many(events)
+    with redis.Redis.from_url(redis_server.url) as client:
+        # What this process wrote earlier is not read back: its own figures are fresher.
+        client.set(STATS_KEY_PREFIX + SOURCE, "not even JSON")
+        assert transport.latency_store() is recorder.latency
+        client.set(STATS_KEY_PREFIX + "otherhost:1", json.dumps(other.snapshot("otherhost:1")))
+    monkeypatch.setattr(transport._MergedCache, "read_at", 0.0)
+    merged = transport.latency_store()
+    assert isinstance(merged, MergedStore)
+    assert merged.sources == ["otherhost:1", SOURCE]
+    label = "tests.test_transport._noted"
+    own = recorder.latency.receiver_histogram(label).count
+    assert merged.receiver_histogram(label).count == own + 1
+
+
+def _noted(sender: Any, **kwargs: Any) -> str:
+    return "noted"
 
 
 def test_redis_lost_and_back(
