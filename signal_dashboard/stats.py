@@ -291,8 +291,8 @@ class SealedHistogram(_HistogramReading):
     """A histogram no value will be added to, in one array of integers.
 
     The statistics keep one histogram per series per time slice: a slice that is over is kept
-    in this form, about a fifth of a :class:`Histogram`'s size (a dictionary and an integer
-    object per bucket). Reading it is the same; to add to it, merge it into a Histogram.
+    in this form, less than half a :class:`Histogram`'s size (which has a dictionary, and an
+    integer object per bucket). Reading it is the same; to add to it, merge it into a Histogram.
     """
 
     __slots__ = ("_data", "sum_ns")
