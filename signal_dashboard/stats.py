@@ -420,7 +420,7 @@ class SendSeries(Series):
 
 @dataclass(frozen=True, slots=True)
 class SlowCall:
-    """One of a receiver's slowest calls (ten kept per series, so without a __dict__)."""
+    """One of a receiver's slowest calls."""
 
     duration_ns: int
     event_id: str
