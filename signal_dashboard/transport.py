@@ -7,7 +7,8 @@ its own that, every ``FLUSH_INTERVAL``,
 
 - sends the events recorded since as one batch to the dashboards' group on a channels_redis
   layer, so every open dashboard of every process gets them;
-- appends them to a capped Redis stream, the history a newly opened dashboard starts from;
+- appends them to a capped Redis stream, the history a newly opened dashboard starts from (one
+  script call per batch);
 - stores the process's latency statistics (when they changed) under a key of its own that
   expires ``STATS_RETENTION`` seconds after the process last wrote it.
 
@@ -50,8 +51,23 @@ logger = logging.getLogger("signal_dashboard")
 ALIAS = "signal_dashboard"
 SOURCE = f"{HOST}:{PID}"
 # One capped stream, an entry per event holding its row (what dashboards list and filter) and
-# the whole event (what its detail shows); a row names its entry as "history_id".
+# the whole event (what its detail shows), both in msgpack; a row names its entry as
+# "history_id".
 EVENTS_KEY = "signal_dashboard:events"
+# Appends a batch to the stream in one call. ARGV: the cap, the oldest id kept (older entries
+# go, whatever the cap says), then a msgpack array of each event's row and whole form, in turn.
+# Returns the new entries' ids, space-separated. In the client, this costs a few microseconds
+# per event; a pipeline of one XADD per event cost some 30.
+_APPEND_SCRIPT = """
+local forms = cmsgpack.unpack(ARGV[3])
+local ids = {}
+for i = 1, #forms, 2 do
+    ids[#ids + 1] = redis.call(
+        "XADD", KEYS[1], "MAXLEN", "~", ARGV[1], "*", "row", forms[i], "event", forms[i + 1])
+end
+redis.call("XTRIM", KEYS[1], "MINID", "~", ARGV[2])
+return table.concat(ids, " ")
+"""
 STATS_KEY_PREFIX = "signal_dashboard:stats:"
 
 FLUSH_INTERVAL = 0.1
@@ -134,13 +150,15 @@ def history(limit: int) -> list[dict[str, Any]]:
     url = redis_url()
     if url is None:
         return []
+    import msgpack
+
     client = _redis_client(url)
     try:
         entries = client.xrevrange(EVENTS_KEY, count=limit)
     finally:
         client.close()
     return [
-        {**json.loads(fields[b"row"]), "history_id": entry_id.decode()}
+        {**msgpack.unpackb(fields[b"row"]), "history_id": entry_id.decode()}
         for entry_id, fields in entries
     ]
 
@@ -150,12 +168,14 @@ def history_event(history_id: str) -> dict[str, Any] | None:
     url = redis_url()
     if url is None:
         return None
+    import msgpack
+
     client = _redis_client(url)
     try:
         entries = client.xrange(EVENTS_KEY, min=history_id, max=history_id, count=1)
     finally:
         client.close()
-    return json.loads(entries[0][1][b"event"]) if entries else None
+    return msgpack.unpackb(entries[0][1][b"event"]) if entries else None
 
 
 class _MergedCache:
@@ -297,21 +317,22 @@ class Publisher:
             self.url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=OPERATION_TIMEOUT
         )
         try:
+            append = client.register_script(_APPEND_SCRIPT)
             while not self._stopping.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL)
                 if time.monotonic() >= self._retry_at:
-                    await self._attempt(layer, client)
+                    await self._attempt(layer, client, append)
             # Exiting: one more attempt for what is pending, whatever the back-off says.
-            await self._attempt(layer, client)
+            await self._attempt(layer, client, append)
         finally:
             await _quietly(client.aclose())
             await _quietly(layer.close_pools())
 
-    async def _attempt(self, layer: BaseChannelLayer, client: Any) -> None:
+    async def _attempt(self, layer: BaseChannelLayer, client: Any, append: Any) -> None:
         try:
             while self.pending:
-                await asyncio.wait_for(self._flush(layer, client), OPERATION_TIMEOUT * 2)
+                await asyncio.wait_for(self._flush(layer, append), OPERATION_TIMEOUT * 2)
             await asyncio.wait_for(self._write_stats(client), OPERATION_TIMEOUT * 2)
         except Exception as error:
             if not self.error:
@@ -333,38 +354,38 @@ class Publisher:
         self.error = ""
         self._backoff = 0.0
 
-    async def _flush(self, layer: BaseChannelLayer, client: Any) -> None:
+    async def _flush(self, layer: BaseChannelLayer, append: Any) -> None:
+        import msgpack  # with channels_redis
+
         batch = []
         pending = self.pending
         while pending and len(batch) < MAX_BATCH:
             batch.append(pending.popleft())
-        entries = []
+        rows = []
+        packed = []
         for event in batch:
             try:
-                entries.append((event.as_row(), event.as_dict()))
+                row = event.as_row()
+                entry = (
+                    msgpack.packb(row, default=str),
+                    msgpack.packb(event.as_dict(), default=str),
+                )
             except Exception:
                 self.dropped += 1
                 logger.debug("signal_dashboard could not serialize %r", event, exc_info=True)
-        rows = [row for row, _ in entries]
+                continue
+            rows.append(row)
+            packed.extend(entry)
         config = get_config()
-        cap, retention = config["HISTORY_SIZE"], config["HISTORY_RETENTION"]
-        # Entries older than the retention go, whatever the cap says (ids are milliseconds).
-        oldest = f"{int((time.time() - retention) * 1000)}-0"
+        oldest = f"{int((time.time() - config['HISTORY_RETENTION']) * 1000)}-0"
         try:
-            # One entry per event holds its row (what a new page starts from) and the whole
-            # event (what its detail shows); the entry's id is the row's history_id.
-            pipe = client.pipeline(transaction=False)
-            for row, data in entries:
-                pipe.xadd(
-                    EVENTS_KEY,
-                    {"row": json.dumps(row, default=str), "event": json.dumps(data, default=str)},
-                    maxlen=cap,
-                    approximate=True,
-                )
-            pipe.xtrim(EVENTS_KEY, minid=oldest, approximate=True)
-            ids = await pipe.execute()
-            for row, history_id in zip(rows, ids, strict=False):
-                row["history_id"] = history_id.decode()
+            # use_bin_type=False: Redis's Lua reads only the older msgpack format's strings.
+            ids = await append(
+                keys=[EVENTS_KEY],
+                args=[config["HISTORY_SIZE"], oldest, msgpack.packb(packed, use_bin_type=False)],
+            )
+            for row, history_id in zip(rows, ids.decode().split(), strict=False):
+                row["history_id"] = history_id
             await layer.group_send(GROUP, self._message(rows))
         except BaseException:
             self.dropped += len(rows)

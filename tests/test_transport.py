@@ -362,3 +362,42 @@ def test_signals_tail_follows_other_processes_in_the_terminal(
     assert row["origin"]["kind"] == "command"
     assert row["origin"]["name"] == "shell"
     assert row["origin"]["pid"] != tail.pid
+
+
+def test_the_publisher_appends_every_event_and_trims_the_history(
+    redis_server: RedisServer, settings: Any
+) -> None:
+    def publish(*names: str) -> list[Any]:
+        publisher = transport.Publisher(redis_server.url, buffer_size=100)
+        publisher.start()
+        pizza_ordered.connect(_noted, weak=False)
+        try:
+            with capture() as events:
+                for name in names:
+                    pizza_ordered.send(sender="history", name=name)
+        finally:
+            pizza_ordered.disconnect(_noted)
+            recorder.drain()
+            publisher.close()
+        assert publisher.error == ""
+        assert publisher.sent == len(names)
+        return list(events)
+
+    config = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
+    with redis.Redis.from_url(redis_server.url) as client:
+        # Whole stream nodes are trimmed: one entry per node makes "about N" exactly N.
+        client.config_set("stream-node-max-entries", 1)
+        client.delete(transport.EVENTS_KEY)
+        client.xadd(transport.EVENTS_KEY, {"row": b"", "event": b""}, id="1-0")  # long past
+    settings.SIGNAL_DASHBOARD = {**config, "HISTORY_SIZE": 100}
+    events = publish("margherita", "marinara", "diavola")
+    history = transport.history(10)
+    assert [row["id"] for row in history] == [event.uid for event in reversed(events)]
+    newest = transport.history_event(history[0]["history_id"])
+    assert newest == json.loads(json.dumps(events[-1].as_dict()))
+    assert newest["payload"] == {"name": "diavola"}
+    assert newest["receivers"][0]["result"] == "noted"
+
+    settings.SIGNAL_DASHBOARD = {**config, "HISTORY_SIZE": 2}
+    [last] = publish("capricciosa")
+    assert [row["id"] for row in transport.history(10)] == [last.uid, events[-1].uid]
