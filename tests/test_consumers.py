@@ -38,6 +38,9 @@ from signal_dashboard.stats import TableQuery
 from signal_dashboard.transport import Publisher, channel_layer, relay
 from tests.redis_server import RedisServer
 
+# channels closes old database connections around each message, which counts as database access.
+pytestmark = pytest.mark.django_db
+
 TIMEOUT = 3
 
 pizza_signal = Signal()
