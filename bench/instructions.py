@@ -1,6 +1,6 @@
-"""Signal send cost in CPU instructions: vanilla Django vs signal_dashboard, under callgrind.
+"""Signal send and request cost in CPU instructions, vanilla Django vs ours, under callgrind.
 
-    python bench/instructions.py [--sends 5000]
+    python bench/instructions.py [--sends 5000] [--requests 150]
 
 Wall-clock ratios on a shared machine move by tens of percent from run to run; instruction
 counts do not. Each case runs in a child process under ``valgrind --tool=callgrind`` twice,
@@ -14,7 +14,14 @@ times slower) is every few dozen sends, a number that moves with the machine's l
 the count does not, the child drains itself, every ``DRAIN_EVERY`` sends, instead of starting
 that thread: about what a drain takes at 5,000 sends a second.
 
-Needs valgrind (Debian: ``apt-get install valgrind``). Takes about a minute per case.
+A last case is a whole request: ``POST /traffic/bake-batch/`` of the demo (the view
+``bench/throughput.py`` loads: 10 traced sends, one receiver that raises, one with async
+receivers), made in-process through Django's test client with the demo's middleware, on a
+fresh SQLite database, with the receivers' stand-in sleeps skipped and the recorder drained
+after every request. Tracing off there is Django with the app installed but ``ENABLED`` off.
+
+Needs valgrind (Debian: ``apt-get install valgrind``). Takes about a minute per case, three
+for the request.
 """
 
 from __future__ import annotations
@@ -22,16 +29,21 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
+import types
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 WARM_UP = 2000
 DRAIN_EVERY = 100
+WARM_UP_REQUESTS = 50
+REQUEST_PATH = "/traffic/bake-batch/"
 CASES = (
     # (label, receivers, inside a request)
     ("send, 1 receiver", 1, False),
@@ -78,18 +90,51 @@ def child(side: str, receivers: int, in_request: bool, sends: int) -> None:
     os._exit(0)  # the interpreter's teardown is the same for both sides: not counted
 
 
-def instructions(side: str, receivers: int, in_request: bool, sends: int) -> int:
+def request_child(side: str, requests: int) -> None:
+    """Make ``WARM_UP_REQUESTS + requests`` requests of the demo's heaviest view."""
+    sys.path.insert(0, str(REPO))
+    work = tempfile.mkdtemp()
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="bench.demo_settings",
+        DEMO_DATABASE=os.path.join(work, "demo.sqlite3"),
+        BENCH_TRACING="on" if side == "ours" else "off",
+    )
+    import django
+
+    from signal_dashboard.recorder import recorder
+
+    recorder.start = lambda: None  # type: ignore[method-assign]  # drained below instead
+    django.setup()
+    from django.core.management import call_command
+    from django.test import Client
+
+    from signal_dashboard.demo.pizzeria import signals
+
+    async def no_wait(seconds: float) -> None:
+        return None
+
+    signals.time = types.SimpleNamespace(sleep=lambda seconds: None)  # type: ignore[attr-defined]
+    signals.asyncio = types.SimpleNamespace(sleep=no_wait)  # type: ignore[attr-defined]
+    call_command("migrate", verbosity=0)
+    random.seed(0)  # the view picks names and sizes at random: the same ones on both sides
+    client = Client(HTTP_HOST="localhost")  # one of the demo's ALLOWED_HOSTS
+    for _ in range(WARM_UP_REQUESTS + requests):
+        client.cookies.clear()  # as a load generator, which keeps no messages cookie
+        response = client.post(REQUEST_PATH)
+        if response.status_code != 302:
+            raise RuntimeError(f"POST {REQUEST_PATH} answered {response.status_code}")
+        recorder.drain()
+    os._exit(0)
+
+
+def instructions(*child_args: object) -> int:
     command = [
         "valgrind",
         "--tool=callgrind",
         "--callgrind-out-file=/dev/null",
         sys.executable,
         __file__,
-        "--child",
-        side,
-        str(receivers),
-        str(int(in_request)),
-        str(sends),
+        *map(str, child_args),
     ]
     # A fixed hash seed: dictionaries laid out alike in every child, counts alike to a few dozen.
     env = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -101,21 +146,31 @@ def instructions(side: str, receivers: int, in_request: bool, sends: int) -> int
 
 
 def per_send(side: str, receivers: int, in_request: bool, sends: int) -> float:
+    return per_unit(sends, "--child", side, receivers, int(in_request))
+
+
+def per_unit(count: int, *child_args: object) -> float:
+    """Instructions per send (or request): the child run with ``count`` of them, less the one
+    with none, divided by ``count``."""
     with ThreadPoolExecutor(2) as pool:
-        base, full = pool.map(
-            lambda count: instructions(side, receivers, in_request, count), (0, sends)
-        )
-    return (full - base) / sends
+        base, full = pool.map(lambda n: instructions(*child_args, n), (0, count))
+    return (full - base) / count
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sends", type=int, default=5000, help="timed sends per case")
+    parser.add_argument("--requests", type=int, default=150, help="timed requests")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--request-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         side, receivers, in_request, sends = args.child
         child(side, int(receivers), bool(int(in_request)), int(sends))
+        return
+    if args.request_child:
+        side, requests = args.request_child
+        request_child(side, int(requests))
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -133,6 +188,12 @@ def main() -> None:
         vanilla = per_send("vanilla", receivers, in_request, sends)
         ours = per_send("ours", receivers, in_request, sends)
         print(f"{label:<44}{vanilla:>10.0f}{ours:>10.0f}{ours / vanilla:>8.2f}")
+    print()
+    print(f"instructions per request over {args.requests} requests, tracing off and on")
+    print(header.replace("vanilla", "    off").replace("   ours", "     on"))
+    print("-" * len(header))
+    off, on = (per_unit(args.requests, "--request-child", side) for side in ("vanilla", "ours"))
+    print(f"{'POST ' + REQUEST_PATH + ' (demo)':<44}{off:>10.0f}{on:>10.0f}{on / off:>8.2f}")
 
 
 if __name__ == "__main__":
