@@ -339,8 +339,20 @@ class SignalEvent:
 
     def as_dict(self) -> dict[str, Any]:
         """The event as JSON-ready data; field names are part of the public API."""
+        return self._as_dict(self._common_fields())
+
+    def as_row(self) -> dict[str, Any]:
+        """The compact form streamed to dashboards: what a row shows and filters need."""
+        return self._as_row(self._common_fields())
+
+    def as_row_and_dict(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(as_row(), as_dict())``, their common fields made once (and shared)."""
+        common = self._common_fields()
+        return self._as_row(common), self._as_dict(common)
+
+    def _as_dict(self, common: dict[str, Any]) -> dict[str, Any]:
         return {
-            **self._common_fields(),
+            **common,
             "ok": self.ok,
             "payload": self.payload,
             "receivers": [call.as_dict() for call in self.receivers],
@@ -348,15 +360,14 @@ class SignalEvent:
             "host": HOST,
         }
 
-    def as_row(self) -> dict[str, Any]:
-        """The compact form streamed to dashboards: what a row shows and filters need."""
+    def _as_row(self, common: dict[str, Any]) -> dict[str, Any]:
         # Made for every event a dashboard or the Redis transport gets: from the call tuples
         # directly, without the ReceiverCall objects of ``receivers``.
         calls = sorted(self.calls, key=_start) if len(self.calls) > 1 else self.calls
         slowest = max(calls, key=_duration, default=None)
         errors = self.errors
         return {
-            **self._common_fields(),
+            **common,
             "receiver_count": len(calls),
             "receivers": [receiver_label(call[0])[0] for call in calls],
             "slowest_receiver": None if slowest is None else receiver_label(slowest[0])[0],

@@ -365,11 +365,8 @@ class Publisher:
         packed = []
         for event in batch:
             try:
-                row = event.as_row()
-                entry = (
-                    msgpack.packb(row, default=str),
-                    msgpack.packb(event.as_dict(), default=str),
-                )
+                row, data = event.as_row_and_dict()
+                entry = (msgpack.packb(row, default=str), msgpack.packb(data, default=str))
             except Exception:
                 self.dropped += 1
                 logger.debug("signal_dashboard could not serialize %r", event, exc_info=True)

@@ -1,11 +1,15 @@
-"""Event records: the receivers' errors."""
+"""Event records: their forms, and the receivers' errors."""
 
 from __future__ import annotations
 
 import re
 import traceback
+from typing import Any
+
+from django.dispatch import Signal
 
 from signal_dashboard.events import ErrorInfo
+from signal_dashboard.tracing import capture
 
 # The column markers Python's tracebacks add under a frame's source line ("^^^", "~~~^^").
 MARKERS = re.compile(r"^ +[~^]+ *\n", re.MULTILINE)
@@ -106,3 +110,23 @@ def test_an_exception_whose_str_raises_is_still_described() -> None:
     info = ErrorInfo.from_exception(caught(raise_unprintable), max_length=100_000)
     assert info.message == "<message unavailable>"
     assert "Unprintable" in info.traceback
+
+
+def test_row_and_dict_made_together_are_those_made_apart() -> None:
+    signal = Signal()
+
+    def answers(sender: Any, **kwargs: Any) -> str:
+        return "yes"
+
+    def refuses(sender: Any, **kwargs: Any) -> None:
+        raise PermissionError("no")
+
+    signal.connect(answers, weak=False)
+    signal.connect(refuses, weak=False)
+    with capture() as events:
+        signal.send_robust(sender="test", size="large")
+    [event] = events
+    row, data = event.as_row_and_dict()
+    assert (row, data) == (event.as_row(), event.as_dict())
+    assert row["error"] == "builtins.PermissionError: no"
+    assert data["receivers"][0]["result"] == "yes"
