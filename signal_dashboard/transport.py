@@ -78,6 +78,10 @@ LAYER_READ_TIMEOUT = 15.0
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 5.0
 STATS_INTERVAL = 1.0
+# Writing the statistics takes time in proportion to them (some 35 ms for 12 series with a full
+# window): a process whose statistics take long to write writes them less often than every
+# STATS_INTERVAL, so that writing takes at most this share of its time.
+STATS_SHARE = 0.02
 STATS_RETENTION = 600
 EXIT_FLUSH_TIMEOUT = 3.0
 # Merged statistics are read from Redis at most this often.
@@ -262,6 +266,7 @@ class Publisher:
         self._backoff = 0.0
         self._stats_version = -1
         self._stats_written_at = 0.0
+        self._stats_interval = STATS_INTERVAL
         self._recent: deque[tuple[float, int]] = deque()
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -414,12 +419,13 @@ class Publisher:
             return
         if (
             changed
-            and now - self._stats_written_at < STATS_INTERVAL
+            and now - self._stats_written_at < self._stats_interval
             and not self._stopping.is_set()
         ):
             return
         version = store.version
         data = json.dumps(store.snapshot(SOURCE), default=str)
+        self._stats_interval = max(STATS_INTERVAL, (time.monotonic() - now) / STATS_SHARE)
         await client.set(STATS_KEY_PREFIX + SOURCE, data, ex=STATS_RETENTION)
         self._stats_version, self._stats_written_at = version, now
 

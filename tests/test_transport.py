@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 from websockets.exceptions import ConnectionClosed
 
 from signal_dashboard import transport
@@ -401,3 +402,41 @@ def test_the_publisher_appends_every_event_and_trims_the_history(
     settings.SIGNAL_DASHBOARD = {**config, "HISTORY_SIZE": 2}
     [last] = publish("capricciosa")
     assert [row["id"] for row in transport.history(10)] == [last.uid, events[-1].uid]
+
+
+def test_statistics_that_take_long_to_write_are_written_less_often(
+    redis_server: RedisServer, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
+    # Without the share, every change would be written at once; with this one, any write takes
+    # "too long" and holds the next one back for ages.
+    monkeypatch.setattr(transport, "STATS_INTERVAL", 0.0)
+    monkeypatch.setattr(transport, "STATS_SHARE", 1e-12)
+    publisher = transport.Publisher(redis_server.url, buffer_size=10)
+    key = STATS_KEY_PREFIX + SOURCE
+
+    def send_and_write(name: str) -> Any:
+        pizza_ordered.connect(_noted, weak=False)
+        try:
+            pizza_ordered.send(sender=name, name="calzone")
+        finally:
+            pizza_ordered.disconnect(_noted)
+        recorder.drain()
+
+        async def write() -> Any:
+            client = redis.asyncio.Redis.from_url(redis_server.url)
+            try:
+                await publisher._write_stats(client)
+                return json.loads(await client.get(key) or "{}")
+            finally:
+                await client.aclose()
+
+        return asyncio.run(write())
+
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.delete(key)
+    first = send_and_write("first-sender")
+    assert "first-sender" in {series["sender"] for series in first["sends"]}
+    second = send_and_write("second-sender")
+    assert "second-sender" not in {series["sender"] for series in second["sends"]}
+    assert publisher._stats_interval > 3600
