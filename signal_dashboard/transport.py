@@ -78,9 +78,10 @@ LAYER_READ_TIMEOUT = 15.0
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 5.0
 STATS_INTERVAL = 1.0
-# Writing the statistics takes time in proportion to them (some 35 ms for 12 series with a full
-# window): a process whose statistics take long to write writes them less often than every
-# STATS_INTERVAL, so that writing takes at most this share of its time.
+# Writing the statistics, and merging every process's, takes time in proportion to them (some
+# 35 ms to write 12 series with a full window): when they take long, a process writes them less
+# often than every STATS_INTERVAL, and merges them less often than every MERGED_STATS_TTL, so
+# that each takes at most this share of its time.
 STATS_SHARE = 0.02
 STATS_RETENTION = 600
 EXIT_FLUSH_TIMEOUT = 3.0
@@ -185,6 +186,7 @@ def history_event(history_id: str) -> dict[str, Any] | None:
 class _MergedCache:
     store: LatencyStore | None = None
     read_at = 0.0
+    ttl = MERGED_STATS_TTL
     error = ""
 
 
@@ -198,7 +200,7 @@ def latency_store() -> LatencyStore:
         return recorder.latency
     now = time.monotonic()
     cached = _MergedCache.store
-    if cached is not None and now - _MergedCache.read_at < MERGED_STATS_TTL:
+    if cached is not None and now - _MergedCache.read_at < _MergedCache.ttl:
         return cached
     own = recorder.latency
     try:
@@ -212,6 +214,7 @@ def latency_store() -> LatencyStore:
         store = MergedStore([*snapshots, own.snapshot(SOURCE)], window_seconds=own.window_seconds)
         store.storm_threshold = own.storm_threshold
     _MergedCache.store, _MergedCache.read_at = store, now
+    _MergedCache.ttl = max(MERGED_STATS_TTL, (time.monotonic() - now) / STATS_SHARE)
     return store
 
 

@@ -440,3 +440,25 @@ def test_statistics_that_take_long_to_write_are_written_less_often(
     second = send_and_write("second-sender")
     assert "second-sender" not in {series["sender"] for series in second["sends"]}
     assert publisher._stats_interval > 3600
+
+
+def test_statistics_that_take_long_to_merge_are_merged_less_often(
+    redis_server: RedisServer, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
+    monkeypatch.setattr(transport._MergedCache, "store", None)
+    monkeypatch.setattr(transport._MergedCache, "ttl", 0.0)
+    # Without the share, statistics would be merged afresh at every read; with this one, any
+    # merge takes "too long" and its result is kept for ages.
+    monkeypatch.setattr(transport, "MERGED_STATS_TTL", 0.0)
+    monkeypatch.setattr(transport, "STATS_SHARE", 1e-12)
+    other_key = STATS_KEY_PREFIX + "otherhost:1"
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.set(other_key, json.dumps(LatencyStore().snapshot("otherhost:1")))
+        merged = transport.latency_store()
+        assert isinstance(merged, MergedStore)
+        client.set(other_key + "0", json.dumps(LatencyStore().snapshot("otherhost:10")))
+        assert transport.latency_store() is merged
+        assert merged.sources == ["otherhost:1", SOURCE]
+        assert transport._MergedCache.ttl > 3600
+        client.delete(other_key, other_key + "0")
