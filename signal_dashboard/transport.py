@@ -210,11 +210,12 @@ def latency_store() -> LatencyStore:
         return own
     _MergedCache.error = ""
     store = own
+    merging = time.monotonic()  # the wait for Redis above costs no CPU: it does not count
     if snapshots:
         store = MergedStore([*snapshots, own.snapshot(SOURCE)], window_seconds=own.window_seconds)
         store.storm_threshold = own.storm_threshold
     _MergedCache.store, _MergedCache.read_at = store, now
-    _MergedCache.ttl = max(MERGED_STATS_TTL, (time.monotonic() - now) / STATS_SHARE)
+    _MergedCache.ttl = max(MERGED_STATS_TTL, (time.monotonic() - merging) / STATS_SHARE)
     return store
 
 
