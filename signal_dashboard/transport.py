@@ -122,7 +122,8 @@ _registered: dict[str, str] = {}
 
 
 def layer_alias() -> str:
-    """The channel layer alias dashboards use: ours on Redis, or the project's default."""
+    """The alias of the layer the dashboards' group is on (read by the relay and signals_tail):
+    ours on Redis, or the project's default."""
     url = redis_url()
     if url is None:
         return DEFAULT_CHANNEL_LAYER
