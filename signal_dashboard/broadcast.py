@@ -1,9 +1,9 @@
 """Hands events from the recorder to this process's dashboards, in batches, counting what it drops.
 
 The recorder calls the broadcaster as it accounts each event, off the sending thread; all it
-does there is append to a bounded deque. A task on the server's event loop drains the deque
-every ``FLUSH_INTERVAL`` and hands each batch to every attached dashboard, so each socket gets
-at most ``1 / FLUSH_INTERVAL`` pushes a second however busy the app is.
+does there is append to a bounded deque. A task on the server's event loop drains the recorder
+and then that deque every ``FLUSH_INTERVAL`` and hands each batch to every attached dashboard,
+so each socket gets at most ``1 / FLUSH_INTERVAL`` pushes a second however busy the app is.
 
 Batches go to the dashboards directly rather than through the channel layer: the in-memory
 layer deep-copies a message for every channel in a group, that is, every row once per socket.
@@ -122,8 +122,9 @@ class Broadcaster(Fanout):
             await self.flush()
 
     async def flush(self) -> None:
-        """Hand everything pending over as one batch; with nothing pending, the status once a
-        second."""
+        """Hand everything sent so far over as one batch; with nothing pending, the status once
+        a second."""
+        recorder.drain_quietly(wait=False)  # the recorder's thread may not have come yet
         rows = self._drain()
         now = time.monotonic()
         if not rows and now - self._last_push < STATUS_INTERVAL:

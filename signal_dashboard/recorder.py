@@ -29,8 +29,10 @@ logger = logging.getLogger("signal_dashboard")
 
 Subscriber = Callable[["SignalEvent"], None]
 
-# How often the recorder's thread takes over what the sending threads left (seconds).
-DRAIN_INTERVAL = 0.02
+# How often the recorder's thread takes over what the sending threads left (seconds). Dashboards
+# do not wait for it: their flushes drain first. Each wake-up takes the GIL from the app's
+# threads, so it only needs to come often enough to keep ``pending`` short.
+DRAIN_INTERVAL = 0.05
 # Events and finished requests waiting for that thread; past this, new ones are lost and counted.
 PENDING_LIMIT = 20_000
 
@@ -80,11 +82,17 @@ class Recorder:
 
     # -- off it --------------------------------------------------------------------------------
 
-    def drain(self) -> None:
-        """Account everything pending: events, statistics, requests, subscribers."""
+    def drain(self, wait: bool = True) -> None:
+        """Account everything pending: events, statistics, requests, subscribers.
+
+        Without ``wait``, return at once if another thread is draining (its events reach the
+        subscribers when it is done).
+        """
         # Always through the lock: another thread's drain may hold events it took from
         # ``pending`` and has not accounted yet.
-        with self._lock:
+        if not self._lock.acquire(blocking=wait):
+            return
+        try:
             if self._draining or not self.pending:  # (_draining: a subscriber reading us)
                 return
             self._draining = True
@@ -93,6 +101,8 @@ class Recorder:
                     self._drain()
             finally:
                 self._draining = False
+        finally:
+            self._lock.release()
 
     def _drain(self) -> None:
         pending = self.pending
@@ -161,10 +171,14 @@ class Recorder:
         context.current_event.set(context.SUSPENDED)  # this thread's own sends are not traced
         while True:
             time.sleep(DRAIN_INTERVAL)
-            try:
-                self.drain()
-            except Exception:
-                logger.exception("signal_dashboard could not account recorded events")
+            self.drain_quietly()
+
+    def drain_quietly(self, wait: bool = True) -> None:
+        """drain(), off the sending threads: a failure is logged, not raised."""
+        try:
+            self.drain(wait)
+        except Exception:
+            logger.exception("signal_dashboard could not account recorded events")
 
     def _after_fork(self) -> None:
         # The child has no recorder thread, and the lock may have been held at the fork.

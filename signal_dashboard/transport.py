@@ -3,7 +3,7 @@
 Off by default: events go to dashboards in the same process (see broadcast.py). With
 ``SIGNAL_DASHBOARD["REDIS_URL"]`` set, every process with tracing installed (web workers,
 management commands, scripts) runs a :class:`Publisher`: a daemon thread with an event loop of
-its own that, every ``FLUSH_INTERVAL``,
+its own that, every ``FLUSH_INTERVAL``, drains the recorder and
 
 - sends the events recorded since as one batch to the dashboards' group on a channels_redis
   layer, so every open dashboard of every process gets them;
@@ -332,6 +332,7 @@ class Publisher:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL)
                 if time.monotonic() >= self._retry_at:
+                    recorder.drain_quietly()  # this batch need not wait for the recorder's thread
                     await self._attempt(layer, client, append)
             # Exiting: one more attempt for what is pending, whatever the back-off says.
             await self._attempt(layer, client, append)

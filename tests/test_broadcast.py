@@ -9,9 +9,9 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.dispatch import Signal
 
-from signal_dashboard import broadcast
+from signal_dashboard import broadcast, tracing
 from signal_dashboard.broadcast import broadcaster
-from signal_dashboard.recorder import recorder
+from signal_dashboard.recorder import Recorder, recorder
 
 soup_signal = Signal()
 
@@ -70,6 +70,31 @@ def test_every_dashboard_gets_the_same_batch_without_a_copy() -> None:
     assert batch["type"] == "signal.batch"
     assert broadcaster.listeners == 0
     assert broadcaster not in recorder.subscribers
+
+
+def test_a_flush_takes_what_the_recorder_has_not_drained_yet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A recorder whose thread never runs: only the flush can drain it.
+    idle = Recorder()
+    monkeypatch.setattr(tracing, "recorder", idle)
+    monkeypatch.setattr(broadcast, "recorder", idle)
+    dashboard = Dashboard()
+
+    async def test() -> None:
+        broadcaster.attach(dashboard)
+        try:
+            soup_signal.send(sender=Soup)
+            soup_signal.send(sender=Soup)
+            assert len(idle.pending) == 2
+            await broadcaster.flush()
+        finally:
+            broadcaster.detach(dashboard)
+
+    async_to_sync(test)()
+    [batch] = dashboard.batches
+    assert [row["sender"] for row in batch["rows"]] == ["tests.test_broadcast.Soup"] * 2
+    assert not idle.pending
 
 
 def test_a_failing_dashboard_does_not_keep_the_batch_from_the_others() -> None:

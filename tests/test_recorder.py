@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -117,9 +119,10 @@ def test_a_finished_request_is_accounted_after_the_sends_it_made() -> None:
     assert origin.receiver_call_counts() == {event.calls[0][0]: 1}
 
 
-def test_a_reader_waits_for_a_drain_in_progress() -> None:
-    ring = Recorder(size=3)
-    [event] = sent(1)
+@contextmanager
+def drain_held_inside(ring: Recorder, event: SignalEvent) -> Iterator[threading.Event]:
+    """A drain on another thread, stopped inside a subscriber with ``event`` taken from
+    ``pending`` and not accounted yet, until the yielded event is set (or the block ends)."""
     inside, release = threading.Event(), threading.Event()
 
     def slow_subscriber(event: Any) -> None:
@@ -130,7 +133,29 @@ def test_a_reader_waits_for_a_drain_in_progress() -> None:
     ring.record(event)
     drainer = threading.Thread(target=ring.drain)
     drainer.start()
-    assert inside.wait(10)  # the other drain has taken the event and not accounted it yet
-    threading.Timer(0.2, release.set).start()
-    assert ring.latency.table(TableQuery(group="signal"))[0].histogram.count == 1
-    drainer.join()
+    try:
+        assert inside.wait(10)
+        yield release
+        assert drainer.is_alive() or release.is_set()
+    finally:
+        release.set()
+        drainer.join(10)
+
+
+def test_a_drain_that_need_not_wait_leaves_the_events_to_the_drain_in_progress() -> None:
+    ring = Recorder(size=3)
+    first, second = sent(2)
+    with drain_held_inside(ring, first):
+        ring.record(second)
+        ring.drain(wait=False)  # returns at once, with the other drain still inside
+        assert list(ring.pending) == [second]
+    ring.drain(wait=False)
+    assert list(ring._events) == [first, second]
+
+
+def test_a_reader_waits_for_a_drain_in_progress() -> None:
+    ring = Recorder(size=3)
+    [event] = sent(1)
+    with drain_held_inside(ring, event) as release:
+        threading.Timer(0.2, release.set).start()
+        assert ring.latency.table(TableQuery(group="signal"))[0].histogram.count == 1

@@ -17,8 +17,8 @@ import redis
 import redis.asyncio
 from websockets.exceptions import ConnectionClosed
 
-from signal_dashboard import transport
-from signal_dashboard.recorder import recorder
+from signal_dashboard import tracing, transport
+from signal_dashboard.recorder import Recorder, recorder
 from signal_dashboard.stats import Histogram, LatencyStore, MergedStore
 from signal_dashboard.tracing import capture
 from signal_dashboard.transport import SOURCE, STATS_KEY_PREFIX
@@ -402,6 +402,36 @@ def test_the_publisher_appends_every_event_and_trims_the_history(
     settings.SIGNAL_DASHBOARD = {**config, "HISTORY_SIZE": 2}
     [last] = publish("capricciosa")
     assert [row["id"] for row in transport.history(10)] == [last.uid, events[-1].uid]
+
+
+def test_the_publisher_drains_the_recorder_itself(
+    redis_server: RedisServer, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
+    # A recorder whose thread never runs: only the publisher can drain it.
+    idle = Recorder()
+    monkeypatch.setattr(tracing, "recorder", idle)
+    monkeypatch.setattr(transport, "recorder", idle)
+
+    async def no_statistics(self: transport.Publisher, client: Any) -> None:
+        pass  # reading them would drain the recorder too, a flush later
+
+    monkeypatch.setattr(transport.Publisher, "_write_stats", no_statistics)
+    publisher = transport.Publisher(redis_server.url, buffer_size=10)
+    publisher.start()
+    pizza_ordered.connect(_noted, weak=False)
+    try:
+        pizza_ordered.send(sender="drained", name="quattro stagioni")
+        deadline = time.monotonic() + EVENT_TIMEOUT
+        while publisher.sent < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sent_while_running = publisher.sent  # close() would drain the recorder as it leaves
+    finally:
+        pizza_ordered.disconnect(_noted)
+        publisher.close()
+    assert sent_while_running == 1
+    [row] = transport.history(1)
+    assert row["sender"] == "drained"
 
 
 def test_statistics_that_take_long_to_write_are_written_less_often(
