@@ -262,7 +262,14 @@ class Publisher:
     current: Publisher | None = None
 
     def __init__(self, url: str, buffer_size: int) -> None:
+        import msgpack  # with channels_redis
+
         self.url = url
+        # Reused by the publisher's thread: msgpack.packb() makes a packer, and its large
+        # buffer, for every call.
+        self._pack = msgpack.Packer(default=str).pack
+        # Redis's Lua reads only the older msgpack format's strings.
+        self._pack_for_lua = msgpack.Packer(use_bin_type=False).pack
         self.pending: deque[SignalEvent] = deque(maxlen=buffer_size)
         self.dropped = 0  # events lost: buffer overflow, or Redis refusing a batch
         self.sent = 0  # events sent, ever: the running number dashboards spot gaps with
@@ -366,18 +373,17 @@ class Publisher:
         self._backoff = 0.0
 
     async def _flush(self, layer: BaseChannelLayer, append: Any) -> None:
-        import msgpack  # with channels_redis
-
         batch = []
         pending = self.pending
         while pending and len(batch) < MAX_BATCH:
             batch.append(pending.popleft())
         rows = []
         packed = []
+        pack = self._pack
         for event in batch:
             try:
                 row, data = event.as_row_and_dict()
-                entry = (msgpack.packb(row, default=str), msgpack.packb(data, default=str))
+                entry = (pack(row), pack(data))
             except Exception:
                 self.dropped += 1
                 logger.debug("signal_dashboard could not serialize %r", event, exc_info=True)
@@ -387,10 +393,9 @@ class Publisher:
         config = get_config()
         oldest = f"{int((time.time() - config['HISTORY_RETENTION']) * 1000)}-0"
         try:
-            # use_bin_type=False: Redis's Lua reads only the older msgpack format's strings.
             ids = await append(
                 keys=[EVENTS_KEY],
-                args=[config["HISTORY_SIZE"], oldest, msgpack.packb(packed, use_bin_type=False)],
+                args=[config["HISTORY_SIZE"], oldest, self._pack_for_lua(packed)],
             )
             for row, history_id in zip(rows, ids.decode().split(), strict=False):
                 row["history_id"] = history_id
