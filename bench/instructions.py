@@ -7,7 +7,9 @@ counts do not. Each case runs in a child process under ``valgrind --tool=callgri
 once with no timed sends and once with ``--sends`` of them, and the difference divided by the
 sends is the instructions per send: Django's dispatch, the receivers, and for our side
 everything tracing does for the send, on the sending thread and in the recorder's drains. A send
-carries one plain keyword argument.
+carries one plain keyword argument. A third side, "floor", is the least a tracer written in
+Python can add (see ``install_minimal_tracer()``): what no amount of work on the rest can go
+below.
 
 The recorder's thread drains every 20 ms of wall-clock time, which under valgrind (some 50
 times slower) is every few dozen sends, a number that moves with the machine's load. So that
@@ -36,8 +38,11 @@ import subprocess
 import sys
 import tempfile
 import types
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from time import perf_counter_ns
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 WARM_UP = 2000
@@ -79,15 +84,48 @@ def child(side: str, receivers: int, in_request: bool, sends: int) -> None:
     if side == "ours":
         recorder.start = lambda: None  # type: ignore[method-assign]  # drained below instead
         tracing.install()
+    floor_queue: deque[Any] = deque()
+    if side == "floor":
+        install_minimal_tracer(floor_queue)
     if in_request:
         current_origin.set(Origin(kind="request", name="GET /"))
     send = signal.send
-    drain = recorder.drain
+    drain = floor_queue.clear if side == "floor" else recorder.drain
     for _ in range((WARM_UP + sends) // DRAIN_EVERY):
         for _ in range(DRAIN_EVERY):
             send(sender=Sender, size="large")
         drain()
     os._exit(0)  # the interpreter's teardown is the same for both sides: not counted
+
+
+def install_minimal_tracer(queue: deque[Any]) -> None:
+    """Replace ``Signal.send`` with the least a per-receiver tracer in Python can do: Django's
+    dispatch, a clock read around each receiver, and a record of the calls queued for later.
+
+    No statistics, no nesting, no look at the kwargs, no request: a reference point for what
+    the rest of tracing may cost, not a usable tracer.
+    """
+    from django.dispatch import Signal, dispatcher
+
+    no_receivers = dispatcher.NO_RECEIVERS
+
+    def send(self: Signal, sender: Any, **named: Any) -> list[tuple[Any, Any]]:
+        if not self.receivers or self.sender_receivers_cache.get(sender) is no_receivers:
+            return []
+        sync_receivers, _ = self._live_receivers(sender)
+        calls: list[tuple[Any, int, int]] = []
+        responses = []
+        start = perf_counter_ns()
+        for receiver in sync_receivers:
+            response = receiver(signal=self, sender=sender, **named)
+            end = perf_counter_ns()
+            calls.append((receiver, start, end - start))
+            responses.append((receiver, response))
+            start = end
+        queue.append((self, sender, calls))
+        return responses
+
+    Signal.send = send  # type: ignore[method-assign]
 
 
 def request_child(side: str, requests: int) -> None:
@@ -183,12 +221,17 @@ def main() -> None:
         f"instructions per send over {sends} sends (callgrind)"
     )
     header = f"{'case':<44}{'vanilla':>10}{'ours':>10}{'ratio':>8}"
-    print(header)
-    print("-" * len(header))
+    print(header + f"{'floor':>10}{'ratio':>8}")
+    print("-" * (len(header) + 18))
     for label, receivers, in_request in CASES:
-        vanilla = per_send("vanilla", receivers, in_request, sends)
-        ours = per_send("ours", receivers, in_request, sends)
-        print(f"{label:<44}{vanilla:>10.0f}{ours:>10.0f}{ours / vanilla:>8.2f}")
+        vanilla, ours, floor = (
+            per_send(side, receivers, in_request, sends) for side in ("vanilla", "ours", "floor")
+        )
+        print(
+            f"{label:<44}{vanilla:>10.0f}{ours:>10.0f}{ours / vanilla:>8.2f}"
+            f"{floor:>10.0f}{floor / vanilla:>8.2f}"
+        )
+    print("floor: a minimal tracer, timing each receiver and nothing more (see its docstring)")
     print()
     print(f"instructions per request over {args.requests} requests, tracing off and on")
     print(header.replace("vanilla", "    off").replace("   ours", "     on"))

@@ -18,9 +18,13 @@ configurations in turn, so that machine noise hits them alike; the table shows e
 round (highest requests/s) and its ratio to tracing off's best ("ratio"), and the median over
 the rounds of its ratio to tracing off in the same round ("median"), which one lucky round
 cannot move. The target is at least 0.9 times tracing off's requests/s with dashboards open,
-read on the best rounds. Failed requests are counted by kind (wrk's
-socket errors and timeouts, "status" for answers other than 2xx/3xx, and "locked" for those the
-server put down to SQLite's "database is locked"), and any run with some is listed as a problem.
+read on the best rounds. "cpu ms" is the server process's CPU time (user and system, every
+thread) per request served, the median over the rounds: with the GIL, one Daphne process
+serves about as many requests a second as one core allows, so this is what a request costs
+the server, tracing's threads included. Failed requests are counted by
+kind (wrk's socket errors and timeouts, "status" for answers other than 2xx/3xx, and "locked"
+for those the server put down to SQLite's "database is locked"), and any run with some is
+listed as a problem.
 
 "rows/dashboard" is how many event rows each dashboard received during the measurement, and
 "rows/req" that divided by the requests served: the events one request sends (10) if the
@@ -178,6 +182,7 @@ class Run:
     p50_ms: float
     p95_ms: float
     p99_ms: float
+    cpu_ms: float  # the server process's CPU time (user and system) per request
     # Failed requests by kind: wrk's socket errors and timeouts, and non-2xx/3xx answers.
     errors: dict[str, int]
     # "database is locked" in the server's log, warm-up included: the usual cause of a 500 here.
@@ -230,8 +235,9 @@ def prepare_database(db_path: Path) -> str:
 
 
 @contextmanager
-def daphne(env: dict[str, str], log_path: Path, no_waits: bool) -> Iterator[str]:
-    """The demo served by Daphne on a free port until the block ends; yields its URL."""
+def daphne(env: dict[str, str], log_path: Path, no_waits: bool) -> Iterator[tuple[str, int]]:
+    """The demo served by Daphne on a free port until the block ends; yields its URL and
+    process id."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     start = ["-c", _DAPHNE_NO_WAITS] if no_waits else ["-m", "daphne"]
@@ -258,7 +264,7 @@ def daphne(env: dict[str, str], log_path: Path, no_waits: bool) -> Iterator[str]
 
     wait_until_ready(process, serves, what="Daphne", output=lambda: read_tail(log_path))
     try:
-        yield url
+        yield url, process.pid
     finally:
         stop_process(process)
 
@@ -343,6 +349,13 @@ class Dashboards:
             self._loop.close()
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system, all threads) a process has used so far (Linux's /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    # utime and stime, the 14th and 15th fields, counted from the one after the name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, int]:
     """Load ``url``'s target view with wrk; the figures its script's done() printed."""
     result = subprocess.run(
@@ -385,11 +398,13 @@ def measure(
     """Start a server in ``config``, open its dashboards, warm up, then load and measure."""
     env = child_env(db_path, config.tracing, redis_url if config.redis else None)
     with ExitStack() as stack:
-        url = stack.enter_context(daphne(env, log_path, no_waits))
+        url, pid = stack.enter_context(daphne(env, log_path, no_waits))
         dashboards = stack.enter_context(Dashboards(config.dashboards, url, session_key))
         run_wrk(url, script, WARM_UP, connections)
         rows_before = dashboards.settled_rows()
+        cpu_before = cpu_seconds(pid)
         figures = run_wrk(url, script, duration, connections)
+        cpu = cpu_seconds(pid) - cpu_before
         rows_after = dashboards.settled_rows()
         rows = [after - before for after, before in zip(rows_after, rows_before, strict=True)]
         closed = list(dashboards.closed)
@@ -399,6 +414,7 @@ def measure(
     return Run(
         requests=figures["requests"],
         seconds=figures["duration_us"] / 1e6,
+        cpu_ms=cpu * 1000 / max(1, figures["requests"]),
         p50_ms=figures["p50_us"] / 1000,
         p95_ms=figures["p95_us"] / 1000,
         p99_ms=figures["p99_us"] / 1000,
@@ -488,6 +504,7 @@ def main() -> None:
                 runs[config].append(run)
                 print(
                     f"  round {round_number}, {config.name}: {run.per_second:.1f} req/s, "
+                    f"{run.cpu_ms:.1f} ms of server CPU per request, "
                     f"errors {describe_errors(run)}, rows/dashboard {describe_rows(run)}",
                     flush=True,
                 )
@@ -499,7 +516,8 @@ def print_table(configs: list[Configuration], runs: dict[Configuration, list[Run
     baseline = best[configs[0]].per_second
     header = (
         f"{'configuration':<22}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}"
-        f"{'ratio':>7}{'median':>8}  {'errors':<10}{'rows/dashboard':>15}{'rows/req':>9}"
+        f"{'ratio':>7}{'median':>8}{'cpu ms':>8}  {'errors':<10}{'rows/dashboard':>15}"
+        f"{'rows/req':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -513,11 +531,12 @@ def print_table(configs: list[Configuration], runs: dict[Configuration, list[Run
             mine.per_second / off.per_second
             for mine, off in zip(runs[config], runs[configs[0]], strict=True)
         )
+        cpu_ms = statistics.median(mine.cpu_ms for mine in runs[config])
         rows_per_request = f"{min(run.rows) / run.requests:.1f}" if run.rows else "-"
         print(
             f"{config.name:<22}{run.per_second:>8.1f}{run.p50_ms:>9.1f}{run.p95_ms:>9.1f}"
-            f"{run.p99_ms:>9.1f}{ratio:>7.2f}{median:>8.2f}  {describe_errors(run):<10}"
-            f"{describe_rows(run):>15}{rows_per_request:>9}"
+            f"{run.p99_ms:>9.1f}{ratio:>7.2f}{median:>8.2f}{cpu_ms:>8.1f}  "
+            f"{describe_errors(run):<10}{describe_rows(run):>15}{rows_per_request:>9}"
         )
         if config.dashboards and ratio < TARGET_RATIO:
             missed.append(config.name)
