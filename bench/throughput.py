@@ -21,10 +21,10 @@ cannot move. The target is at least 0.9 times tracing off's requests/s with dash
 read on the best rounds. "cpu ms" is the server process's CPU time (user and system, every
 thread) per request served, the median over the rounds: with the GIL, one Daphne process
 serves about as many requests a second as one core allows, so this is what a request costs
-the server, tracing's threads included. Failed requests are counted by
-kind (wrk's socket errors and timeouts, "status" for answers other than 2xx/3xx, and "locked"
-for those the server put down to SQLite's "database is locked"), and any run with some is
-listed as a problem.
+the server, tracing's threads included. Failed requests are counted by kind (wrk's socket
+errors and timeouts, "status" for answers other than 2xx/3xx, and "locked" for those the
+server put down to SQLite's "database is locked"), and any run with some is listed as a
+problem.
 
 "rows/dashboard" is how many event rows each dashboard received during the measurement, and
 "rows/req" that divided by the requests served: the events one request sends (10) if the
