@@ -128,25 +128,67 @@ def install_minimal_tracer(queue: deque[Any]) -> None:
     Signal.send = send  # type: ignore[method-assign]
 
 
-def request_child(side: str, requests: int) -> None:
-    """Make ``WARM_UP_REQUESTS + requests`` requests of the demo's heaviest view."""
+# Setups of the request case: (label, tracing, Redis transport, dashboards open).
+REQUEST_SETUPS = (
+    ("off", False, False, 0),
+    ("on", True, False, 0),
+    ("on, 5 dashboards", True, False, 5),
+    ("Redis", True, True, 0),
+    ("Redis, 5 dashboards", True, True, 5),
+)
+# The pace bench/throughput.py's server keeps: about 50 requests a second, so a flush (every
+# 100 ms) carries the events of 5 requests, and the tables are made again every 50.
+REQUESTS_PER_SECOND = 50
+
+
+def request_child(setup: str, requests: int) -> None:
+    """Make ``WARM_UP_REQUESTS + requests`` requests of the demo's heaviest view, in ``setup``
+    (one of ``REQUEST_SETUPS``), and deliver their events as a server at that pace would."""
+    _, tracing_on, redis_on, dashboards = next(s for s in REQUEST_SETUPS if s[0] == setup)
     sys.path.insert(0, str(REPO))
     work = tempfile.mkdtemp(prefix="signal-bench-")
     os.environ.update(
         DJANGO_SETTINGS_MODULE="bench.demo_settings",
         DEMO_DATABASE=os.path.join(work, "demo.sqlite3"),
-        BENCH_TRACING="on" if side == "ours" else "off",
+        BENCH_TRACING="on" if tracing_on else "off",
+        # A database of its own: the run without timed requests goes alongside.
+        BENCH_REDIS_URL=f"{os.environ['BENCH_CHILD_REDIS_URL']}/{1 + bool(requests)}"
+        if redis_on
+        else "",
     )
+    import asyncio
+    import time
+
     import django
 
+    from signal_dashboard import broadcast, transport
     from signal_dashboard.recorder import recorder
 
-    recorder.start = lambda: None  # type: ignore[method-assign]  # drained below instead
+    # No thread runs on a timer of its own: this child drains, flushes and publishes below, at
+    # the pace of a server, by a clock it moves on by a request's share of a second each request.
+    clock = types.SimpleNamespace(now=1000.0)
+    virtual_time = types.SimpleNamespace(monotonic=lambda: clock.now, time=time.time)
+    for module in (broadcast, transport):
+        module.time = virtual_time  # type: ignore[attr-defined]
+    recorder.start = lambda: None  # type: ignore[method-assign]
+    transport.Publisher.start = lambda self: setattr(  # type: ignore[method-assign]
+        self, "_unsubscribe", recorder.subscribe(self)
+    )
+
+    async def no_flushes() -> None:
+        await asyncio.Event().wait()
+
+    broadcast.broadcaster._run = no_flushes  # type: ignore[method-assign]
     django.setup()
+    from channels.testing import WebsocketCommunicator
+    from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.test import Client
 
+    from signal_dashboard import consumers
     from signal_dashboard.demo.pizzeria import signals
+
+    consumers.time = virtual_time  # type: ignore[attr-defined]
 
     async def no_wait(seconds: float) -> None:
         return None
@@ -154,16 +196,80 @@ def request_child(side: str, requests: int) -> None:
     signals.time = types.SimpleNamespace(sleep=lambda seconds: None)  # type: ignore[attr-defined]
     signals.asyncio = types.SimpleNamespace(sleep=no_wait)  # type: ignore[attr-defined]
     call_command("migrate", verbosity=0)
-    random.seed(0)  # the view picks names and sizes at random: the same ones on both sides
+    staff = get_user_model().objects.create_user("bench", is_staff=True)
+    loop = asyncio.new_event_loop()
+    sockets: list[WebsocketCommunicator] = []
+    publish = None
+    if redis_on:
+        publish = loop.run_until_complete(_publishing(transport))
+    delivered = asyncio.Event()
+
+    async def open_dashboards() -> None:
+        for _ in range(dashboards):
+            socket = WebsocketCommunicator(consumers.DashboardConsumer.as_asgi(), "/ws/signals/")
+            socket.scope["user"] = staff
+            connected, _ = await socket.connect()
+            if not connected:
+                raise RuntimeError("a dashboard socket was refused")
+            sockets.append(socket)
+        if redis_on and dashboards:
+            # Handed each batch after the dashboards: once it has one, they all have.
+            async def note(batch: Any) -> None:
+                delivered.set()
+
+            await transport.relay.attach(note)
+
+    async def deliver() -> None:
+        if publish is not None:
+            delivered.clear()
+            await publish()
+            if dashboards:
+                await delivered.wait()
+        elif dashboards:
+            await broadcast.broadcaster.flush()
+        fanout = transport.relay if redis_on else broadcast.broadcaster
+        for receiver in fanout.receivers:
+            consumer = getattr(receiver, "__self__", None)  # a DashboardConsumer's deliver()
+            if consumer is not None and consumer.tables_refresh is not None:
+                await consumer.tables_refresh  # the tables, made on a worker thread
+        for socket in sockets:
+            while not socket.output_queue.empty():
+                socket.output_queue.get_nowait()  # what the page would have been sent
+
+    loop.run_until_complete(open_dashboards())
+    random.seed(0)  # the view picks names and sizes at random: the same ones on every side
     client = Client(HTTP_HOST="localhost")  # one of the demo's ALLOWED_HOSTS
-    for _ in range(WARM_UP_REQUESTS + requests):
+    per_flush = round(REQUESTS_PER_SECOND * broadcast.FLUSH_INTERVAL)
+    for index in range(WARM_UP_REQUESTS + requests):
         client.cookies.clear()  # as a load generator, which keeps no messages cookie
         response = client.post(REQUEST_PATH)
         if response.status_code != 302:
             raise RuntimeError(f"POST {REQUEST_PATH} answered {response.status_code}")
-        recorder.drain()
-    shutil.rmtree(work)  # the same on both sides, so not counted
+        clock.now += 1 / REQUESTS_PER_SECOND
+        if (index + 1) % per_flush == 0:
+            recorder.drain()
+            loop.run_until_complete(deliver())
+    shutil.rmtree(work)  # the same on every side, so not counted
     os._exit(0)
+
+
+async def _publishing(transport: Any) -> Any:
+    """What the Redis publisher's thread does every flush, as a coroutine to await instead."""
+    import redis.asyncio
+
+    publisher = transport.start_publisher()
+    url = publisher.url
+    layer = transport._redis_layer(url)
+    client = redis.asyncio.Redis.from_url(url)
+    await client.flushdb()  # what another run left
+    append = client.register_script(transport._APPEND_SCRIPT)
+
+    async def publish() -> None:
+        await publisher._attempt(layer, client, append)
+        if publisher.error:
+            raise RuntimeError(f"publishing failed: {publisher.error}")
+
+    return publish
 
 
 def instructions(*child_args: object) -> int:
@@ -202,6 +308,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=150, help="timed requests")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--request-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only", choices=("sends", "requests"), help="run only the sends or the request cases"
+    )
+    parser.add_argument("--no-redis", action="store_true", help="skip the Redis transport")
     args = parser.parse_args()
     if args.child:
         side, receivers, in_request, sends = args.child
@@ -213,9 +323,16 @@ def main() -> None:
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
+    if args.only != "requests":
+        print_sends(args.sends)
+    if args.only != "sends":
+        print_requests(args.requests, with_redis=not args.no_redis)
+
+
+def print_sends(sends: int) -> None:
     import django
 
-    sends = max(1, round(args.sends / DRAIN_EVERY)) * DRAIN_EVERY
+    sends = max(1, round(sends / DRAIN_EVERY)) * DRAIN_EVERY
     print(
         f"Python {platform.python_version()}, Django {django.get_version()}, "
         f"instructions per send over {sends} sends (callgrind)"
@@ -233,11 +350,34 @@ def main() -> None:
         )
     print("floor: a minimal tracer, timing each receiver and nothing more (see its docstring)")
     print()
-    print(f"instructions per request over {args.requests} requests, tracing off and on")
-    print(header.replace("vanilla", "    off").replace("   ours", "     on"))
-    print("-" * len(header))
-    off, on = (per_unit(args.requests, "--request-child", side) for side in ("vanilla", "ours"))
-    print(f"{'POST ' + REQUEST_PATH + ' (demo)':<44}{off:>10.0f}{on:>10.0f}{on / off:>8.2f}")
+
+
+def print_requests(requests: int, with_redis: bool) -> None:
+    from contextlib import ExitStack
+
+    setups = [s for s in REQUEST_SETUPS if with_redis or not s[2]]
+    with ExitStack() as stack:
+        if any(redis_on for _, _, redis_on, _ in setups):
+            if shutil.which("redis-server") is None:
+                print("redis-server is not installed: the Redis transport is skipped")
+                setups = [s for s in setups if not s[2]]
+            else:
+                sys.path.insert(0, str(REPO))
+                from tests.redis_server import RedisServer
+
+                url = stack.enter_context(RedisServer()).url
+                os.environ["BENCH_CHILD_REDIS_URL"] = url.rsplit("/", 1)[0]
+        print(
+            f"instructions per request of POST {REQUEST_PATH} (demo) over {requests} requests, "
+            f"{REQUESTS_PER_SECOND} a second"
+        )
+        print(f"{'setup':<44}{'instructions':>14}{'ratio':>8}")
+        print("-" * 66)
+        off = None
+        for label, *_ in setups:
+            count = per_unit(requests, "--request-child", label)
+            off = off or count
+            print(f"{label:<44}{count:>14.0f}{count / off:>8.2f}")
 
 
 if __name__ == "__main__":
