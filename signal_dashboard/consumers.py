@@ -35,6 +35,7 @@ from .filters import EventFilter, FilterError
 from .recorder import recorder
 from .rows import event_url_parts, push_html, row_html
 from .stats import TableQuery
+from .tables import tables_html
 from .transport import TransportDown, is_shared, relay, transport_status
 from .views import recent_rows, tables_context
 
@@ -439,7 +440,7 @@ def _make_tables(
     if previous is not None and previous[0] == version:
         return previous
     context = tables_context(event_filter, query)
-    return version, render_to_string("signal_dashboard/_tables.html", context)
+    return version, tables_html(context)
 
 
 def _tables_version() -> Version:

@@ -160,6 +160,13 @@ def ms(nanoseconds: int | None) -> str:
     return f"{nanoseconds / 1e6:.3f} ms"
 
 
+def percent(share: float | None) -> str:
+    """A share (0 to 1) as a percentage, e.g. ``42.0%``."""
+    if share is None:
+        return ""
+    return f"{share * 100:.1f}%"
+
+
 def clock(timestamp: float) -> str:
     """Seconds since the epoch as UTC ``HH:MM:SS.mmm`` (the microsecond truncated, as
     ``strftime("%f")[:-3]`` would; in arithmetic, at a third of datetime's cost)."""

@@ -8,8 +8,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -19,7 +18,6 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 from django.dispatch import Signal
-from django.test.signals import template_rendered
 
 from signal_dashboard import broadcast, consumers, transport
 from signal_dashboard.broadcast import GROUP, broadcaster
@@ -35,6 +33,7 @@ from signal_dashboard.recorder import recorder
 from signal_dashboard.routing import websocket_application
 from signal_dashboard.rows import row_html
 from signal_dashboard.stats import TableQuery
+from signal_dashboard.tables import tables_html
 from signal_dashboard.transport import Publisher, channel_layer, relay
 from tests.redis_server import RedisServer
 
@@ -457,22 +456,6 @@ def test_redis_lost_under_open_dashboards_closes_them_saying_so(
     run(test)
 
 
-@contextmanager
-def rendered(name: str) -> Iterator[list[dict[str, Any]]]:
-    """The contexts ``name`` is rendered with inside the block (on any thread)."""
-    contexts: list[dict[str, Any]] = []
-
-    def record(sender: Any, template: Any, context: Any, **kwargs: Any) -> None:
-        if template.name == name:
-            contexts.append(context.flatten())
-
-    template_rendered.connect(record, dispatch_uid="tests.test_consumers.rendered")
-    try:
-        yield contexts
-    finally:
-        template_rendered.disconnect(dispatch_uid="tests.test_consumers.rendered")
-
-
 def ids(html: str) -> list[str]:
     return re.findall(r'data-id="([^"]+)"', html)
 
@@ -590,18 +573,27 @@ def test_rows_too_big_for_one_message_come_in_several() -> None:
     run(test)
 
 
-def test_dashboards_with_the_same_table_share_one_rendering() -> None:
+def test_dashboards_with_the_same_table_share_one_rendering(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    renders: list[dict[str, Any]] = []
+
+    def recording_tables_html(context: dict[str, Any]) -> str:
+        renders.append(context)
+        return tables_html(context)
+
+    monkeypatch.setattr(consumers, "tables_html", recording_tables_html)
+
     async def test() -> None:
-        with rendered("signal_dashboard/_tables.html") as renders:
-            first = await connect(staff(), "signal=test_consumers")
-            second = await connect(staff(), "signal=test_consumers")
-            send_pizza()
-            tables = [await next_push(first, 'id="sd-latency"')]
-            tables.append(await next_push(second, 'id="sd-latency"'))
-            assert tables[0] == tables[1]
-            assert len(renders) == 1
-            await table(second, sort="name")  # another query: made for it
-            assert len(renders) == 2
+        first = await connect(staff(), "signal=test_consumers")
+        second = await connect(staff(), "signal=test_consumers")
+        send_pizza()
+        tables = [await next_push(first, 'id="sd-latency"')]
+        tables.append(await next_push(second, 'id="sd-latency"'))
+        assert tables[0] == tables[1]
+        assert len(renders) == 1
+        await table(second, sort="name")  # another query: made for it
+        assert len(renders) == 2
         await first.disconnect()
         await second.disconnect()
 

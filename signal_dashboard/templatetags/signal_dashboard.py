@@ -5,12 +5,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from django import template
-from django.utils.html import format_html
+from django.template import Context
 from django.utils.safestring import mark_safe
 
+from .. import tables
 from ..conf import get_config
-from ..rows import clock, ms, row_html, short_label, transport_html
-from ..stats import Histogram, TableQuery
+from ..rows import clock, ms, percent, row_html, short_label, transport_html
+from ..stats import Histogram
 
 register = template.Library()
 
@@ -18,6 +19,7 @@ register = template.Library()
 register.filter("ms", ms)
 register.filter("clock", clock)
 register.filter("short_label", short_label)
+register.filter("percent", percent)
 
 
 @register.filter
@@ -49,52 +51,19 @@ def ws_path(url: str) -> str:
     return url.partition("?")[0].lstrip("/")
 
 
-SPARKLINE_WIDTH = 96
-SPARKLINE_HEIGHT = 20
-SPARKLINE_BINS = 24
-
-
 @register.filter
 def sparkline(histogram: Histogram) -> str:
-    """A small SVG bar chart of a latency histogram: log(duration) across, count up."""
-    counts = histogram.shape(SPARKLINE_BINS)
-    if not counts:
-        return ""
-    tallest = max(counts)
-    step = SPARKLINE_WIDTH / len(counts)
-    bars = []
-    for index, count in enumerate(counts):
-        if not count:
-            continue
-        height = max(1.0, SPARKLINE_HEIGHT * count / tallest)
-        bars.append(
-            f'<rect x="{index * step:.1f}" y="{SPARKLINE_HEIGHT - height:.1f}" '
-            f'width="{step - 1:.1f}" height="{height:.1f}"><title>{count}</title></rect>'
-        )
-    title = f"{histogram.min_ns / 1e6:.3f} ms to {histogram.max_ns / 1e6:.3f} ms, log scale"
-    return format_html(
-        '<svg class="sd-spark" width="{}" height="{}" viewBox="0 0 {} {}" role="img">'
-        "<title>{}</title>{}</svg>",
-        SPARKLINE_WIDTH,
-        SPARKLINE_HEIGHT,
-        SPARKLINE_WIDTH,
-        SPARKLINE_HEIGHT,
-        title,
-        mark_safe("".join(bars)),  # numbers only, made here
-    )
+    """A small SVG bar chart of a latency histogram (numbers only, made in Python)."""
+    return mark_safe(tables.sparkline(histogram))
 
 
-@register.filter
-def percent(share: float | None) -> str:
-    """A share (0 to 1) as a percentage, e.g. ``42.0%``."""
-    if share is None:
-        return ""
-    return f"{share * 100:.1f}%"
+@register.simple_tag(takes_context=True)
+def latency_table(context: Context) -> str:
+    """The latency table of ``views.tables_context()`` (escaped inside)."""
+    return mark_safe(tables.latency_table_html(context.flatten()))
 
 
-@register.filter
-def sort_arrow(table: TableQuery, column: str) -> str:
-    """▼ or ▲ beside the column the table is sorted by."""
-    if table.sort != column:
-        return ""
-    return "▼" if table.descending else "▲"
+@register.simple_tag(takes_context=True)
+def request_table(context: Context) -> str:
+    """The list of finished requests of ``views.tables_context()`` (escaped inside)."""
+    return mark_safe(tables.request_table_html(context.flatten()))
