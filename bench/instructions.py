@@ -16,14 +16,22 @@ times slower) is every few dozen sends, a number that moves with the machine's l
 the count does not, the child drains itself, every ``DRAIN_EVERY`` sends, instead of starting
 that thread: about what a drain takes at 5,000 sends a second.
 
-A last case is a whole request: ``POST /traffic/bake-batch/`` of the demo (the view
+The last cases are a whole request: ``POST /traffic/bake-batch/`` of the demo (the view
 ``bench/throughput.py`` loads: 10 traced sends, one receiver that raises, one with async
 receivers), made in-process through Django's test client with the demo's middleware, on a
-fresh SQLite database, with the receivers' stand-in sleeps skipped and the recorder drained
-after every request. Tracing off there is Django with the app installed but ``ENABLED`` off.
+fresh SQLite database, with the receivers' stand-in sleeps skipped, in five setups (see
+``REQUEST_SETUPS``): tracing off (the app installed but ``ENABLED`` off), on, on with 5
+dashboards open, and the last two with the Redis transport (through a redis-server started
+here; skipped with ``--no-redis``). The dashboards are ``WebsocketCommunicator`` sockets in the
+child, served by the app's own consumer. The child does what a server's threads would do at
+``REQUESTS_PER_SECOND``, by a clock it moves on by a request's share of a second each request:
+every 100 ms (5 requests) it drains the recorder and flushes (the broadcaster's batch, or the
+Redis publisher's batch and statistics), and the dashboards make their tables again every
+second. Counted so, a flush carries as many events as it would under a server's load, however
+slowly valgrind runs; the counts include everything the process does, on every thread.
 
-Needs valgrind (Debian: ``apt-get install valgrind``). Takes about a minute per case, three
-for the request.
+Needs valgrind (Debian: ``apt-get install valgrind``). Takes about a minute per send case, and
+two or three per request setup. ``--only sends`` or ``--only requests`` runs one part.
 """
 
 from __future__ import annotations
