@@ -23,6 +23,11 @@ from .conf import get_config
 # Stands in for an event id in the reversed URL of the event detail view.
 _ID = "event-id"
 _event_urls: dict[tuple[Any, str], tuple[str, str]] = {}
+# Rows repeat the same few strings (labels, paths, hosts): their escaped forms are kept, up to
+# ESCAPED_KEPT strings of at most ESCAPED_LENGTH characters.
+_escaped: dict[str, str] = {}
+ESCAPED_KEPT = 4096
+ESCAPED_LENGTH = 200
 
 
 def row_html(row: Mapping[str, Any], event_url: tuple[str, str] | None = None) -> str:
@@ -139,7 +144,15 @@ def _number(value: int) -> str:
 
 
 def _text(value: Any) -> str:
-    return escape(str(value))  # as {{ }} escapes (html.escape's chained replaces are fastest)
+    """``value`` escaped as ``{{ value }}`` would be."""
+    if type(value) is not str or len(value) > ESCAPED_LENGTH:
+        return escape(str(value))  # html.escape's chained replaces are the fastest way
+    text = _escaped.get(value)
+    if text is None:
+        if len(_escaped) >= ESCAPED_KEPT:
+            _escaped.clear()
+        text = _escaped[value] = escape(value)
+    return text
 
 
 def event_url_parts() -> tuple[str, str]:

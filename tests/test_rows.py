@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from signal_dashboard import rows
 from signal_dashboard.rows import clock, push_html, transport_html
 
 LOCAL = {"shared": False, "up": True, "error": ""}
@@ -98,3 +99,17 @@ def test_the_clock_is_utc_to_the_millisecond() -> None:
     for stamp in stamps:
         expected = datetime.fromtimestamp(stamp, tz=UTC).strftime("%H:%M:%S.%f")[:-3]
         assert clock(stamp) == expected, stamp
+
+
+def test_escaped_strings_are_kept_for_reuse_but_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rows, "ESCAPED_KEPT", 3)
+    monkeypatch.setattr(rows, "_escaped", {})
+    for index in range(10):
+        assert rows._text(f"<{index}>") == f"&lt;{index}&gt;"
+        assert rows._text(f"<{index}>") == f"&lt;{index}&gt;"  # the kept form
+        assert len(rows._escaped) <= 3
+    assert rows._text(True) == "True"  # equal to 1 as a dict key, but never kept
+    assert rows._text(1) == "1"
+    long = "<" * (rows.ESCAPED_LENGTH + 1)
+    assert rows._text(long) == "&lt;" * len(long)
+    assert long not in rows._escaped
