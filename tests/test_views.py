@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 def make_topping(sender: Any, name: str, **kwargs: Any) -> None:
     """Saves a topping: its pre_save and post_save are sends nested in this receiver."""
-    time.sleep(0.002)
+    time.sleep(0.02)
     Topping.objects.create(name=name)
 
 
@@ -61,7 +61,8 @@ def test_dashboard_shows_latency_table_and_requests(staff_client: Any) -> None:
     names = re.findall(r'class="sd-lat-row[^"]*" data-name="([^"]+)"', latency)
     assert "tests.test_views.make_topping" in names
     assert "tests.test_views.topping_saved" in names
-    # Sorted by p95, slowest first: make_topping includes its nested save and a 2 ms sleep.
+    # Sorted by p95, slowest first: make_topping includes its nested save and a 20 ms sleep,
+    # announce 1 ms: a gap wide enough for the scheduling delays of a loaded machine.
     assert names[0] == "tests.test_views.make_topping"
     assert '<svg class="sd-spark"' in latency
     requests = html[html.index('id="sd-request-rows"') :]
@@ -111,7 +112,7 @@ def test_request_waterfall_nests_sends_under_their_receiver(staff_client: Any) -
     make, post_save = waterfall.bars[1], waterfall.bars[2]
     # Self time leaves out the nested send, which ran inside the receiver.
     assert make.self_ns == make.duration_ns - post_save.duration_ns
-    assert make.self_ns >= 2_000_000
+    assert make.self_ns >= 20_000_000
     for bar in waterfall.bars:
         assert 0 <= bar.offset_percent <= 100
         assert 0 < bar.width_percent <= 100 - bar.offset_percent + 1e-9
