@@ -193,16 +193,11 @@ def request_child(setup: str, requests: int) -> None:
     from django.core.management import call_command
     from django.test import Client
 
+    from bench.demo_waits import skip_demo_waits
     from signal_dashboard import consumers
-    from signal_dashboard.demo.pizzeria import signals
 
     consumers.time = virtual_time  # type: ignore[attr-defined]
-
-    async def no_wait(seconds: float) -> None:
-        return None
-
-    signals.time = types.SimpleNamespace(sleep=lambda seconds: None)  # type: ignore[attr-defined]
-    signals.asyncio = types.SimpleNamespace(sleep=no_wait)  # type: ignore[attr-defined]
+    skip_demo_waits()
     call_command("migrate", verbosity=0)
     staff = get_user_model().objects.create_user("bench", is_staff=True)
     loop = asyncio.new_event_loop()

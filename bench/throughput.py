@@ -125,23 +125,15 @@ _WRK_LINE = re.compile(r"^BENCH (\w+) (\d+)$", re.MULTILINE)
 # the view's transaction, so SQLite's write lock is held that long; the announcement 5 ms).
 # With --no-waits they return at once, and the server's own work sets the pace.
 _DAPHNE_NO_WAITS = """
-import types
-
 import django
 
 django.setup()
 
 from daphne.cli import CommandLineInterface
 
-from signal_dashboard.demo.pizzeria import signals
+from bench.demo_waits import skip_demo_waits
 
-
-async def no_wait(seconds):
-    return None
-
-
-signals.time = types.SimpleNamespace(sleep=lambda seconds: None)
-signals.asyncio = types.SimpleNamespace(sleep=no_wait)
+skip_demo_waits()
 CommandLineInterface.entrypoint()
 """
 
