@@ -20,9 +20,9 @@ from django.utils.formats import number_format
 
 from .conf import get_config
 
-# Stands in for an event id in the reversed URL of the event detail view.
-_ID = "event-id"
-_event_urls: dict[tuple[Any, str], tuple[str, str]] = {}
+# Stands in for an object's id in a reversed URL (an integer fits both str and int converters).
+_ID = 999_999_999
+_url_parts: dict[tuple[str, Any, str], tuple[str, str]] = {}
 # Rows repeat the same few strings (labels, paths, hosts): their escaped forms are kept, up to
 # ESCAPED_KEPT strings of at most ESCAPED_LENGTH characters.
 _escaped: dict[str, str] = {}
@@ -156,13 +156,18 @@ def _text(value: Any) -> str:
 
 
 def event_url_parts() -> tuple[str, str]:
-    """The event detail URL before and after the event's id, for the current URLconf and
-    script prefix (reverse() costs more than the rest of a row)."""
-    key = (get_urlconf(), get_script_prefix())
-    parts = _event_urls.get(key)
+    """The event detail URL before and after the event's id."""
+    return url_parts("signal_dashboard:event")
+
+
+def url_parts(name: str) -> tuple[str, str]:
+    """The URL of view ``name`` (taking one id) before and after the id, for the current URLconf
+    and script prefix (reverse() costs more than the rest of a row)."""
+    key = (name, get_urlconf(), get_script_prefix())
+    parts = _url_parts.get(key)
     if parts is None:
-        before, _, after = reverse("signal_dashboard:event", args=[_ID]).partition(_ID)
-        parts = _event_urls[key] = (before, after)
+        before, _, after = reverse(name, args=[_ID]).partition(str(_ID))
+        parts = _url_parts[key] = (before, after)
     return parts
 
 

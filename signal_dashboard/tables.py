@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from django.urls import get_script_prefix, get_urlconf, reverse
+from django.urls import reverse
 
-from .rows import _number, _text, ms, percent, short_label
+from .rows import _number, _text, ms, percent, short_label, url_parts
 from .stats import Histogram, TableQuery, TableRow
 
 SPARKLINE_WIDTH = 96
@@ -34,9 +34,6 @@ _SORTABLE = (
 )
 _TIMES = "\N{MULTIPLICATION SIGN}"
 _GROUP_HEADINGS = {"receiver": "Receiver", "signal": "Signal", "sender": "Sender"}
-# Stands in for a request id in the reversed URL of the request detail view.
-_ID = 999_999_999
-_urls: dict[tuple[Any, str], tuple[str, str, str]] = {}
 
 
 def tables_html(context: Mapping[str, Any]) -> str:
@@ -64,7 +61,7 @@ def latency_table_html(context: Mapping[str, Any], oob: bool = False) -> str:
     if by_receiver:
         headings.append("<th>Storms</th>")
     if rows:
-        receiver_url = _urls_for()[0]
+        receiver_url = reverse("signal_dashboard:receiver")
         storm_threshold = _number(context["storm_threshold"])
         body = "".join(
             _latency_row(row, by_receiver, receiver_url, storm_threshold) for row in rows
@@ -171,7 +168,7 @@ def request_rows_html(summaries: Sequence[Mapping[str, Any]]) -> str:
         return (
             '<tr><td colspan="8" class="sd-muted">No request or command has finished yet.</td></tr>'
         )
-    _, before, after = _urls_for()
+    before, after = url_parts("signal_dashboard:request")
     return "".join(_request_row(summary, before, after) for summary in summaries)
 
 
@@ -210,14 +207,3 @@ def _request_row(r: Mapping[str, Any], url_before: str, url_after: str) -> str:
         f"  <td>{storms}</td>\n"
         "</tr>"
     )
-
-
-def _urls_for() -> tuple[str, str, str]:
-    """The receiver detail URL, and the request detail URL before and after the request's id,
-    for the current URLconf and script prefix (reverse() costs more than a row)."""
-    key = (get_urlconf(), get_script_prefix())
-    urls = _urls.get(key)
-    if urls is None:
-        before, _, after = reverse("signal_dashboard:request", args=[_ID]).partition(str(_ID))
-        urls = _urls[key] = (reverse("signal_dashboard:receiver"), before, after)
-    return urls
