@@ -258,14 +258,9 @@ def request_child(setup: str, requests: int) -> None:
 
 async def _publishing(transport: Any) -> Any:
     """What the Redis publisher's thread does every flush, as a coroutine to await instead."""
-    import redis.asyncio
-
     publisher = transport.start_publisher()
-    url = publisher.url
-    layer = transport._redis_layer(url)
-    client = redis.asyncio.Redis.from_url(url)
+    layer, client, append = publisher._connections()
     await client.flushdb()  # what another run left
-    append = client.register_script(transport._APPEND_SCRIPT)
 
     async def publish() -> None:
         await publisher._attempt(layer, client, append)

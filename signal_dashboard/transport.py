@@ -325,16 +325,10 @@ class Publisher:
             asyncio.run(self._main())
 
     async def _main(self) -> None:
-        import redis.asyncio
-
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        layer = _redis_layer(self.url)
-        client = redis.asyncio.Redis.from_url(
-            self.url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=OPERATION_TIMEOUT
-        )
+        layer, client, append = self._connections()
         try:
-            append = client.register_script(_APPEND_SCRIPT)
             while not self._stopping.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL)
@@ -346,6 +340,16 @@ class Publisher:
         finally:
             await _quietly(client.aclose())
             await _quietly(layer.close_pools())
+
+    def _connections(self) -> tuple[BaseChannelLayer, Any, Any]:
+        """The channel layer, a Redis client and the history's append script, for the event
+        loop this is called on (nothing connects until first used)."""
+        import redis.asyncio
+
+        client = redis.asyncio.Redis.from_url(
+            self.url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=OPERATION_TIMEOUT
+        )
+        return _redis_layer(self.url), client, client.register_script(_APPEND_SCRIPT)
 
     async def _attempt(self, layer: BaseChannelLayer, client: Any, append: Any) -> None:
         try:
