@@ -41,6 +41,9 @@ _EXACT = 1 << _EXACT_BITS
 _NO_VALUE = 1 << 64
 
 PERCENTILES = (50, 95, 99)
+# The layout of LatencyStore.snapshot(): a process reads only snapshots of its own format (the
+# histograms are packed, so both sides must share the bucket layout above).
+SNAPSHOT_FORMAT = 2
 
 
 def bucket_index(value: int) -> int:
@@ -167,6 +170,11 @@ class _HistogramReading:
             "buckets": [[*bucket_bounds(index), counts[index]] for index in sorted(counts)],
         }
 
+    def packed(self) -> list[int]:
+        """The compact form snapshots carry: count, errors, min_ns, max_ns, sum_ns, then
+        (bucket index, count) pairs. :meth:`SealedHistogram.unpack` reads it back."""
+        raise NotImplementedError
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, _HistogramReading):
             return NotImplemented
@@ -246,6 +254,12 @@ class Histogram(_HistogramReading):
         _bucket_into(counts, unbucketed)
         return counts
 
+    def packed(self) -> list[int]:
+        # A copy first: the recorder's drain may be adding meanwhile (list() of a dict's items
+        # is one step under the GIL). The count is the buckets', as in to_dict().
+        pairs = list(chain.from_iterable(list(self.counts().items())))
+        return [sum(pairs[1::2]), self.errors, self.min_ns, self.max_ns, self.sum_ns, *pairs]
+
     def merge(self, other: _HistogramReading) -> None:
         """Add ``other``'s counts to this histogram."""
         if not other.count:
@@ -253,8 +267,12 @@ class Histogram(_HistogramReading):
         buckets = self.buckets
         # A copy: the recorder's drain may be adding to ``other`` meanwhile (list() of a dict's
         # items is one step under the GIL).
-        for index, count in list(other.counts().items()):
-            buckets[index] = buckets.get(index, 0) + count
+        counts = list(other.counts().items())
+        if buckets:
+            for index, count in counts:
+                buckets[index] = buckets.get(index, 0) + count
+        else:
+            buckets.update(counts)
         self._min_ns = min(self._min_ns, other._min_ns)
         self.max_ns = max(self.max_ns, other.max_ns)
         self.count += other.count
@@ -326,8 +344,42 @@ class SealedHistogram(_HistogramReading):
         data = self._data
         return dict(zip(data[4::2], data[5::2], strict=True))
 
+    def packed(self) -> list[int]:
+        values = self._data.tolist()
+        values.insert(4, self.sum_ns)
+        return values
+
+    @classmethod
+    def unpack(cls, values: Any) -> SealedHistogram:
+        """The histogram that :meth:`packed` described (in this or another process); ValueError
+        if ``values`` is not one. Checked in C, without a Python step per bucket."""
+        if not isinstance(values, list) or len(values) < 5 or len(values) % 2 == 0:
+            raise ValueError("A packed histogram is 5 totals, then (bucket, count) pairs.")
+        try:
+            data = array("q", values[:4])
+            data.extend(values[5:])
+            sum_ns = values[4]
+            if type(sum_ns) is not int:
+                raise TypeError(f"its sum is {type(sum_ns).__name__}")
+        except (TypeError, OverflowError) as error:
+            raise ValueError(f"A packed histogram holds integers only ({error}).") from None
+        if min(data) < 0 or sum_ns < 0:
+            raise ValueError("A packed histogram holds no negative numbers.")
+        indexes = data[4::2]
+        if len(set(indexes)) != len(indexes):
+            raise ValueError("A packed histogram names each bucket once.")
+        if sum(data[5::2]) != data[0]:
+            raise ValueError("The bucket counts do not add up to the histogram's count.")
+        histogram = cls.__new__(cls)
+        histogram._data, histogram.sum_ns = data, sum_ns
+        return histogram
+
     def flush(self) -> None:
         """Nothing to put in buckets: a sealed histogram holds no values aside."""
+
+
+# A series read from a snapshot: (last_ns, expired, [(slice id, histogram), ...]).
+_SeriesData = tuple[int, "SealedHistogram", list[tuple[int, "SealedHistogram"]]]
 
 
 class Series:
@@ -379,21 +431,35 @@ class Series:
         self.slice(slice_id, max_slices).add_many(values, errors)
 
     def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, for snapshots: the histograms in their packed form."""
         return {
             "last_ns": self.last_ns,
-            "expired": self.expired.to_dict(),
-            "slices": [[slice_id, h.to_dict()] for slice_id, h in list(self.slices)],
+            "expired": self.expired.packed(),
+            "slices": [[slice_id, h.packed()] for slice_id, h in list(self.slices)],
         }
 
-    def merge_dict(self, data: Mapping[str, Any], max_slices: int) -> None:
-        """Add a series of another process (its :meth:`as_dict`) to this one."""
-        self.last_ns = max(self.last_ns, int(data["last_ns"]))
-        by_id: dict[int, Histogram] = {}
-        theirs = [(int(slice_id), Histogram.from_dict(h)) for slice_id, h in data["slices"]]
+    @staticmethod
+    def parse_dict(data: Mapping[str, Any]) -> _SeriesData:
+        """Read a series of another process (its :meth:`as_dict`); ValueError if it is not one."""
+        try:
+            slices = [(int(slice_id), SealedHistogram.unpack(h)) for slice_id, h in data["slices"]]
+            return int(data["last_ns"]), SealedHistogram.unpack(data["expired"]), slices
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"A series needs last_ns, expired and slices ({error!r}).") from None
+
+    def merge_parsed(self, parsed: _SeriesData, max_slices: int) -> None:
+        """Add a series that :meth:`parse_dict` read to this one."""
+        last_ns, expired, theirs = parsed
+        self.last_ns = max(self.last_ns, last_ns)
+        by_id: dict[int, list[Histogram | SealedHistogram]] = {}
         for slice_id, histogram in [*self.slices, *theirs]:
-            by_id.setdefault(slice_id, Histogram()).merge(histogram)
-        ordered = sorted(by_id.items())
-        self._expire([Histogram.from_dict(data["expired"]), *(h for _, h in ordered[:-max_slices])])
+            by_id.setdefault(slice_id, []).append(histogram)
+        # A slice only one process has is kept as it came, sealed.
+        ordered = [
+            (slice_id, parts[0] if len(parts) == 1 else SealedHistogram(Histogram.merged(parts)))
+            for slice_id, parts in sorted(by_id.items())
+        ]
+        self._expire([expired, *(h for _, h in ordered[:-max_slices])])
         self.slices = deque(ordered[-max_slices:])
 
     @property
@@ -765,6 +831,7 @@ class LatencyStore:
             for key, s in list(self.slowest.items())
         ]
         return {
+            "format": SNAPSHOT_FORMAT,
             "source": source,
             "window_seconds": self.window_seconds,
             "slices": self.slices,
@@ -930,34 +997,64 @@ class MergedStore(LatencyStore):
         self.locations: dict[str, str] = {}
         self.sources: list[str] = []
         for snapshot in snapshots:
-            self._merge(snapshot)
+            self.add(snapshot)
 
-    def _merge(self, snapshot: Mapping[str, Any]) -> None:
-        self.sources.append(str(snapshot.get("source", "")))
-        self.overflow += int(snapshot.get("overflow", 0))
-        for data in snapshot["sends"]:
-            key = (data["signal"], data["sender"])
-            series = self.sends.get(key)
+    def add(self, snapshot: Mapping[str, Any]) -> None:
+        """Add one snapshot; ValueError, and nothing added, if it is not one this version reads."""
+        source = str(snapshot.get("source", ""))
+        if snapshot.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(
+                f"The statistics of {source!r} are in format {snapshot.get('format')!r}; "
+                f"this version reads format {SNAPSHOT_FORMAT}."
+            )
+        # Everything is read first, so that a snapshot is added whole or not at all.
+        try:
+            overflow = int(snapshot.get("overflow", 0))
+            sends = [
+                (str(data["signal"]), str(data["sender"]), Series.parse_dict(data))
+                for data in snapshot["sends"]
+            ]
+            calls = [
+                (
+                    (str(data["signal"]), str(data["sender"]), str(data["receiver"])),
+                    str(data.get("location", "")),
+                    Series.parse_dict(data),
+                )
+                for data in snapshot["calls"]
+            ]
+            storms = [
+                (str(data["receiver"]), int(data["requests"]), int(data["calls"]))
+                for data in snapshot["storms"]
+            ]
+            slowest = [
+                (str(data["receiver"]), [SlowCall(**call) for call in data["calls"]])
+                for data in snapshot.get("slowest", ())
+            ]
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"The statistics of {source!r} are incomplete ({error!r}).") from None
+        self.sources.append(source)
+        self.overflow += overflow
+        for signal, sender, parsed in sends:
+            series = self.sends.get((signal, sender))
             if series is None:
-                series = self.sends[key] = SendSeries()
-            series.merge_dict(data, self.slices)
-        for data in snapshot["calls"]:
-            signal, sender, receiver = data["signal"], data["sender"], data["receiver"]
+                series = self.sends[(signal, sender)] = SendSeries()
+            series.merge_parsed(parsed, self.slices)
+        for key, location, parsed in calls:
+            signal, sender, receiver = key
             send_series = self.sends.get((signal, sender))
             if send_series is None:
                 send_series = self.sends[(signal, sender)] = SendSeries()
             series = send_series.receivers.get(receiver)
             if series is None:
-                series = send_series.receivers[receiver] = Series()
-                self.calls[(signal, sender, receiver)] = series
-            series.merge_dict(data, self.slices)
-            self.locations.setdefault(receiver, data.get("location", ""))
-        for data in snapshot["storms"]:
-            storms = self.storms.setdefault(data["receiver"], Storms())
-            storms.requests += int(data["requests"])
-            storms.max_calls = max(storms.max_calls, int(data["calls"]))
-        for data in snapshot.get("slowest", ()):
-            self._slowest_of(data["receiver"]).merge(SlowCall(**call) for call in data["calls"])
+                series = send_series.receivers[receiver] = self.calls[key] = Series()
+            series.merge_parsed(parsed, self.slices)
+            self.locations.setdefault(receiver, location)
+        for receiver, requests, max_calls in storms:
+            found = self.storms.setdefault(receiver, Storms())
+            found.requests += requests
+            found.max_calls = max(found.max_calls, max_calls)
+        for receiver, slow_calls in slowest:
+            self._slowest_of(receiver).merge(slow_calls)
 
     def record(self, event: SignalEvent) -> None:
         raise TypeError("A MergedStore is read-only: record into a process's own LatencyStore.")

@@ -39,7 +39,7 @@ from .broadcast import GROUP, BatchReceiver, Fanout
 from .conf import get_config
 from .context import HOST, PID, suspended
 from .recorder import recorder
-from .stats import LatencyStore, MergedStore
+from .stats import SNAPSHOT_FORMAT, LatencyStore, MergedStore
 
 if TYPE_CHECKING:
     from channels.layers import BaseChannelLayer
@@ -68,7 +68,9 @@ end
 redis.call("XTRIM", KEYS[1], "MINID", "~", ARGV[2])
 return table.concat(ids, " ")
 """
-STATS_KEY_PREFIX = "signal_dashboard:stats:"
+# With the snapshot's format in it: processes of versions that write another format do not
+# read each other's statistics (nor match each other's key pattern).
+STATS_KEY_PREFIX = f"signal_dashboard:stats-v{SNAPSHOT_FORMAT}:"
 
 FLUSH_INTERVAL = 0.1
 MAX_BATCH = 500  # rows per message: channels_redis keeps whole messages in memory
@@ -79,9 +81,9 @@ FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 5.0
 STATS_INTERVAL = 1.0
 # Writing the statistics, and merging every process's, takes time in proportion to them (some
-# 35 ms to write 12 series with a full window): when they take long, a process writes them less
-# often than every STATS_INTERVAL, and merges them less often than every MERGED_STATS_TTL, so
-# that each takes at most this share of its time.
+# 120 ms to write 36 series with a full window of wide histograms): when they take long, a
+# process writes them less often than every STATS_INTERVAL, and merges them less often than
+# every MERGED_STATS_TTL, so that each takes at most this share of its time.
 STATS_SHARE = 0.02
 STATS_RETENTION = 600
 EXIT_FLUSH_TIMEOUT = 3.0
@@ -189,6 +191,7 @@ class _MergedCache:
     read_at = 0.0
     ttl = MERGED_STATS_TTL
     error = ""
+    unreadable = 0  # snapshots skipped as unreadable
 
 
 def latency_store() -> LatencyStore:
@@ -213,8 +216,13 @@ def latency_store() -> LatencyStore:
     store = own
     merging = time.monotonic()  # the wait for Redis above costs no CPU: it does not count
     if snapshots:
-        store = MergedStore([*snapshots, own.snapshot(SOURCE)], window_seconds=own.window_seconds)
+        store = MergedStore([], window_seconds=own.window_seconds)
         store.storm_threshold = own.storm_threshold
+        for snapshot in [*snapshots, own.snapshot(SOURCE)]:
+            try:
+                store.add(snapshot)
+            except ValueError as error:
+                _unreadable(error)
     _MergedCache.store, _MergedCache.read_at = store, now
     _MergedCache.ttl = max(MERGED_STATS_TTL, (time.monotonic() - merging) / STATS_SHARE)
     return store
@@ -236,7 +244,31 @@ def _read_snapshots() -> list[dict[str, Any]]:
         values = client.mget(keys) if keys else []
     finally:
         client.close()
-    return [json.loads(value) for value in values if value]
+    snapshots = []
+    for key, value in zip(keys, values, strict=True):
+        if not value:  # expired since the scan
+            continue
+        try:
+            snapshot = json.loads(value)
+        except ValueError as error:
+            _unreadable(ValueError(f"{key.decode(errors='replace')} is not JSON ({error})."))
+            continue
+        if isinstance(snapshot, dict):
+            snapshots.append(snapshot)
+        else:
+            _unreadable(ValueError(f"{key.decode(errors='replace')} holds no statistics."))
+    return snapshots
+
+
+def _unreadable(error: ValueError) -> None:
+    """A process's statistics could not be read: the others are shown without them."""
+    _MergedCache.unreadable += 1
+    if _MergedCache.unreadable == 1:
+        logger.warning(
+            "signal_dashboard skips statistics it cannot read: %s Further ones are counted, "
+            "not logged.",
+            error,
+        )
 
 
 def transport_status() -> dict[str, Any]:

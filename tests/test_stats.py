@@ -254,6 +254,38 @@ def test_dict_form_of_another_layout_is_refused(change: Any, message: str) -> No
         Histogram.from_dict(data)
 
 
+def test_packed_form_round_trips_through_json() -> None:
+    histogram = Histogram()
+    histogram.add_many([5, 130, 4_000, 4_001, 9_999_999], errors=1)  # left aside, unbucketed
+    histogram.add(10**12)
+    packed = json.loads(json.dumps(histogram.packed()))
+    assert packed[:5] == [6, 1, 5, 10**12, histogram.sum_ns]
+    again = SealedHistogram.unpack(packed)
+    assert again == histogram
+    assert again.percentile(50) == histogram.percentile(50)
+    assert SealedHistogram.unpack(again.packed()) == histogram
+    assert SealedHistogram.unpack(Histogram().packed()).count == 0
+
+
+@pytest.mark.parametrize(
+    ("packed", "message"),
+    [
+        ({"count": 1}, "5 totals"),
+        ([1, 0, 5, 5], "5 totals"),
+        ([1, 0, 5, 5, 5, 5], "5 totals"),
+        ([1, 0, 5, 5, 5, 5, "1"], "integers only"),
+        ([1, 0, 5, 5, 5.0, 5, 1], "integers only"),
+        ([1, 0, 5, 5, 5, 2**64, 1], "integers only"),
+        ([1, 0, 5, 5, 5, -5, 1], "no negative"),
+        ([2, 0, 5, 5, 10, 5, 1, 5, 1], "each bucket once"),
+        ([3, 0, 5, 5, 5, 5, 1], "do not add up"),
+    ],
+)
+def test_packed_form_that_is_not_a_histogram_is_refused(packed: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SealedHistogram.unpack(packed)
+
+
 def test_shape_counts_every_value() -> None:
     histogram = Histogram()
     for value in (1_000, 2_000, 50_000, 1_000_000):
@@ -541,3 +573,26 @@ def test_snapshots_of_two_stores_merge_into_the_stats_of_all_calls(receivers: No
     )
     with pytest.raises(TypeError):
         merged.record(events[0])
+
+
+def test_a_snapshot_of_another_format_or_damaged_is_refused_whole(receivers: None) -> None:
+    store = LatencyStore()
+    fill(store, send_mix(), {})
+    merged = MergedStore([])
+    older = {**store.snapshot("old:1"), "format": 1}
+    with pytest.raises(ValueError, match="'old:1' are in format 1; this version reads format 2"):
+        merged.add(older)
+    damaged = json.loads(json.dumps(store.snapshot("bad:2")))
+    damaged["calls"][-1]["slices"][0][1][0] += 1  # its count no longer adds up
+    with pytest.raises(ValueError, match="do not add up"):
+        merged.add(damaged)
+    incomplete = store.snapshot("bad:3")
+    del incomplete["calls"][0]["expired"]
+    with pytest.raises(ValueError, match="expired"):
+        merged.add(incomplete)
+    # The sends came before the damaged calls in each: none of them were added either.
+    assert (merged.sources, merged.sends, merged.calls) == ([], {}, {})
+    merged.add(store.snapshot("good:4"))
+    assert merged.sources == ["good:4"]
+    label = "tests.test_stats.fast"
+    assert merged.receiver_histogram(label) == store.receiver_histogram(label)

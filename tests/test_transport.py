@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from signal_dashboard import tracing, transport
 from signal_dashboard.recorder import Recorder, recorder
-from signal_dashboard.stats import Histogram, LatencyStore, MergedStore
+from signal_dashboard.stats import Histogram, LatencyStore, MergedStore, SealedHistogram
 from signal_dashboard.tracing import capture
 from signal_dashboard.transport import SOURCE, STATS_KEY_PREFIX
 from tests.processes import (
@@ -203,14 +203,7 @@ def test_statistics_read_from_redis_are_other_processes_only(
 ) -> None:
     settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
     monkeypatch.setattr(transport._MergedCache, "store", None)
-    other = LatencyStore()
-    with capture() as events:
-        pizza_ordered.connect(_noted, weak=False)
-        try:
-            pizza_ordered.send(sender="elsewhere", name="calzone")
-        finally:
-            pizza_ordered.disconnect(_noted)
-    other.record_many(events)
+    other = _store_of_another_process()
     with redis.Redis.from_url(redis_server.url) as client:
         # What this process wrote earlier is not read back: its own figures are fresher.
         client.set(STATS_KEY_PREFIX + SOURCE, "not even JSON")
@@ -223,6 +216,54 @@ def test_statistics_read_from_redis_are_other_processes_only(
     label = "tests.test_transport._noted"
     own = recorder.latency.receiver_histogram(label).count
     assert merged.receiver_histogram(label).count == own + 1
+
+
+def test_statistics_that_cannot_be_read_are_skipped_and_the_rest_merged(
+    redis_server: RedisServer,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
+    monkeypatch.setattr(transport._MergedCache, "store", None)
+    monkeypatch.setattr(transport._MergedCache, "unreadable", 0)
+    other = _store_of_another_process()
+    older = {**other.snapshot("otherhost:3"), "format": 1}
+    keys = [STATS_KEY_PREFIX + name for name in ("otherhost:1", "otherhost:2", "otherhost:3")]
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.set(keys[0], json.dumps(other.snapshot("otherhost:1")))
+        client.set(keys[1], "not even JSON")
+        client.set(keys[2], json.dumps(older))
+        # A version writing another format keeps its statistics under another prefix.
+        client.set("signal_dashboard:stats:otherhost:4", json.dumps(older))
+        try:
+            with caplog.at_level("WARNING", logger="signal_dashboard"):
+                merged = transport.latency_store()
+        finally:
+            client.delete(*keys, "signal_dashboard:stats:otherhost:4")
+    assert isinstance(merged, MergedStore)
+    assert merged.sources == ["otherhost:1", SOURCE]
+    label = "tests.test_transport._noted"
+    assert merged.receiver_histogram(label).count == (
+        recorder.latency.receiver_histogram(label).count + 1
+    )
+    assert transport.transport_status()["up"]
+    assert transport._MergedCache.unreadable == 2
+    [warning] = [r.getMessage() for r in caplog.records if "cannot read" in r.getMessage()]
+    assert "is not JSON" in warning or "format 1" in warning
+
+
+def _store_of_another_process() -> LatencyStore:
+    """Statistics holding one call of ``_noted``, as another process would have them."""
+    other = LatencyStore()
+    with capture() as events:
+        pizza_ordered.connect(_noted, weak=False)
+        try:
+            pizza_ordered.send(sender="elsewhere", name="calzone")
+        finally:
+            pizza_ordered.disconnect(_noted)
+    other.record_many(events)
+    return other
 
 
 def _noted(sender: Any, **kwargs: Any) -> str:
@@ -313,9 +354,9 @@ def _published_histograms(url: str, expected_counts: dict[int, int]) -> dict[int
                 snapshot = json.loads(client.get(key) or "{}")
                 for series in snapshot.get("calls", []):
                     if series["receiver"] == TOPPING_RECEIVER:
-                        histogram = Histogram.from_dict(series["expired"])
+                        histogram = Histogram.merged([SealedHistogram.unpack(series["expired"])])
                         for _, part in series["slices"]:
-                            histogram.merge(Histogram.from_dict(part))
+                            histogram.merge(SealedHistogram.unpack(part))
                         found[pid] = histogram
         counts = {pid: histogram.count for pid, histogram in found.items()}
         if all(counts.get(pid) == count for pid, count in expected_counts.items()):
