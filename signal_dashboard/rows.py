@@ -62,9 +62,10 @@ def row_html(row: Mapping[str, Any], event_url: tuple[str, str] | None = None) -
             "</span>"
         )
     return (
-        f'<tr class="{classes}" data-id="{_text(row["id"])}" data-signal="{signal}" '
+        # The id and the URL are new in every row: escaped, not kept.
+        f'<tr class="{classes}" data-id="{escape(row["id"])}" data-signal="{signal}" '
         f'data-sender="{sender}" data-ok="{"false" if failed else "true"}" '
-        f'hx-get="{_text(url)}" hx-target="#sd-detail">\n'
+        f'hx-get="{escape(url)}" hx-target="#sd-detail">\n'
         f'  <td class="sd-time">{clock(row["timestamp"])}</td>\n'
         f'  <td title="{signal} ({_text(row["method"])})">{_text(short_label(row["signal"]))}'
         "</td>\n"

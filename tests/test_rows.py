@@ -113,3 +113,26 @@ def test_escaped_strings_are_kept_for_reuse_but_bounded(monkeypatch: pytest.Monk
     long = "<" * (rows.ESCAPED_LENGTH + 1)
     assert rows._text(long) == "&lt;" * len(long)
     assert long not in rows._escaped
+
+
+def test_a_rows_id_and_url_are_escaped_but_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rows, "_escaped", {})
+    origin = {"kind": "request", "name": "GET /", "method": "GET", "path": "/<p>", "pid": 7}
+    row = {
+        "signal": "app.signals.<baked>",
+        "sender": "pizzeria.Pizza",
+        "method": "send",
+        "timestamp": 0.0,
+        "duration_ns": 1_000,
+        "receiver_count": 1,
+        "slowest_receiver": "app.receivers.bake",
+        "slowest_receiver_ns": 1_000,
+        "ok": True,
+        "error": None,
+        "origin": origin,
+    }
+    made = [rows.row_html({**row, "id": f"<h>:7:{index}"}) for index in range(20)]
+    assert 'data-id="&lt;h&gt;:7:19"' in made[-1]
+    assert 'hx-get="/signals/events/%3Ch%3E:7:19/"' in made[-1]
+    assert "app.signals.<baked>" in rows._escaped  # repeated in every row: kept
+    assert not [text for text in rows._escaped if ":7:" in text]
