@@ -91,6 +91,8 @@ def stats_json(request: HttpRequest) -> HttpResponse:
         # come from the recent-events buffer, not from the series kept since start.
         "source": "buffer" if event_filter.needs_events else "statistics",
         "overflow": store.overflow,
+        # With the Redis transport: other processes' statistics that could not be read.
+        "unreadable": len(store.unreadable),
         **tables,
     }
     response = JsonResponse(data)

@@ -658,6 +658,8 @@ class LatencyStore:
     # receiver key -> its slowest calls (shown per receiver, so not kept per series)
     slowest: dict[Any, SlowestCalls] = field(default_factory=dict)
     overflow: int = 0  # sends and calls not kept because max_keys was reached
+    # Other processes' snapshots left out of a merged store, each as why (see MergedStore).
+    unreadable: list[str] = field(default_factory=list)
     version: int = 0  # bumped on every change, so readers can tell nothing happened
     slice_ns: int = field(init=False)
 

@@ -55,6 +55,12 @@ def latency_table_html(context: Mapping[str, Any], oob: bool = False) -> str:
         caption += ", from the buffered sends that match the filter"
     if total > len(rows):
         caption += f", first {_number(len(rows))} shown"
+    unreadable = context["unreadable"]
+    if unreadable:
+        caption += (
+            f". Left out: the statistics of {_number(unreadable)} "
+            f"process{'' if unreadable == 1 else 'es'} that could not be read (see the log)"
+        )
     headings = [_sort_button(table, "name", _GROUP_HEADINGS.get(table.group, "Sender"))]
     headings += [_sort_button(table, column, label) for column, label in _SORTABLE]
     headings.append("<th>Histogram</th>")

@@ -219,18 +219,22 @@ def latency_store() -> LatencyStore:
         store = MergedStore([], window_seconds=own.window_seconds)
         store.storm_threshold = own.storm_threshold
         for snapshot in [*snapshots, own.snapshot(SOURCE)]:
+            if isinstance(snapshot, ValueError):
+                _unreadable(store, snapshot)
+                continue
             try:
                 store.add(snapshot)
             except ValueError as error:
-                _unreadable(error)
+                _unreadable(store, error)
     _MergedCache.store, _MergedCache.read_at = store, now
     _MergedCache.ttl = max(MERGED_STATS_TTL, (time.monotonic() - merging) / STATS_SHARE)
     return store
 
 
-def _read_snapshots() -> list[dict[str, Any]]:
-    """Every other process's statistics. This process's own figures are fresher than what it
-    last wrote to Redis, so its key is not read."""
+def _read_snapshots() -> list[dict[str, Any] | ValueError]:
+    """Every other process's statistics (a ValueError for each that is not JSON or not a
+    snapshot). This process's own figures are fresher than what it last wrote to Redis, so its
+    key is not read."""
     url = redis_url()
     assert url is not None
     own_key = (STATS_KEY_PREFIX + SOURCE).encode()
@@ -244,24 +248,27 @@ def _read_snapshots() -> list[dict[str, Any]]:
         values = client.mget(keys) if keys else []
     finally:
         client.close()
-    snapshots = []
+    snapshots: list[dict[str, Any] | ValueError] = []
     for key, value in zip(keys, values, strict=True):
         if not value:  # expired since the scan
             continue
+        name = key.decode(errors="replace")
         try:
             snapshot = json.loads(value)
         except ValueError as error:
-            _unreadable(ValueError(f"{key.decode(errors='replace')} is not JSON ({error})."))
+            snapshots.append(ValueError(f"{name} is not JSON ({error})."))
             continue
         if isinstance(snapshot, dict):
             snapshots.append(snapshot)
         else:
-            _unreadable(ValueError(f"{key.decode(errors='replace')} holds no statistics."))
+            snapshots.append(ValueError(f"{name} holds no statistics."))
     return snapshots
 
 
-def _unreadable(error: ValueError) -> None:
-    """A process's statistics could not be read: the others are shown without them."""
+def _unreadable(store: MergedStore, error: ValueError) -> None:
+    """A process's statistics could not be read: the others are shown without them, and the
+    dashboard says how many are left out."""
+    store.unreadable.append(str(error))
     _MergedCache.unreadable += 1
     if _MergedCache.unreadable == 1:
         logger.warning(

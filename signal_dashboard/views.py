@@ -91,6 +91,7 @@ def tables_context(event_filter: EventFilter, query: TableQuery) -> dict[str, An
         "table": query,
         "window_seconds": store.window_seconds,
         "from_buffer": event_filter.needs_events,
+        "unreadable": len(store.unreadable),
         "request_rows": [
             request_summary(origin) for origin in list(recorder.requests)[-MAX_REQUEST_ROWS:][::-1]
         ],

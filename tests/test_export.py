@@ -220,6 +220,7 @@ def test_stats_download_is_the_latency_table_of_every_group(
         "window_seconds",
         "filter",
         "overflow",
+        "unreadable",
         "source",
         "receivers",
         "signals",
@@ -229,7 +230,7 @@ def test_stats_download_is_the_latency_table_of_every_group(
     assert data["span"] == "window"
     assert data["window_seconds"] == recorder.latency.window_seconds == 300
     assert data["filter"] == {"signal": MODULE}
-    assert data["overflow"] == 0
+    assert data["overflow"] == data["unreadable"] == 0
     for group in GROUPS:
         assert data[f"{group}s"] == table(group, EventFilter(signal=MODULE))
     counts = {row["name"]: (row["count"], row["errors"]) for row in data["receivers"]}

@@ -46,6 +46,7 @@ def context(**changes: Any) -> dict[str, Any]:
         "table": TableQuery(),
         "window_seconds": 300,
         "from_buffer": False,
+        "unreadable": 0,
         "request_rows": [],
         "storm_threshold": 50,
     }
@@ -149,6 +150,21 @@ def test_the_caption_and_headings_follow_the_query() -> None:
     assert ">Signal ▲</button>" in by_signal
     assert "<th>Storms</th>" not in by_signal
     assert "hx-get" not in by_signal
+
+
+def test_the_caption_says_how_many_processes_statistics_are_left_out() -> None:
+    def caption(unreadable: int) -> str:
+        html = latency_table_html(context(unreadable=unreadable))
+        found = re.search(r"<caption>(.*?)</caption>", html, re.DOTALL)
+        assert found is not None
+        return " ".join(found.group(1).split())
+
+    assert caption(0) == "2 receivers, last 300 s"
+    assert caption(1) == (
+        "2 receivers, last 300 s. Left out: the statistics of 1 process that could not be read "
+        "(see the log)"
+    )
+    assert caption(3).endswith("the statistics of 3 processes that could not be read (see the log)")
 
 
 def test_empty_tables_say_so() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from django.test import Client
 from websockets.exceptions import ConnectionClosed
 
 from signal_dashboard import tracing, transport
@@ -223,9 +224,11 @@ def test_statistics_that_cannot_be_read_are_skipped_and_the_rest_merged(
     settings: Any,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    admin_client: Client,
 ) -> None:
     settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
     monkeypatch.setattr(transport._MergedCache, "store", None)
+    monkeypatch.setattr(transport, "MERGED_STATS_TTL", 3600.0)  # the pages read the same merge
     monkeypatch.setattr(transport._MergedCache, "unreadable", 0)
     other = _store_of_another_process()
     older = {**other.snapshot("otherhost:3"), "format": 1}
@@ -249,8 +252,16 @@ def test_statistics_that_cannot_be_read_are_skipped_and_the_rest_merged(
     )
     assert transport.transport_status()["up"]
     assert transport._MergedCache.unreadable == 2
+    assert sorted(merged.unreadable) == [
+        "The statistics of 'otherhost:3' are in format 1; this version reads format 2.",
+        f"{keys[1]} is not JSON (Expecting value: line 1 column 1 (char 0)).",
+    ]
     [warning] = [r.getMessage() for r in caplog.records if "cannot read" in r.getMessage()]
     assert "is not JSON" in warning or "format 1" in warning
+    # The dashboard and the statistics download say that figures are left out.
+    page = admin_client.get("/signals/").content.decode()
+    assert "Left out: the statistics of 2 processes that could not be read" in page
+    assert admin_client.get("/signals/stats.json").json()["unreadable"] == 2
 
 
 def _store_of_another_process() -> LatencyStore:
