@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -28,7 +28,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from .access import can_view
-from .broadcast import broadcaster
+from .broadcast import STATUS_INTERVAL, broadcaster
 from .conf import get_config
 from .context import suspended
 from .filters import EventFilter, FilterError
@@ -36,7 +36,7 @@ from .recorder import recorder
 from .rows import event_url_parts, push_html, row_html
 from .stats import TableQuery
 from .tables import tables_html
-from .transport import TransportDown, is_shared, relay, transport_status
+from .transport import TransportDown, is_shared, latency_store, relay, transport_status
 from .views import recent_rows, tables_context
 
 logger = logging.getLogger("signal_dashboard")
@@ -66,7 +66,7 @@ _ENVELOPE_KEYS = frozenset({"HEADERS", "action"})
 _TABLE_KEYS = _ENVELOPE_KEYS | frozenset(TableQuery.PARAMS)
 
 
-Version = tuple[int, int]
+Version = tuple[Hashable, int]
 _TablesKey = tuple[EventFilter, TableQuery]
 
 
@@ -101,6 +101,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.senders_sent: set[str] = set()
         self.table = TableQuery()
         self.tables_sent_at = 0.0
+        self.pushed_at = 0.0
         self.tables_version: Version | None = None
         self.tables_refresh: asyncio.Task[None] | None = None
         query = dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
@@ -225,6 +226,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
                 self.joined = False  # the relay has let go of this socket
                 self._stop_tables_refresh()
                 await self.close_transport_down(batch["error"])
+            elif batch["type"] == "dashboard.tick":
+                await self.dashboard_tick(batch)
             else:
                 await self.signal_batch(batch)
 
@@ -255,6 +258,17 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.push([])
             return
         await self.push(self._newest_matching(rows))
+        self._refresh_tables_if_due()
+
+    async def dashboard_tick(self, message: Mapping[str, Any]) -> None:
+        """With the Redis transport, every ``STATUS_INTERVAL`` whether or not any process sends
+        events: the status line if no batch brought it since, and the tables if they are due
+        (other processes' statistics reach Redis after their events)."""
+        if time.monotonic() - self.pushed_at >= STATUS_INTERVAL:
+            await self.push([])
+        self._refresh_tables_if_due()
+
+    def _refresh_tables_if_due(self) -> None:
         due = time.monotonic() - self.tables_sent_at >= TABLES_INTERVAL
         if due and (self.tables_refresh is None or self.tables_refresh.done()):
             # In a task of its own: reading the statistics may wait on Redis, and the batches
@@ -276,6 +290,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     async def push(self, rows: Sequence[Mapping[str, Any]], replace: bool = False) -> None:
         """Send the newest ``max_rows`` of ``rows`` (newest first) with the status line and any
         senders not seen yet: in one message, or in several if one would be too large."""
+        self.pushed_at = time.monotonic()
         rows = rows[: self.max_rows]
         fragments = row_fragments.render(rows)
         status = self.status()
@@ -444,9 +459,10 @@ def _make_tables(
 
 
 def _tables_version() -> Version:
-    """Changes whenever the statistics or the list of finished requests do."""
+    """Changes whenever the statistics (with the Redis transport, any process's) or the list of
+    finished requests do."""
     requests = recorder.requests
-    return (recorder.latency.version, requests[-1].id if requests else 0)
+    return (latency_store().fingerprint(), requests[-1].id if requests else 0)
 
 
 row_fragments = RowFragments(ROW_CACHE_SIZE)

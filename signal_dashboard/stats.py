@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import functools
 import heapq
+import itertools
 import math
 import time
 from array import array
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -783,6 +784,10 @@ class LatencyStore:
             self.version += 1
         return sorted(((receiver_label(key)[0], count) for key, count in storming), key=_by_count)
 
+    def fingerprint(self) -> Hashable:
+        """Equal for two reads only if the store did not change between them."""
+        return self.version
+
     def clear(self) -> None:
         self.calls.clear()
         self.sends.clear()
@@ -835,6 +840,7 @@ class LatencyStore:
         return {
             "format": SNAPSHOT_FORMAT,
             "source": source,
+            "version": self.version,
             "window_seconds": self.window_seconds,
             "slices": self.slices,
             "overflow": self.overflow,
@@ -987,6 +993,9 @@ def _sender_key(event: SignalEvent) -> Any:
     return sender if isinstance(sender, str | int | type | None) else event.sender_label
 
 
+_unversioned_merges = itertools.count()
+
+
 class MergedStore(LatencyStore):
     """The statistics of several processes, merged from their snapshots (LatencyStore.snapshot()).
 
@@ -998,6 +1007,9 @@ class MergedStore(LatencyStore):
         super().__init__(window_seconds=window_seconds)
         self.locations: dict[str, str] = {}
         self.sources: list[str] = []
+        # Each merged process's store version; for a snapshot without one, a number no other
+        # merge has, so that every merge counts as a change.
+        self._versions: dict[str, int | tuple[str, int]] = {}
         for snapshot in snapshots:
             self.add(snapshot)
 
@@ -1035,6 +1047,10 @@ class MergedStore(LatencyStore):
         except (KeyError, TypeError, AttributeError) as error:
             raise ValueError(f"The statistics of {source!r} are incomplete ({error!r}).") from None
         self.sources.append(source)
+        version = snapshot.get("version")
+        self._versions[source] = (
+            version if type(version) is int else ("unversioned", next(_unversioned_merges))
+        )
         self.overflow += overflow
         for signal, sender, parsed in sends:
             series = self.sends.get((signal, sender))
@@ -1060,6 +1076,10 @@ class MergedStore(LatencyStore):
 
     def record(self, event: SignalEvent) -> None:
         raise TypeError("A MergedStore is read-only: record into a process's own LatencyStore.")
+
+    def fingerprint(self) -> Hashable:
+        """Equal for two merges only if none of the processes' stores changed between them."""
+        return frozenset(self._versions.items())
 
     def signal_name(self, key: Any) -> str:
         return str(key)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers, get_channel_layer
 
-from .broadcast import GROUP, BatchReceiver, Fanout
+from .broadcast import GROUP, STATUS_INTERVAL, BatchReceiver, Fanout
 from .conf import get_config
 from .context import HOST, PID, suspended
 from .recorder import recorder
@@ -507,6 +507,8 @@ def start_publisher() -> Publisher | None:
 # The relay renews its membership of the dashboards' group this often (seconds): channels_redis
 # forgets members after its group_expiry (a day by default), and a dashboard may stay open longer.
 REJOIN_INTERVAL = 3600.0
+# Handed to the dashboards every STATUS_INTERVAL (see Relay._tick()).
+TICK = {"type": "dashboard.tick"}
 
 
 class TransportDown(Exception):
@@ -519,6 +521,9 @@ class Relay(Fanout):
     It reads each batch once and hands it to every dashboard socket open in this process, as the
     broadcaster does with the in-memory stream. A member per socket would cost a serialization
     per socket in every publisher and a Redis read and a deserialization per socket here.
+
+    Every ``STATUS_INTERVAL`` it also hands them ``TICK``, so that they refresh their status
+    and tables when no process sends events.
 
     If Redis stops answering while dashboards are attached, each is handed a
     ``{"type": "transport.down", "error": ...}`` message and detached; a dashboard opened again
@@ -558,6 +563,7 @@ class Relay(Fanout):
                 self._tasks = [
                     loop.create_task(self._read(layer, channel)),
                     loop.create_task(self._rejoin(layer, channel)),
+                    loop.create_task(self._tick()),
                 ]
             self.receivers = (*self.receivers, receiver)
 
@@ -589,6 +595,13 @@ class Relay(Fanout):
                 return
             if message.get("type") == "signal.batch":
                 await self.hand_over(message)
+
+    async def _tick(self) -> None:
+        # Batches come only while some process sends events; the dashboards' status (each
+        # process's rate) and other processes' statistics change without them.
+        while True:
+            await asyncio.sleep(STATUS_INTERVAL)
+            await self.hand_over(TICK)
 
     async def _rejoin(self, layer: BaseChannelLayer, channel: str) -> None:
         while True:

@@ -596,3 +596,25 @@ def test_a_snapshot_of_another_format_or_damaged_is_refused_whole(receivers: Non
     assert merged.sources == ["good:4"]
     label = "tests.test_stats.fast"
     assert merged.receiver_histogram(label) == store.receiver_histogram(label)
+
+
+def test_a_merge_changes_its_fingerprint_only_when_a_process_store_changed(
+    receivers: None,
+) -> None:
+    first, second = LatencyStore(), LatencyStore()
+    fill(first, send_mix(), {})
+
+    def merge() -> MergedStore:
+        return MergedStore(
+            [json.loads(json.dumps(s.snapshot(n))) for n, s in (("a:1", first), ("b:2", second))]
+        )
+
+    assert merge().fingerprint() == merge().fingerprint()
+    before = merge().fingerprint()
+    fill(second, send_mix(), {})
+    assert merge().fingerprint() != before
+    # A snapshot that carries no version (an older release's) makes every merge a change.
+    unversioned = {**first.snapshot("a:1"), "version": None}
+    once = MergedStore([unversioned])
+    assert once.fingerprint() == once.fingerprint()
+    assert MergedStore([unversioned]).fingerprint() != once.fingerprint()

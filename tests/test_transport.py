@@ -199,6 +199,46 @@ def test_statistics_merge_across_processes(
     assert row["p50_ns"] == expected.percentile(50)
 
 
+def test_a_dashboard_on_an_idle_server_follows_the_others_statistics_and_rate(
+    servers: list[DaphneServer], session_key: str
+) -> None:
+    first, second = servers
+
+    async def watch() -> list[str]:
+        socket = await open_dashboard_socket(first.ws_url, session_key, first.url)
+        try:
+            for index in range(2):
+                url = f"{second.url}/toppings/save/?name=elsewhere{index}"
+                assert (await asyncio.to_thread(http_get, url))[0] == 200
+            async with asyncio.timeout(EVENT_TIMEOUT):
+                cells: list[str] = []
+                while cells[1:2] != ["2"]:  # the receiver's calls: both, once they are merged
+                    cells = _latency_cells(str(await socket.recv()), TOPPING_RECEIVER) or cells
+                # With no more events from anywhere, the rate falls back to nothing.
+                rate = ""
+                while rate != "0.0":
+                    found = re.search(
+                        r'<span id="sd-rate">([^<]*)</span>', str(await socket.recv())
+                    )
+                    rate = found.group(1) if found else rate
+            return cells
+        finally:
+            await socket.close()
+
+    assert asyncio.run(watch())[:2] == [TOPPING_RECEIVER, "2"]
+
+
+def _latency_cells(message: str, name: str) -> list[str]:
+    """The cells of the latency table's row of ``name`` in a pushed fragment, as text."""
+    row = re.search(
+        rf'<tr class="sd-lat-row[^"]*" data-name="{re.escape(name)}".*?</tr>', message, re.DOTALL
+    )
+    if row is None:
+        return []
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0), re.DOTALL)
+    return [" ".join(re.sub(r"<[^>]+>", " ", cell).split()) for cell in cells]
+
+
 def test_statistics_read_from_redis_are_other_processes_only(
     redis_server: RedisServer, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
