@@ -275,10 +275,15 @@ def test_ctrl_c_ends_the_tail_quietly(
 
     joined = on_join(monkeypatch, layer, press_ctrl_c)
     out, err = StringIO(), StringIO()
+    # Python's own handler, as at a terminal: a suite started in the background (``&``) inherits
+    # SIGINT ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         call_command("signals_tail", stdout=out, stderr=err)
     except KeyboardInterrupt:
         pytest.fail("Ctrl-C escaped the command")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert out.getvalue() == err.getvalue() == ""
     assert joined
     assert joined[0] not in members(layer)

@@ -267,6 +267,8 @@ def test_statistics_that_cannot_be_read_are_skipped_and_the_rest_merged(
     admin_client: Client,
 ) -> None:
     settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
+    for name in ("store", "read_at", "ttl"):  # put back after the test
+        monkeypatch.setattr(transport._MergedCache, name, getattr(transport._MergedCache, name))
     monkeypatch.setattr(transport._MergedCache, "store", None)
     monkeypatch.setattr(transport, "MERGED_STATS_TTL", 3600.0)  # the pages read the same merge
     monkeypatch.setattr(transport._MergedCache, "unreadable", 0)
