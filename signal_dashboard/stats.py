@@ -24,7 +24,6 @@ from bisect import bisect_right
 from collections import deque
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .events import _WALL_OFFSET_NS, _OpaqueSender, receiver_label, sender_label, signal_label
@@ -258,7 +257,7 @@ class Histogram(_HistogramReading):
     def packed(self) -> list[int]:
         # A copy first: the recorder's drain may be adding meanwhile (list() of a dict's items
         # is one step under the GIL). The count is the buckets', as in to_dict().
-        pairs = list(chain.from_iterable(list(self.counts().items())))
+        pairs = list(itertools.chain.from_iterable(list(self.counts().items())))
         return [sum(pairs[1::2]), self.errors, self.min_ns, self.max_ns, self.sum_ns, *pairs]
 
     def merge(self, other: _HistogramReading) -> None:
@@ -322,7 +321,7 @@ class SealedHistogram(_HistogramReading):
         counts = histogram.counts()
         self._data = array("q", (histogram.count, histogram.errors, histogram.min_ns))
         self._data.append(histogram.max_ns)
-        self._data.extend(chain.from_iterable(counts.items()))
+        self._data.extend(itertools.chain.from_iterable(counts.items()))
         self.sum_ns = histogram.sum_ns
 
     @property
