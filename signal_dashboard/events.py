@@ -13,7 +13,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from types import CodeType
+from types import CodeType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .context import HOST, PID, Origin
@@ -47,8 +47,9 @@ def summarize_result(value: Any) -> Any:
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
-    """A receiver's exception, as text."""
-    return ErrorInfo.from_exception(exc, bounds.max_traceback)
+    """A receiver's exception, as text, caught in the frame that called the receiver: its
+    traceback starts at the receiver's frame."""
+    return ErrorInfo.from_exception(exc, bounds.max_traceback, skip_frames=1)
 
 
 # Senders kept by reference (for ``event.sender is Pizza``); other senders are
@@ -92,7 +93,9 @@ class ErrorInfo:
         self._max_length = 0
 
     @classmethod
-    def from_exception(cls, exc: BaseException, max_length: int) -> ErrorInfo:
+    def from_exception(cls, exc: BaseException, max_length: int, skip_frames: int = 0) -> ErrorInfo:
+        """``skip_frames``: how many of the exception's own outermost frames to leave out (not
+        of the exceptions it was raised from or while handling)."""
         kind = type(exc)
         try:
             message = str(exc)
@@ -100,10 +103,14 @@ class ErrorInfo:
             message = "<message unavailable>"
         info = cls(f"{kind.__module__}.{kind.__qualname__}", message[:max_length])
         info._max_length = max_length
+        tb = exc.__traceback__
+        for _ in range(skip_frames):
+            tb = tb.tb_next if tb is not None else None
         if isinstance(exc, BaseExceptionGroup):  # rare: Python's text, sub-exceptions and all
-            info._traceback = _bounded("".join(traceback.format_exception(exc)), max_length)
+            text = "".join(traceback.format_exception(kind, exc, tb))
+            info._traceback = _bounded(text, max_length)
         else:
-            info._chain = _chain(exc, max_length // _MIN_FRAME_TEXT + 1)
+            info._chain = _chain(exc, tb, max_length // _MIN_FRAME_TEXT + 1)
         return info
 
     @property
@@ -120,15 +127,18 @@ class ErrorInfo:
         return f"<ErrorInfo {self.type}: {self.message[:80]!r}>"
 
 
-def _chain(exc: BaseException, max_frames: int) -> tuple[_Link, ...]:
-    """The exception and those it was raised from or while handling, oldest first."""
+def _chain(exc: BaseException, tb: TracebackType | None, max_frames: int) -> tuple[_Link, ...]:
+    """The exception (its frames from ``tb`` on) and those it was raised from or while
+    handling, oldest first."""
     links: list[_Link] = []
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         runs: list[list[Any]] = []
-        for frame, line_number in traceback.walk_tb(current.__traceback__):
+        if current is not exc:
+            tb = current.__traceback__
+        for frame, line_number in traceback.walk_tb(tb):
             code = frame.f_code
             where = (code.co_filename, line_number, code.co_name)
             if runs and runs[-1][0] == where:

@@ -10,6 +10,7 @@ using ``Signal._live_receivers(sender) -> (sync, async)`` (stable across Django 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import operator
@@ -41,8 +42,9 @@ NO_RECEIVERS = dispatcher.NO_RECEIVERS
 
 # Django 6.0 runs asend()'s sync receivers before its async ones, and async receivers in a
 # TaskGroup sharing one context (dispatcher._run_parallel); 5.2 gathers them all at once.
-_run_parallel = getattr(dispatcher, "_run_parallel", None)
-_gather: Callable[..., Coroutine[Any, Any, list[Any]]] = _run_parallel or asyncio.gather
+_run_parallel: Callable[..., Coroutine[Any, Any, list[Any]]] | None = getattr(
+    dispatcher, "_run_parallel", None
+)
 _SYNC_BEFORE_ASYNC = _run_parallel is not None
 
 # The original methods, set while tracing is installed.
@@ -107,37 +109,43 @@ def _failed_call(receiver: Any, is_async: bool, start: int, err: BaseException) 
     return (receiver_key(receiver), is_async, start, end - start, None, info)
 
 
-def _result(response: Any) -> Any:
-    try:
-        return summarize_result(response)
-    except Exception:
-        _Failures.add()
-        return None
+def _done_call(receiver: Any, is_async: bool, start: int, end: int, response: Any) -> tuple:
+    result = None
+    if response is not None:
+        try:
+            result = summarize_result(response)
+        except Exception:
+            _Failures.add()
+    return (receiver_key(receiver), is_async, start, end - start, result, None)
+
+
+# A receiver is called by the frame of ours that stands where Django's own frame would: the
+# patched send() itself, a helper run by sync_to_async() where Django runs a local function,
+# and for async receivers a coroutine of ours where Django has one (a robust send's wrapper,
+# Django 6's task runner). So a receiver's warnings.warn(stacklevel=N) and its caller's frames
+# are what they are without tracing.
 
 
 def _call_sync(
-    event: SignalEvent,
+    event: SignalEvent | None,
     signal: Signal,
     sender: Any,
     named: dict[str, Any],
     receivers: list[Callable[..., Any]],
     robust: bool,
-    start: int | None = None,
 ) -> list[tuple[Callable[..., Any], Any]]:
-    """Django's loop over sync receivers, with each call timed from ``start`` (now if not
-    given).
+    """asend()'s sync receivers, in the frame where Django's asend() has ``sync_send()``.
 
-    One clock read per receiver: each call's end is the next one's start.
+    The same loop as send()'s, which runs its receivers in its own frame.
     """
-    calls = event.calls
     responses = []
-    if start is None:
-        start = perf_counter_ns()
+    start = perf_counter_ns()
     for receiver in receivers:
         try:
             response = receiver(signal=signal, sender=sender, **named)
         except Exception as err:
-            calls.append(_failed_call(receiver, False, start, err))
+            if event is not None:
+                event.calls.append(_failed_call(receiver, False, start, err))
             if not robust:
                 raise
             signal._log_robust_failure(receiver, err)
@@ -145,62 +153,89 @@ def _call_sync(
             start = perf_counter_ns()
             continue
         except BaseException as err:
-            calls.append(_failed_call(receiver, False, start, err))
+            if event is not None:
+                event.calls.append(_failed_call(receiver, False, start, err))
             raise
         end = perf_counter_ns()
-        calls.append(
-            (
-                getattr(receiver, "__code__", None) or type(receiver),  # receiver_key(), inlined
-                False,
-                start,
-                end - start,
-                None if response is None else _result(response),
-                None,
-            )
-        )
+        if event is not None:
+            event.calls.append(_done_call(receiver, False, start, end, response))
         responses.append((receiver, response))
         start = end
     return responses
 
 
 async def _call_one_async(
-    event: SignalEvent,
+    event: SignalEvent | None,
     signal: Signal,
     sender: Any,
     named: dict[str, Any],
     receiver: Callable[..., Any],
     robust: bool,
 ) -> Any:
+    """One async receiver, timed; a robust send's failure is returned, as Django does."""
     start = perf_counter_ns()
     try:
         response = await receiver(signal=signal, sender=sender, **named)
     except Exception as err:
-        event.calls.append(_failed_call(receiver, True, start, err))
+        if event is not None:
+            event.calls.append(_failed_call(receiver, True, start, err))
         if not robust:
             raise
         signal._log_robust_failure(receiver, err)
         return err
     except BaseException as err:
-        event.calls.append(_failed_call(receiver, True, start, err))
+        if event is not None:
+            event.calls.append(_failed_call(receiver, True, start, err))
         raise
-    duration = perf_counter_ns() - start
-    result = None if response is None else _result(response)
-    event.calls.append((receiver_key(receiver), True, start, duration, result, None))
+    if event is not None:
+        event.calls.append(_done_call(receiver, True, start, perf_counter_ns(), response))
     return response
 
 
+async def _run_as_tasks(coroutines: list[Coroutine[Any, Any, Any]]) -> list[Any]:
+    """Django 6's ``_run_parallel()``, with each coroutine run as its task's own: there,
+    ``run()`` awaits the receiver; here ``_call_one_async()`` does, in its place."""
+    if not coroutines:
+        return []
+    context = contextvars.copy_context()
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(coroutine, context=context) for coroutine in coroutines]
+        return [task.result() for task in tasks]
+    except BaseExceptionGroup as exception_group:
+        if len(exception_group.exceptions) == 1:
+            raise exception_group.exceptions[0]  # noqa: B904  (as Django raises it)
+        raise
+    finally:
+        dispatcher._restore_context(context=context)
+
+
 async def _call_async(
-    event: SignalEvent,
+    event: SignalEvent | None,
+    signal: Signal,
+    sender: Any,
+    named: dict[str, Any],
+    receivers: list[Callable[..., Any]],
+    robust: bool,
+) -> list[Any]:
+    """Django's concurrent run of async receivers, each timed: their responses in order."""
+    coroutines = [_call_one_async(event, signal, sender, named, r, robust) for r in receivers]
+    if _run_parallel is None:  # Django 5.2
+        return await asyncio.gather(*coroutines)
+    if robust:  # Django 6 runs each robust receiver's wrapper under its task runner
+        return await _run_parallel(*coroutines)
+    return await _run_as_tasks(coroutines)
+
+
+async def _call_async_pairs(
+    event: SignalEvent | None,
     signal: Signal,
     sender: Any,
     named: dict[str, Any],
     receivers: list[Callable[..., Any]],
     robust: bool,
 ) -> list[tuple[Callable[..., Any], Any]]:
-    """Django's concurrent run of async receivers, with each call timed."""
-    responses = await _gather(
-        *(_call_one_async(event, signal, sender, named, r, robust) for r in receivers)
-    )
+    responses = await _call_async(event, signal, sender, named, receivers, robust)
     return list(zip(receivers, responses, strict=True))
 
 
@@ -221,12 +256,14 @@ def _current_parent() -> Any:
     return parent
 
 
-def _record_empty(signal: Signal, sender: Any, named: dict[str, Any], method: str) -> None:
-    parent = _current_parent()
+def _new_event(
+    signal: Signal, sender: Any, named: dict[str, Any], method: str, parent: Any
+) -> SignalEvent | None:
+    """The event of a send with receivers, or None if it is not traced."""
     if parent is SUSPENDED:
-        return
+        return None
     try:
-        event = SignalEvent(
+        return SignalEvent(
             signal,
             sender,
             method,
@@ -237,8 +274,13 @@ def _record_empty(signal: Signal, sender: Any, named: dict[str, Any], method: st
         )
     except Exception:
         _Failures.add()
-        return
-    _finish(event)
+        return None
+
+
+def _record_empty(signal: Signal, sender: Any, named: dict[str, Any], method: str) -> None:
+    event = _new_event(signal, sender, named, method, _current_parent())
+    if event is not None:
+        _finish(event)
 
 
 def _make_send(method: str, robust: bool) -> Callable[..., Any]:
@@ -249,52 +291,65 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
             if _record_empty_sends:
                 _record_empty(self, sender, named, method)
             return []
-        parent = current_event.get()
-        if parent is SUSPENDED:
-            return original(self, sender, **named)
-        outer = sync_send.event  # _current_parent(), inlined: this runs for every send
-        if outer is not None and (parent is None or outer.start_ns > parent.start_ns):
-            parent = outer
         sync_receivers, async_receivers = self._live_receivers(sender)
         if not sync_receivers and not async_receivers:
             if _record_empty_sends:
                 _record_empty(self, sender, named, method)
             return []
-        try:
-            start = perf_counter_ns()
-            event = SignalEvent(
-                self,
-                sender,
-                method,
-                named,
-                parent,
-                parent.origin if parent else current_origin.get(),
-                start,
-            )
-        except Exception:
-            _Failures.add()
-            return original(self, sender, **named)
-        end = None
+        outer = sync_send.event
+        parent = current_event.get()  # _current_parent(), inlined: this runs for every send
+        if (
+            parent is not SUSPENDED
+            and outer is not None
+            and (parent is None or outer.start_ns > parent.start_ns)
+        ):
+            parent = outer
+        event = _new_event(self, sender, named, method, parent)
+        responses = []
+        end: int | None = None
+        # The receivers are called here, in this frame, as Django's send() calls them in its
+        # own: the loop is _call_sync()'s, which cannot be called without adding a frame.
         sync_send.event = event
         try:
-            responses = _call_sync(event, self, sender, named, sync_receivers, robust, start)
+            start = perf_counter_ns()
+            for receiver in sync_receivers:
+                try:
+                    response = receiver(signal=self, sender=sender, **named)
+                except Exception as err:
+                    if event is not None:
+                        event.calls.append(_failed_call(receiver, False, start, err))
+                    if not robust:
+                        raise
+                    self._log_robust_failure(receiver, err)
+                    responses.append((receiver, err))
+                    start = perf_counter_ns()
+                    continue
+                except BaseException as err:
+                    if event is not None:
+                        event.calls.append(_failed_call(receiver, False, start, err))
+                    raise
+                end = perf_counter_ns()
+                if event is not None:
+                    event.calls.append(_done_call(receiver, False, start, end, response))
+                responses.append((receiver, response))
+                start = end
+            end = start  # the last receiver's end (or the send's start, with none)
             if async_receivers:
+                end = None
                 token = current_event.set(event)  # copied into the receivers' context
                 try:
                     responses.extend(
-                        async_to_sync(_call_async)(
+                        async_to_sync(_call_async_pairs)(
                             event, self, sender, named, async_receivers, robust
                         )
                     )
                 finally:
                     current_event.reset(token)
-            elif event.calls:
-                _, _, last_start, last_duration, _, _ = event.calls[-1]
-                end = last_start + last_duration
             return responses
         finally:
             sync_send.event = outer
-            _finish(event, end)
+            if event is not None:
+                _finish(event, end)
 
     return functools.wraps(original)(send)
 
@@ -307,45 +362,26 @@ def _make_asend(method: str, robust: bool) -> Callable[..., Any]:
             if _record_empty_sends:
                 _record_empty(self, sender, named, method)
             return []
-        parent = _current_parent()
-        if parent is SUSPENDED:
-            return await original(self, sender, **named)
         sync_receivers, async_receivers = self._live_receivers(sender)
         if not sync_receivers and not async_receivers:
             if _record_empty_sends:
                 _record_empty(self, sender, named, method)
             return []
-        try:
-            event = SignalEvent(
-                self,
-                sender,
-                method,
-                named,
-                parent,
-                parent.origin if parent else current_origin.get(),
-                perf_counter_ns(),
-            )
-        except Exception:
-            _Failures.add()
-            return await original(self, sender, **named)
-        token = current_event.set(event)
+        event = _new_event(self, sender, named, method, _current_parent())
+        token = current_event.set(event) if event is not None else None
         try:
             sync_part = (
                 sync_to_async(_call_sync)(event, self, sender, named, sync_receivers, robust)
                 if sync_receivers
                 else _no_responses()
             )
-            # The async receivers' coroutines are made where Django makes them, so they are
-            # scheduled in the same order relative to the sync receivers.
             if _SYNC_BEFORE_ASYNC:
                 responses = await sync_part
-                async_responses = await _gather(
-                    *(
-                        _call_one_async(event, self, sender, named, r, robust)
-                        for r in async_receivers
-                    )
+                async_responses = await _call_async(
+                    event, self, sender, named, async_receivers, robust
                 )
             else:
+                # Django 5.2: one gather of both parts, so the async receivers start at once.
                 responses, async_responses = await asyncio.gather(
                     sync_part,
                     asyncio.gather(
@@ -358,8 +394,10 @@ def _make_asend(method: str, robust: bool) -> Callable[..., Any]:
             responses.extend(zip(async_receivers, async_responses, strict=True))
             return responses
         finally:
-            current_event.reset(token)
-            _finish(event)
+            if token is not None:
+                current_event.reset(token)
+            if event is not None:
+                _finish(event)
 
     return functools.wraps(original)(asend)
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -232,6 +236,114 @@ def test_send_propagates_the_receivers_exception_object() -> None:
     assert call.error.message == "exactly this one"
     assert "raise error" in call.error.traceback
     assert not event.ok
+
+
+# --- The frames a receiver sees ------------------------------------------------------------
+
+DJANGO_5 = dispatcher.__dict__.get("_run_parallel") is None
+
+
+def callers(frame: FrameType | None) -> list[tuple[str, int, str]]:
+    """(file, line, function) of ``frame`` and the frames that called it, up to frames_seen()."""
+    found = []
+    while frame is not None:
+        found.append((frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name))
+        if frame.f_code is frames_seen.__code__:
+            break
+        frame = frame.f_back
+    return found
+
+
+def frames_seen(method: str, is_async: bool) -> tuple[list[tuple[str, int, str]], str]:
+    """A receiver's callers in one send, and where its warning with stacklevel=3 pointed."""
+    signal = Signal()
+    seen: list[list[tuple[str, int, str]]] = []
+
+    def sync_receiver(sender: Any, **kwargs: Any) -> None:
+        seen.append(callers(sys._getframe(1)))
+        warnings.warn("from the receiver", UserWarning, stacklevel=3)
+
+    async def async_receiver(sender: Any, **kwargs: Any) -> None:
+        seen.append(callers(sys._getframe(1)))
+        warnings.warn("from the receiver", UserWarning, stacklevel=3)
+
+    signal.connect(async_receiver if is_async else sync_receiver, weak=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if method.startswith("a"):
+            async_to_sync(getattr(signal, method))(sender=Sender)
+        else:
+            getattr(signal, method)(sender=Sender)
+    [warning] = caught
+    [frames] = seen
+    return frames, f"{warning.filename}:{warning.lineno}"
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync_receiver", "async_receiver"])
+@pytest.mark.parametrize("method", SEND_METHODS + ASEND_METHODS)
+def test_a_receiver_sees_the_frames_it_sees_without_tracing(method: str, is_async: bool) -> None:
+    if is_async and method == "asend" and DJANGO_5:
+        pytest.skip("Django 5.2 runs asend()'s async receivers as tasks of their own")
+    if is_async and method == "send" and DJANGO_5:
+        pytest.skip("Django 5.2 runs send()'s async receivers as tasks of their own")
+    tracing.uninstall()
+    try:
+        untraced_frames, untraced_warning = frames_seen(method, is_async)
+    finally:
+        tracing.install()
+    with tracing.capture() as events:
+        traced_frames, traced_warning = frames_seen(method, is_async)
+    assert len(events) == 1, "the send was traced"
+    # The frame that calls the receiver is ours instead of Django's; every frame above it is
+    # the same, so a warning's stacklevel names the same line.
+    assert len(traced_frames) == len(untraced_frames)
+    assert traced_frames[1:] == untraced_frames[1:]
+    assert traced_warning == untraced_warning
+
+
+@pytest.mark.parametrize("method", SEND_METHODS)
+def test_a_receivers_warning_names_the_line_that_sent(method: str) -> None:
+    signal = Signal()
+
+    def warns(sender: Any, **kwargs: Any) -> None:
+        warnings.warn("look at the send", UserWarning, stacklevel=3)
+
+    def send_here() -> int:
+        getattr(signal, method)(sender=Sender)
+        return sys._getframe().f_lineno - 1
+
+    signal.connect(warns, weak=False)
+    with tracing.capture() as events, pytest.warns(UserWarning, match="look at") as caught:
+        line = send_here()
+    assert len(events) == 1
+    [warning] = caught
+    assert (warning.filename, warning.lineno) == (__file__, line)
+
+
+@pytest.mark.parametrize("method", SEND_METHODS + ASEND_METHODS)
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync_receiver", "async_receiver"])
+def test_a_receivers_traceback_starts_at_the_receiver(method: str, is_async: bool) -> None:
+    signal = Signal()
+
+    def fails(sender: Any, **kwargs: Any) -> None:
+        raise ValueError("receiver failed")
+
+    async def async_fails(sender: Any, **kwargs: Any) -> None:
+        raise ValueError("receiver failed")
+
+    signal.connect(async_fails if is_async else fails, weak=False)
+    send = getattr(signal, method)
+    with tracing.capture() as events, contextlib.suppress(ValueError):
+        if method.startswith("a"):
+            async_to_sync(send)(sender=Sender)
+        else:
+            send(sender=Sender)
+    [event] = events
+    [error] = event.errors
+    frames = [line for line in error.traceback.splitlines() if line.startswith("  File ")]
+    assert frames, error.traceback
+    assert frames[0].endswith(f", in {'async_fails' if is_async else 'fails'}")
+    assert tracing.__file__ not in error.traceback
 
 
 @pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
