@@ -12,6 +12,7 @@ import operator
 import sys
 import time
 import traceback
+import weakref
 from dataclasses import dataclass, field
 from types import CodeType, TracebackType
 from typing import TYPE_CHECKING, Any
@@ -52,8 +53,8 @@ def error_info(exc: BaseException) -> ErrorInfo:
     return ErrorInfo.from_exception(exc, bounds.max_traceback, skip_frames=1)
 
 
-# Senders kept by reference (for ``event.sender is Pizza``); other senders are
-# labelled at send time so the event does not keep them alive.
+# Senders kept as they are; classes are kept as handles, other senders are labelled at send
+# time, so that an event keeps no sender alive.
 _PLAIN_SENDERS = frozenset({type(None), str, int})
 _IMMUTABLE = frozenset({type(None), bool, int, float, str})
 
@@ -225,8 +226,8 @@ class SignalEvent:
         "method",
         "origin",
         "parent",
-        "sender",
-        "signal",
+        "sender_key",
+        "signal_key",
         "start_ns",
     )
 
@@ -241,11 +242,20 @@ class SignalEvent:
         start_ns: int,
     ) -> None:
         self.id = _next_id()
-        self.signal = signal
-        if isinstance(sender, type) or type(sender) in _PLAIN_SENDERS:  # classes mostly
-            self.sender = sender
+        # handle_of(), inlined: this runs for every send.
+        handle = _handles.get(id(signal))
+        if handle is None or handle() is not signal:
+            handle = _new_handle(signal, None)
+        self.signal_key = handle
+        if isinstance(sender, type):  # classes mostly: held weakly, like the signal
+            handle = _handles.get(id(sender))
+            if handle is None or handle() is not sender:
+                handle = _new_handle(sender, sender_label(sender))
+            self.sender_key = handle
+        elif type(sender) in _PLAIN_SENDERS:
+            self.sender_key = sender
         else:
-            self.sender = _OpaqueSender(sender_label(sender))
+            self.sender_key = _OpaqueSender(sender_label(sender))
         self.method = method
         # Kwargs that are all immutable plain values are summarized when first read; anything
         # else is summarized now, before receivers or later code can change it.
@@ -271,7 +281,7 @@ class SignalEvent:
     def payload(self) -> dict[str, Any]:
         """The send's kwargs: bounded, redacted, never the objects themselves."""
         if self._payload is None:
-            self._payload = summarize_kwargs(self.signal, self._kwargs or {}, bounds.limits)
+            self._payload = summarize_kwargs(self.signal_key(), self._kwargs or {}, bounds.limits)
             self._kwargs = None
         return self._payload
 
@@ -294,15 +304,24 @@ class SignalEvent:
         return (self.start_ns + _WALL_OFFSET_NS) / 1e9
 
     @property
+    def signal(self) -> Signal | None:
+        """The signal sent, or None if it was garbage-collected since."""
+        return self.signal_key()
+
+    @property
+    def sender(self) -> Any:
+        """The sender: a class (None if it was garbage-collected since), None, a string or an
+        int; any other object is not kept and stands as its label (``.label``)."""
+        key = self.sender_key
+        return key() if type(key) is Handle else key
+
+    @property
     def signal_label(self) -> str:
-        return signal_label(self.signal)
+        return self.signal_key.label
 
     @property
     def sender_label(self) -> str:
-        sender = self.sender
-        if type(sender) is _OpaqueSender:
-            return sender.label
-        return sender_label(sender)
+        return key_label(self.sender_key)
 
     @property
     def receivers(self) -> list[ReceiverCall]:
@@ -412,7 +431,68 @@ def receiver_key(receiver: Any) -> Any:
     return getattr(receiver, "__code__", None) or type(receiver)
 
 
-_signal_labels: dict[int, tuple[Signal, str]] = {}
+# One handle per live signal or sender class, by id(); a handle leaves when its object dies.
+_handles: dict[int, Handle] = {}
+
+
+class Handle(weakref.ref):  # type: ignore[type-arg]
+    """Names a signal or a sender class without keeping it alive: a weak reference to it and
+    its label, which outlives it.
+
+    Django promises that sending does not keep a sender alive, so events and statistics hold
+    these, never the object. One handle per live object (see :func:`handle_of`); equal only to
+    itself, so a class made again at the same address is another key.
+    """
+
+    __slots__ = ("_label", "ident", "kind")
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+
+    def __new__(cls, obj: Any, label: str | None) -> Handle:
+        return super().__new__(cls, obj, _forget)
+
+    def __init__(self, obj: Any, label: str | None) -> None:
+        super().__init__(obj, _forget)
+        self._label = label  # a signal's is found when first read (it searches the modules)
+        self.ident = id(obj)
+        self.kind = type(obj).__qualname__
+
+    @property
+    def label(self) -> str:
+        label = self._label
+        if label is None:
+            obj = self()
+            found = None if obj is None else _find_signal_path(obj)
+            label = self._label = found or f"{self.kind}@{self.ident:#x}"
+        return label
+
+
+def _forget(handle: Handle, handles: dict[int, Handle] = _handles) -> None:
+    # The dict is bound here: at interpreter exit, this module's globals may be gone first.
+    if handles.get(handle.ident) is handle:
+        handles.pop(handle.ident, None)
+
+
+def _new_handle(obj: Any, label: str | None) -> Handle:
+    handle = _handles[id(obj)] = Handle(obj, label)
+    return handle
+
+
+def handle_of(obj: Any) -> Handle:
+    """The handle of a signal or a class (made on first use)."""
+    handle = _handles.get(id(obj))
+    if handle is None or handle() is not obj:
+        handle = _new_handle(obj, sender_label(obj) if isinstance(obj, type) else None)
+    return handle
+
+
+def key_label(key: Any) -> str:
+    """The label of what an event or the statistics keep for a sender or a signal."""
+    if type(key) is Handle or type(key) is _OpaqueSender:
+        return key.label
+    return sender_label(key)
+
+
 _module_by_file: dict[str, str] = {}
 _MAX_LABEL = 200
 
@@ -420,12 +500,7 @@ _MAX_LABEL = 200
 def signal_label(signal: Signal) -> str:
     """Dotted path of the module attribute that holds the signal, e.g.
     ``django.db.models.signals.post_save``."""
-    cached = _signal_labels.get(id(signal))
-    if cached is not None and cached[0] is signal:
-        return cached[1]
-    label = _find_signal_path(signal) or f"{type(signal).__qualname__}@{id(signal):#x}"
-    _signal_labels[id(signal)] = (signal, label)
-    return label
+    return handle_of(signal).label
 
 
 def _find_signal_path(signal: Signal) -> str | None:

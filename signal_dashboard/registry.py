@@ -24,7 +24,7 @@ from django.dispatch import Signal
 # comparing with it tells a dispatch_uid apart. It is the same in Django 5.2 and 6.x.
 from django.dispatch.dispatcher import _make_id
 
-from .events import receiver_key, receiver_label, sender_label, signal_label
+from .events import Handle, key_label, receiver_key, receiver_label, sender_label, signal_label
 from .stats import LatencyStore
 
 DEAD_RECEIVER = "<dead receiver>"
@@ -86,9 +86,17 @@ def known_signals(store: LatencyStore | None = None) -> list[Signal]:
             # django.conf.settings through their __class__.
             if issubclass(type(value), Signal):
                 found[id(value)] = value
-    for signal, _ in list(store.sends):
-        found[id(signal)] = signal
+    for key, _ in list(store.sends):
+        signal = _alive(key)
+        if signal is not None:
+            found[id(signal)] = signal
     return sorted(found.values(), key=signal_label)
+
+
+def _alive(key: Any) -> Any:
+    """The signal or sender class a store's handle names, None if it is gone; other keys as
+    they are."""
+    return key() if type(key) is Handle else key
 
 
 def signal_registry(store: LatencyStore | None = None) -> list[SignalInfo]:
@@ -97,7 +105,7 @@ def signal_registry(store: LatencyStore | None = None) -> list[SignalInfo]:
     store = _default_store() if store is None else store
     usage = _call_usage(store)
     senders = _senders_by_id(store)
-    signal_usage = store.signal_usage()
+    signal_usage = {_alive(key): usage for key, usage in store.signal_usage().items()}
     registry = []
     for signal in known_signals(store):
         label = signal_label(signal)
@@ -125,8 +133,9 @@ def _default_store() -> LatencyStore:
 
 def _call_usage(store: LatencyStore) -> _Usage:
     usage: _Usage = {}
-    for (signal, sender, receiver), series in list(store.calls.items()):
-        for key in ((signal, receiver, sender_label(sender)), (signal, receiver, None)):
+    for (signal_key, sender, receiver), series in list(store.calls.items()):
+        signal = _alive(signal_key)
+        for key in ((signal, receiver, key_label(sender)), (signal, receiver, None)):
             count, last = usage.get(key, (0, 0))
             usage[key] = (count + series.total.count, max(last, series.last_ns))
     return usage
@@ -134,9 +143,8 @@ def _call_usage(store: LatencyStore) -> _Usage:
 
 def _senders_by_id(store: LatencyStore) -> dict[int, Any]:
     """Senders a receiver may be filtered to, by id: Django 5.2 stores only the sender's id."""
-    senders: list[Any] = [
-        sender for _, sender in list(store.sends) if isinstance(sender, type | str)
-    ]
+    kept = (_alive(key) for _, key in list(store.sends) if type(key) in (Handle, str))
+    senders: list[Any] = [sender for sender in kept if sender is not None]
     if apps.models_ready:
         senders += apps.get_models(include_auto_created=True, include_swapped=True)
     return {id(sender): sender for sender in senders}

@@ -26,7 +26,7 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .events import _WALL_OFFSET_NS, _OpaqueSender, receiver_label, sender_label, signal_label
+from .events import _WALL_OFFSET_NS, _OpaqueSender, key_label, receiver_label
 
 if TYPE_CHECKING:
     from .context import Origin
@@ -689,10 +689,10 @@ class LatencyStore:
                     self._add_batches(touched, slice_id)
                     touched = []
                 slice_id = wall_ns // slice_ns
-            sender = event.sender
+            sender = event.sender_key
             if type(sender) is _OpaqueSender:
                 sender = sender.label
-            signal = event.signal
+            signal = event.signal_key
             send_series = sends.get((signal, sender))
             if send_series is None:
                 send_series = self._new_send(signal, sender)
@@ -797,14 +797,15 @@ class LatencyStore:
 
     # -- reading -----------------------------------------------------------------------------
 
-    # What the keys are called. This store keys by the objects themselves (signals, senders,
-    # receivers' code objects); a MergedStore, built from other processes' snapshots, by labels.
+    # What the keys are called. This store keys by what events keep (handles of signals and
+    # sender classes, other senders, receivers' code objects); a MergedStore, built from other
+    # processes' snapshots, by labels.
 
     def signal_name(self, key: Any) -> str:
-        return signal_label(key)
+        return key_label(key)
 
     def sender_name(self, key: Any) -> str:
-        return sender_label(key)
+        return key_label(key)
 
     def receiver_name(self, key: Any) -> tuple[str, str]:
         """(``module.qualname``, ``file:line``)."""
@@ -984,12 +985,6 @@ def _slowest_first(call: SlowCall) -> tuple[int, float]:
 
 def _by_count(item: tuple[str, int]) -> tuple[int, str]:
     return (-item[1], item[0])
-
-
-def _sender_key(event: SignalEvent) -> Any:
-    """What the store keys a sender by: the sender itself where events keep it, else its label."""
-    sender = event.sender
-    return sender if isinstance(sender, str | int | type | None) else event.sender_label
 
 
 _unversioned_merges = itertools.count()

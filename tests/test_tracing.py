@@ -9,18 +9,25 @@ import logging
 import sys
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
+from html import escape
 from types import FrameType
 from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
 from django.dispatch import Signal, dispatcher
 
 from signal_dashboard import events as events_module
 from signal_dashboard import tracing
+from signal_dashboard.consumers import DashboardConsumer
 from signal_dashboard.context import current_origin
 from signal_dashboard.recorder import recorder
+from signal_dashboard.registry import signal_registry
+from signal_dashboard.stats import TableQuery
 
 
 @pytest.fixture
@@ -394,6 +401,61 @@ def test_weak_receiver_collected_is_not_called_or_kept_alive() -> None:
     assert calls == ["called"]
     assert not signal.has_listeners(Sender)
     assert len(events) == 1  # the event did not keep the receiver alive
+
+
+def on_anything(sender: Any, **kwargs: Any) -> str:
+    return "seen"
+
+
+SHORT_LIVED = f"{__name__}.send_from_short_lived_objects.<locals>.ShortLived"
+
+
+async def send_from_short_lived_objects(
+    dashboard: WebsocketCommunicator,
+) -> tuple[weakref.ref[Any], weakref.ref[Any]]:
+    """Send with a class and a signal made here; return weak references to both once a
+    dashboard showed the sends and the registry and statistics were read."""
+
+    class ShortLived:
+        pass
+
+    signal = Signal()
+    signal.connect(on_anything, weak=False)
+    signal.send(sender=ShortLived, size="large")
+    signal.send_robust(sender=ShortLived)
+    await signal.asend(sender=ShortLived)
+    html = ""
+    while html.count(f'data-sender="{escape(SHORT_LIVED)}"') < 3:
+        html += await dashboard.receive_from(timeout=3)
+    assert any(info.signal is signal for info in signal_registry())
+    groups = recorder.latency.table(TableQuery(group="sender"))
+    assert [row.name for row in groups].count(SHORT_LIVED) == 1
+    return weakref.ref(ShortLived), weakref.ref(signal)
+
+
+@pytest.mark.django_db
+def test_senders_and_signals_stay_collectable_with_a_dashboard_open() -> None:
+    async def scenario() -> tuple[weakref.ref[Any], weakref.ref[Any]]:
+        dashboard = WebsocketCommunicator(DashboardConsumer.as_asgi(), "/ws/signals/")
+        dashboard.scope["user"] = User(username="chef", is_staff=True, is_active=True)
+        connected, _ = await dashboard.connect()
+        assert connected
+        try:
+            return await send_from_short_lived_objects(dashboard)
+        finally:
+            await dashboard.disconnect()
+
+    sender_ref, signal_ref = async_to_sync(scenario)()
+    gc.collect()
+    assert sender_ref() is None
+    assert signal_ref() is None
+    # What the dashboard shows of them outlives them.
+    sends = [event for event in recorder.events if event.sender_label == SHORT_LIVED]
+    assert [event.method for event in sends] == ["send", "send_robust", "asend"]
+    assert all(event.sender is None and event.signal is None for event in sends)
+    assert all(event.signal_label.startswith("Signal@0x") for event in sends)
+    groups = recorder.latency.table(TableQuery(group="sender"))
+    assert [row.histogram.count for row in groups if row.name == SHORT_LIVED] == [3]
 
 
 def test_bound_method_receiver_is_returned_as_django_returns_it() -> None:
