@@ -5,15 +5,18 @@ from __future__ import annotations
 import functools
 import random
 import re
+import threading
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from time import perf_counter_ns
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
-from django.http import HttpRequest, HttpResponseBase
+from django.core.handlers.wsgi import get_path_info, get_script_name
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
 from django.urls import NoReverseMatch, get_urlconf, reverse
 from django.utils.functional import empty
 
@@ -50,7 +53,9 @@ class SignalDashboardMiddleware:
         origin = self._start(request)
         if origin is None:
             with suspended():
-                return self.get_response(request)  # type: ignore[return-value]
+                response = self.get_response(request)
+            _close_with(response, None)  # type: ignore[arg-type]
+            return response
         token = current_origin.set(origin)
         try:
             response = self.get_response(request)
@@ -63,7 +68,9 @@ class SignalDashboardMiddleware:
         origin = self._start(request)
         if origin is None:
             with suspended():
-                return await self.get_response(request)  # type: ignore[misc]
+                response = await self.get_response(request)  # type: ignore[misc]
+            _close_with(response, None)
+            return response
         token = current_origin.set(origin)
         try:
             response = await self.get_response(request)  # type: ignore[misc]
@@ -74,25 +81,32 @@ class SignalDashboardMiddleware:
 
     def _start(self, request: HttpRequest) -> Origin | None:
         """The request's origin, or None for a request that is not traced (an excluded path,
-        or not sampled)."""
-        if any(request.path.startswith(prefix) for prefix in excluded_paths()):
-            return None
-        rate = conf.get_config()["SAMPLE_RATE"]
-        if rate < 1 and random.random() >= rate:
-            return None  # not sampled: this request's sends are not traced
-        request_id = _request_id(request.headers.get(REQUEST_ID_HEADER))
-        request.signal_dashboard_request_id = request_id  # type: ignore[attr-defined]
-        return Origin(
-            kind="request",
-            name=f"{request.method} {request.path}",
-            request_id=request_id,
-            method=request.method,
-            path=request.path,
-            user_id=_known_user_id(request),
-            started_ns=perf_counter_ns(),
-        )
+        or not sampled): the one made as ``request_started`` was sent, if it was."""
+        key = getattr(request, "scope", None) or getattr(request, "environ", None)
+        started = _started.pop(id(key), None)
+        if started is not None and started[0] is key:
+            origin = started[1]
+            if origin is None:
+                return None
+            origin.user_id = _known_user_id(request)
+        else:
+            origin = _new_origin(
+                request.method, request.path, request.headers.get(REQUEST_ID_HEADER)
+            )
+            if origin is None:
+                return None
+        request.signal_dashboard_request_id = origin.request_id  # type: ignore[attr-defined]
+        return origin
 
     def _finish(self, request: HttpRequest, origin: Origin, response: HttpResponseBase) -> None:
+        _close_with(response, origin)
+        if isinstance(response, StreamingHttpResponse):
+            # Streamed after this returns: the sends made while streaming are the request's.
+            content = response.streaming_content
+            if response.is_async:
+                response.streaming_content = _astream_as(origin, content)  # type: ignore[arg-type]
+            else:
+                response.streaming_content = _stream_as(origin, content)  # type: ignore[arg-type]
         origin.duration_ns = perf_counter_ns() - origin.started_ns
         origin.status = response.status_code
         if origin.user_id is None:
@@ -103,6 +117,128 @@ class SignalDashboardMiddleware:
         timing = f'signals;dur={origin.receiver_ns / 1e6:.3f};desc="{origin.signal_count} signals"'
         existing = response.headers.get("Server-Timing")
         response.headers["Server-Timing"] = f"{existing}, {timing}" if existing else timing
+
+
+# --- request_started and request_finished -------------------------------------------------
+# Django sends request_started before the request object exists and the middleware runs, and
+# request_finished when the server closes the response, after the middleware returned. Both are
+# attributed to their request: the origin is made as request_started is sent (from its environ
+# or scope, which the request is then built around) and taken up here; the response's close()
+# names it to the request_finished send that ends it.
+
+# Origins made by request_started sends, by id() of their environ or scope (kept beside, so that
+# a recycled id is told apart), until the middleware takes them; None: not traced.
+_started: OrderedDict[int, tuple[Mapping[str, Any], Origin | None]] = OrderedDict()
+# Requests whose middleware never ran (no SignalDashboardMiddleware, or a request Django turned
+# down before it) leave their entry: only the latest are kept.
+MAX_STARTED = 64
+_MIDDLEWARE_PATH = f"{__name__}.SignalDashboardMiddleware"
+
+
+class _Closing(threading.local):
+    """The request whose response is being closed on this thread, for its request_finished."""
+
+    origin: Origin | object | None = None  # None: no request; NOT_TRACED: a request not traced
+
+
+_closing = _Closing()
+NOT_TRACED = object()
+
+
+def started_origin(named: Mapping[str, Any], current: Origin) -> Origin | None:
+    """The origin of a request_started send (``current`` if none can be made), or None if the
+    request is not traced."""
+    if _MIDDLEWARE_PATH not in settings.MIDDLEWARE:
+        return current
+    environ, scope = named.get("environ"), named.get("scope")
+    if isinstance(environ, dict):
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        script_name, path_info = get_script_name(environ), get_path_info(environ)
+        path = "{}/{}".format(script_name.rstrip("/"), path_info.replace("/", "", 1))
+        incoming = environ.get("HTTP_X_REQUEST_ID")
+        key: Mapping[str, Any] = environ
+    elif isinstance(scope, dict) and scope.get("type") == "http":
+        method = str(scope.get("method", "GET")).upper()
+        path = str(scope.get("path", ""))
+        incoming = _header(scope, b"x-request-id")
+        key = scope
+    else:
+        return current
+    origin = _new_origin(method, path, incoming)
+    _started[id(key)] = (key, origin)
+    while len(_started) > MAX_STARTED:
+        _started.popitem(last=False)
+    return origin
+
+
+def finished_origin(current: Origin) -> Origin | None:
+    """The origin of a request_finished send (``current`` if no response of a request is being
+    closed here), or None if the request is not traced."""
+    origin = _closing.origin
+    if origin is None:
+        return current
+    _closing.origin = None
+    return None if origin is NOT_TRACED else origin  # type: ignore[return-value]
+
+
+def _close_with(response: HttpResponseBase, origin: Origin | None) -> None:
+    """Name the request to the request_finished send of this response's close()."""
+    closers = getattr(response, "_resource_closers", None)
+    if isinstance(closers, list):
+        value = NOT_TRACED if origin is None else origin
+        closers.append(functools.partial(setattr, _closing, "origin", value))
+
+
+def _stream_as(origin: Origin, content: Iterator[bytes]) -> Iterator[bytes]:
+    while True:
+        token = current_origin.set(origin)
+        try:
+            chunk = next(content)
+        except StopIteration:
+            return
+        finally:
+            current_origin.reset(token)
+        yield chunk
+
+
+async def _astream_as(origin: Origin, content: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    while True:
+        token = current_origin.set(origin)
+        try:
+            chunk = await anext(content)
+        except StopAsyncIteration:
+            return
+        finally:
+            current_origin.reset(token)
+        yield chunk
+
+
+def _new_origin(method: str | None, path: str, incoming_id: str | None) -> Origin | None:
+    """A request's origin, or None for a request that is not traced (an excluded path, or not
+    sampled)."""
+    if any(path.startswith(prefix) for prefix in excluded_paths()):
+        return None
+    rate = conf.get_config()["SAMPLE_RATE"]
+    if rate < 1 and random.random() >= rate:
+        return None  # not sampled: this request's sends are not traced
+    return Origin(
+        kind="request",
+        name=f"{method} {path}",
+        request_id=_request_id(incoming_id),
+        method=method,
+        path=path,
+        started_ns=perf_counter_ns(),
+    )
+
+
+def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers") or ():
+        if key.lower() == name:
+            try:
+                return bytes(value).decode("latin-1")
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 def request_summary(origin: Origin) -> dict[str, Any]:

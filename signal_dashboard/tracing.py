@@ -21,7 +21,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core.management.base import BaseCommand
-from django.core.signals import setting_changed
+from django.core.signals import request_finished, request_started, setting_changed
 from django.dispatch import Signal, dispatcher
 
 from . import conf, events, payload
@@ -263,18 +263,28 @@ def _new_event(
     if parent is SUSPENDED:
         return None
     try:
-        return SignalEvent(
-            signal,
-            sender,
-            method,
-            named,
-            parent,
-            parent.origin if parent else current_origin.get(),
-            perf_counter_ns(),
-        )
+        if parent is not None:
+            origin = parent.origin
+        elif signal is request_started or signal is request_finished:
+            origin = _request_boundary_origin(signal, named)
+            if origin is None:
+                return None
+        else:
+            origin = current_origin.get()
+        return SignalEvent(signal, sender, method, named, parent, origin, perf_counter_ns())
     except Exception:
         _Failures.add()
         return None
+
+
+def _request_boundary_origin(signal: Signal, named: dict[str, Any]) -> Origin | None:
+    """The request a request_started or request_finished send belongs to (None: a request
+    that is not traced)."""
+    from .middleware import finished_origin, started_origin  # it needs the settings
+
+    if signal is request_started:
+        return started_origin(named, current_origin.get())
+    return finished_origin(current_origin.get())
 
 
 def _record_empty(signal: Signal, sender: Any, named: dict[str, Any], method: str) -> None:

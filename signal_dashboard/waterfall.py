@@ -52,8 +52,10 @@ def build(origin: Origin, events: Iterable[SignalEvent]) -> Waterfall:
     own = sorted((event for event in events if event.origin is origin), key=_start)
     waterfall = Waterfall(origin, missing=max(0, origin.signal_count - len(own)))
     start = origin.started_ns
-    span = origin.duration_ns or max(
-        (event.start_ns + event.duration_ns - start for event in own), default=0
+    # request_finished is sent as the server closes the response, after the request's end.
+    span = max(
+        origin.duration_ns or 0,
+        max((event.start_ns + event.duration_ns - start for event in own), default=0),
     )
     children: dict[int, list[SignalEvent]] = {}
     present = {id(event) for event in own}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+
 from django.dispatch import Signal
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import URLPattern, URLResolver, include, path
 
@@ -31,6 +33,22 @@ def order_pizza(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ordered")
 
 
+def stream_toppings(request: HttpRequest) -> StreamingHttpResponse:
+    def chunks() -> Iterator[str]:
+        yield "saving "
+        yield f"saved {Topping.objects.create(name='streamed').pk}"
+
+    return StreamingHttpResponse(chunks())
+
+
+async def astream_toppings(request: HttpRequest) -> StreamingHttpResponse:
+    async def chunks() -> AsyncIterator[str]:
+        yield "saving "
+        yield f"saved {(await Topping.objects.acreate(name='streamed')).pk}"
+
+    return StreamingHttpResponse(chunks())
+
+
 def broken(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("view failed")
 
@@ -43,6 +61,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("toppings/save/", save_topping),
     path("toppings/async-save/", async_save_topping),
     path("toppings/", toppings_page),
+    path("toppings/stream/", stream_toppings),
+    path("toppings/async-stream/", astream_toppings),
     path("broken/", broken),
     path("order/", order_pizza),
     path("signals/", include("signal_dashboard.urls")),
