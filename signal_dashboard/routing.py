@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
-from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
+from .access import OriginValidator
 from .conf import get_config
 from .consumers import DashboardConsumer
 
 websocket_urlpatterns = [path(get_config()["WEBSOCKET_PATH"], DashboardConsumer.as_asgi())]
 
-# Origins are checked against ALLOWED_HOSTS; the session cookie gives the user.
-websocket_application = AllowedHostsOriginValidator(
-    AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-)
+# Only the dashboard's own pages (or trusted origins) may open it; the session cookie gives the
+# user.
+websocket_application = OriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))

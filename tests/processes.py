@@ -147,7 +147,7 @@ def http_get(url: str, timeout: float = 10) -> tuple[int, str]:
 async def open_dashboard_socket(ws_url: str, session_key: str, origin: str) -> ClientConnection:
     """The dashboard's WebSocket, opened as the session's user; close it when done.
 
-    ``origin`` must name a host in ALLOWED_HOSTS (``DaphneServer.url`` does).
+    ``origin`` must be the server's own (``DaphneServer.url`` is): the socket refuses others.
     """
     return await connect(
         ws_url + DASHBOARD_SOCKET_PATH,
