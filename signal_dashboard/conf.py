@@ -28,7 +28,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_ITEMS": 20,
     "MAX_DEPTH": 3,
     "MAX_TRACEBACK_LENGTH": 8000,
-    # Extra keys to mask, beyond the ones Django's SafeExceptionReporterFilter hides.
+    # Extra keys to mask. Always masked, in any case and at any depth: keys containing what
+    # Django's SafeExceptionReporterFilter hides (API, AUTH, TOKEN, KEY, SECRET, PASS, SIGNATURE,
+    # HTTP_COOKIE), or SESSION, COOKIE or CSRF.
     "SENSITIVE_KEYS": (),
     "MASK": "********************",
     # Longest X-Request-ID accepted from a client; longer or malformed ones are replaced.

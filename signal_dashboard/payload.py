@@ -64,6 +64,13 @@ _CONTEXT_BUILTINS = frozenset({"True", "False", "None"})
 # The dict key that says how many items a summary left out.
 _MORE = "…"
 
+# Keys whose values are masked: those Django's error reports hide, and the session, its cookies and
+# the CSRF token, which are worth as much as a password to whoever reads the dashboard.
+SENSITIVE_KEYS = re.compile(
+    "|".join([SafeExceptionReporterFilter.hidden_settings.pattern, "SESSION|COOKIE|CSRF"]),
+    SafeExceptionReporterFilter.hidden_settings.flags | re.IGNORECASE,
+)
+
 # Bounds of the per-Limits memo of which keys are sensitive.
 _MEMO_KEY_LENGTH = 100
 _MEMO_SIZE = 4096
@@ -77,7 +84,7 @@ class Limits:
     max_items: int = 20
     max_depth: int = 3
     mask: str = "********************"
-    sensitive: re.Pattern[str] = SafeExceptionReporterFilter.hidden_settings
+    sensitive: re.Pattern[str] = SENSITIVE_KEYS
     # The case-insensitive search costs about a microsecond, and the same keys come up every send.
     _masked_keys: dict[str, bool] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -85,19 +92,19 @@ class Limits:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Limits:
-        """Build the limits from ``conf.get_config()``; SENSITIVE_KEYS extend Django's pattern."""
+        """Build the limits from ``conf.get_config()``; the SENSITIVE_KEYS setting extends
+        :data:`SENSITIVE_KEYS`."""
         extra = config["SENSITIVE_KEYS"]
         if isinstance(extra, str):  # one name, not a sequence of one-letter names
             extra = (extra,)
-        hidden = SafeExceptionReporterFilter.hidden_settings
         # Empty names are dropped: an empty alternative would match, and mask, every key.
-        pattern = "|".join([hidden.pattern, *(re.escape(name) for name in extra if name)])
+        pattern = "|".join([SENSITIVE_KEYS.pattern, *(re.escape(name) for name in extra if name)])
         return cls(
             max_string=config["MAX_STRING_LENGTH"],
             max_items=config["MAX_ITEMS"],
             max_depth=config["MAX_DEPTH"],
             mask=config["MASK"],
-            sensitive=re.compile(pattern, hidden.flags | re.IGNORECASE),
+            sensitive=re.compile(pattern, SENSITIVE_KEYS.flags),
         )
 
     def is_sensitive(self, key: str) -> bool:

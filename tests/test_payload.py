@@ -368,6 +368,69 @@ def test_sensitive_keys_are_masked_at_every_depth(limits: Limits) -> None:
     assert summary["data"]["a"]["b"]["c"]["d"] == {"PIN_CODE": MASK, "shown": "yes"}
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cookies",
+        "COOKIES",
+        "Set-Cookie",
+        "sessionid",
+        "session",
+        "session_key",
+        "SESSION_COOKIE_VALUE",
+        "csrftoken",
+        "csrf",
+        "X-CSRF",
+        "csrfmiddlewaretoken",
+    ],
+)
+def test_session_cookie_and_csrf_keys_are_masked_by_default(name: str) -> None:
+    limits = Limits.from_config(DEFAULTS)
+    deep = Limits(max_depth=10)
+
+    top = summarize_kwargs(post_save, {name: SECRET, "shown": "yes"}, limits)
+    nested = summarize_kwargs(
+        post_save,
+        {"data": {"headers": [{"a": {"b": {name: {"any": SECRET}, "shown": "yes"}}}]}},
+        deep,
+    )
+
+    assert top == {name: MASK, "shown": "yes"}
+    assert nested == {"data": {"headers": [{"a": {"b": {name: MASK, "shown": "yes"}}}]}}
+
+
+def test_cookies_and_sessions_are_masked_where_they_are_passed(limits: Limits, rf: Any) -> None:
+    request = rf.get("/", HTTP_COOKIE=f"sessionid={COOKIE}")
+    named = {
+        "cookies": {"sessionid": COOKIE},
+        "response_cookies": {"csrftoken": COOKIE},
+        "request": request,
+        "environ": request.environ,
+        "extra": {"headers": {"Cookie": f"sessionid={COOKIE}", "Accept": "text/html"}},
+        "state": ({"session": {"_auth_user_id": "1"}}, [{"session_key": COOKIE}]),
+    }
+
+    summary = summarize_kwargs(post_save, named, limits)
+
+    assert COOKIE not in dumped(summary)
+    assert summary["cookies"] == summary["response_cookies"] == MASK
+    assert summary["extra"] == {"headers": {"Cookie": MASK, "Accept": "text/html"}}
+    assert summary["state"] == [{"session": MASK}, [{"session_key": MASK}]]
+
+
+def test_sensitive_keys_setting_adds_to_the_default_masks() -> None:
+    limits = Limits.from_config({**DEFAULTS, "SENSITIVE_KEYS": ("iban",)})
+    named = {"iban": SECRET, "cookies": {"sessionid": SECRET}, "data": {"csrf": SECRET}}
+
+    summary = summarize_kwargs(post_save, named, limits)
+
+    assert summary == {"iban": MASK, "cookies": MASK, "data": {"csrf": MASK}}
+    assert summarize({"sessionid": SECRET, "iban": SECRET}, limits) == {
+        "sessionid": MASK,
+        "iban": MASK,
+    }
+
+
 def test_a_long_key_is_masked_even_when_truncated(limits: Limits) -> None:
     summary = summarize({"x" * 300 + "_password": SECRET}, limits)
 
