@@ -7,6 +7,11 @@ back is HTML that htmx swaps in by element id. Besides the stream's rows, the la
 the request list are pushed again whenever they changed, at most every ``TABLES_INTERVAL``
 (less often when they take long to make, see ``TABLES_SHARE``).
 
+Every message changes the socket's state at once, in the order they come. The re-renders that
+filter and table messages ask for come at most once per ``RERENDER_INTERVAL``, under the newest
+state: of a burst of filters only the newest is rendered, and the page is told how many were
+superseded.
+
 However many dashboards are open, the process renders each row once (:class:`RowFragments`)
 and the tables once per filter, table query and version of the data (:class:`SharedTables`);
 a socket only renders its own status line around them.
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Hashable, Mapping, Sequence
@@ -61,6 +67,10 @@ TABLES_INTERVAL = 1.0
 TABLES_SHARE = 0.05
 # Tables no socket asked for in this long are forgotten (seconds).
 TABLES_KEPT = 60.0
+# A socket re-renders its stream for a new filter, or its tables for a new table query, at most
+# once per this many seconds after the last re-render ended (the page's filter form already waits
+# for typing to pause); what is asked meanwhile waits, and only the newest is rendered.
+RERENDER_INTERVAL = 0.25
 # Keys htmx's ws extension adds to every message besides the form's fields.
 _ENVELOPE_KEYS = frozenset({"HEADERS", "action"})
 _TABLE_KEYS = _ENVELOPE_KEYS | frozenset(TableQuery.PARAMS)
@@ -104,6 +114,12 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.pushed_at = 0.0
         self.tables_version: Version | None = None
         self.tables_refresh: asyncio.Task[None] | None = None
+        self.rerender: asyncio.Task[None] | None = None
+        self.rerendered_at = -math.inf
+        self.stream_stale = False
+        self.tables_stale = False
+        self.superseded = 0  # filter messages never rendered: a newer one came first
+        self.superseded_shown = 0
         query = dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
         self.filter_error = ""
         try:
@@ -130,6 +146,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         if getattr(self, "joined", False):
             self.joined = False
             self._stop_tables_refresh()
+            self._stop_rerender()
             if self.shared:
                 await relay.detach(self.deliver)
             else:
@@ -166,14 +183,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         except FilterError as error:
             await self.send_error(str(error))
             return
-        rows = [
-            row
-            for row in await sync_to_async(recent_rows, thread_sensitive=False)()
-            if row["timestamp"] > self.cleared_at and self.filter.matches(row)
-        ]
-        self.held.clear()
-        await self.push(rows, replace=True)
-        await self.push_tables()
+        self._rerender_soon(stream=True)
 
     async def action_table(self, message: dict[str, Any]) -> None:
         """Regroup, re-sort or change the span of the latency table; the same sort column
@@ -197,7 +207,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         except ValueError as error:
             await self.send_error(str(error))
             return
-        await self.push_tables()
+        self._rerender_soon(stream=False)
 
     async def action_pause(self, message: dict[str, Any]) -> None:
         self.paused = True
@@ -214,6 +224,54 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.held.clear()
         await self.push([], replace=True)
 
+    def _rerender_soon(self, *, stream: bool) -> None:
+        """Re-render the stream and the tables (``stream``), or the tables alone, under the
+        state as it is then: now, or ``RERENDER_INTERVAL`` after the last re-render ended."""
+        if stream and self.stream_stale:
+            self.superseded += 1  # the filter waiting for its re-render will never have it
+        self.stream_stale = self.stream_stale or stream
+        self.tables_stale = True
+        if self.rerender is None or self.rerender.done():
+            self.rerender = asyncio.ensure_future(self._rerender())
+
+    async def _rerender(self) -> None:
+        """The re-renders asked for, one after the other, until none is."""
+        try:
+            while self.tables_stale:  # every re-render includes the tables
+                wait = self.rerendered_at + RERENDER_INTERVAL - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if self.stream_stale:
+                    await self._replace_rows()
+                self.tables_stale = False
+                await self.push_tables()
+                if self.superseded != self.superseded_shown:
+                    self.superseded_shown = self.superseded
+                    await self.send(
+                        text_data=render_to_string(
+                            "signal_dashboard/_superseded.html", {"superseded": self.superseded}
+                        )
+                    )
+                self.rerendered_at = time.monotonic()
+        except Exception:
+            logger.exception("signal_dashboard could not re-render a dashboard")
+
+    def _stop_rerender(self) -> None:
+        if self.rerender is not None:
+            self.rerender.cancel()
+            self.rerender = None
+
+    async def _replace_rows(self) -> None:
+        """The stream's rows replaced by those of the recent events the filter matches."""
+        rows = await sync_to_async(recent_rows, thread_sensitive=False)()
+        # What came meanwhile (another filter, a clear) is rendered here, under the newest state.
+        self.stream_stale = False
+        matching = [
+            row for row in rows if row["timestamp"] > self.cleared_at and self.filter.matches(row)
+        ]
+        self.held.clear()
+        await self.push(matching, replace=True)
+
     # -- from the broadcaster ---------------------------------------------------------------
 
     async def deliver(self, batch: Mapping[str, Any]) -> None:
@@ -225,6 +283,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             if batch["type"] == "transport.down":
                 self.joined = False  # the relay has let go of this socket
                 self._stop_tables_refresh()
+                self._stop_rerender()
                 await self.close_transport_down(batch["error"])
             elif batch["type"] == "dashboard.tick":
                 await self.dashboard_tick(batch)

@@ -8,7 +8,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -94,6 +94,14 @@ async def next_push(communicator: WebsocketCommunicator, containing: str) -> str
             return message
         seen.append(message)
     raise AssertionError(f"no message containing {containing!r} within {TIMEOUT}s: {seen[-3:]}")
+
+
+async def pushes_until(communicator: WebsocketCommunicator, containing: str) -> list[str]:
+    """Every message up to the first that contains ``containing``, that one included."""
+    pushes = []
+    while not pushes or containing not in pushes[-1]:
+        pushes.append(await communicator.receive_from(timeout=TIMEOUT))
+    return pushes
 
 
 def senders(html: str) -> list[str]:
@@ -235,6 +243,131 @@ def test_clear_empties_the_rows_and_refilters_only_newer_events() -> None:
         await communicator.send_to(text_data=json.dumps({"action": "filter"}))
         refiltered = await next_push(communicator, 'hx-swap-oob="innerHTML"')
         assert senders(refiltered) == []
+        await communicator.disconnect()
+
+    run(test)
+
+
+class HeldRenders:
+    """Counts the stream's re-renders (each reads the recent events once) and holds the first
+    one back until ``release()``: messages sent meanwhile queue up behind it, as behind a slow
+    one."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.started: list[float] = []
+        self._released = threading.Event()
+        self._real = consumers.recent_rows
+
+    def recent_rows(self) -> list[dict[str, Any]]:
+        self.count += 1
+        self.started.append(time.monotonic())
+        self._released.wait(TIMEOUT)
+        return self._real()
+
+    def release(self) -> None:
+        self._released.set()
+
+
+@pytest.fixture
+def renders(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldRenders]:
+    held = HeldRenders()
+    monkeypatch.setattr(consumers, "recent_rows", held.recent_rows)
+    try:
+        yield held
+    finally:
+        held.release()
+
+
+def filter_message(**fields: str) -> str:
+    return json.dumps({"action": "filter", **fields, "HEADERS": {"HX-Request": "true"}})
+
+
+# Sent after other messages, its error says they have all been received.
+BARRIER = json.dumps({"action": "barrier"})
+
+
+@pytest.mark.usefixtures("no_timed_flush")
+def test_a_burst_of_filters_renders_only_the_newest(renders: HeldRenders) -> None:
+    async def test() -> None:
+        send_pizza()
+        send_order()
+        communicator = await connect(staff())
+        for _ in range(999):
+            await communicator.send_to(text_data=filter_message(sender="Order"))
+        await communicator.send_to(text_data=filter_message(sender="Pizza"))
+        await communicator.send_to(text_data=BARRIER)
+        await next_push(communicator, "Unknown action")
+        renders.release()
+        pushes = await pushes_until(communicator, "superseded")
+        pushes += await pushes_after(communicator)
+        await communicator.disconnect()
+        # One re-render, of the newest filter: the others came while it waited.
+        [replaced] = [push for push in pushes if 'hx-swap-oob="innerHTML"' in push]
+        assert renders.count == 1
+        assert senders(replaced)
+        assert set(senders(replaced)) == {"tests.test_consumers.Pizza"}
+        [notice] = [push for push in pushes if "superseded" in push]
+        assert "· 999 superseded filter messages dropped" in notice
+
+    run(test)
+
+
+def test_filters_are_rerendered_at_most_once_per_interval(
+    renders: HeldRenders, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(consumers, "RERENDER_INTERVAL", 0.5)
+    renders.release()
+
+    async def test() -> None:
+        send_pizza()
+        send_order()
+        communicator = await connect(staff())
+        await communicator.send_to(text_data=filter_message(sender="Order"))
+        first = await next_push(communicator, 'hx-swap-oob="innerHTML"')
+        await communicator.send_to(text_data=filter_message(sender="Pizza"))
+        second = await next_push(communicator, 'hx-swap-oob="innerHTML"')
+        await communicator.disconnect()
+        assert set(senders(first)) == {"tests.test_consumers.Order"}
+        assert set(senders(second)) == {"tests.test_consumers.Pizza"}
+        assert renders.count == 2
+        assert renders.started[1] - renders.started[0] >= 0.5
+
+    run(test)
+
+
+@pytest.mark.usefixtures("no_timed_flush")
+def test_pause_resume_and_clear_keep_their_place_among_filters(renders: HeldRenders) -> None:
+    async def test() -> None:
+        send_pizza()
+        send_order()
+        communicator = await connect(staff())
+        # The first filter's re-render is held back while the others arrive.
+        for message in (
+            filter_message(sender="Pizza"),
+            json.dumps({"action": "pause"}),
+            json.dumps({"action": "clear"}),
+            filter_message(sender="Order"),
+            json.dumps({"action": "resume"}),
+            BARRIER,
+        ):
+            await communicator.send_to(text_data=message)
+        await next_push(communicator, "Unknown action")
+        renders.release()
+        pushes = await pushes_until(communicator, "superseded")
+        pushes += await pushes_after(communicator)
+        # Re-rendered once, under the filter sent last and after the clear: nothing yet.
+        [replaced] = [push for push in pushes if 'hx-swap-oob="innerHTML"' in push]
+        assert senders(replaced) == []
+        assert '<span id="sd-held" hidden>' in replaced  # resumed
+        [notice] = [push for push in pushes if "superseded" in push]
+        assert "· 1 superseded filter message dropped" in notice
+        send_pizza()
+        send_order()
+        await flush()
+        assert senders(await next_push(communicator, "data-sender")) == [
+            "tests.test_consumers.Order"
+        ]
         await communicator.disconnect()
 
     run(test)
