@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """Lint, then run the test suite once per supported Python/Django pair, each in its own venv.
 
+Each suite runs pytest, then some of Django's own tests (those of its dispatcher and signals)
+with tracing installed: see tests/django_suite.py.
+
     python3 tests/run.py                        lint and every suite
     python3 tests/run.py --python 3.11          lint and one suite
     python3 tests/run.py -x tests/test_conf.py  other arguments (or all after --) go to pytest
+    python3 tests/run.py --no-django-suite      pytest only
+    python3 tests/run.py --django-suite auth_tests cache   these labels of Django's tests
 
 Standard library only: on a fresh machine this is what installs everything else.
 """
@@ -12,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import platform
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,6 +218,35 @@ def run_pytest(venv_python: Path, pytest_args: Sequence[str]) -> tuple[bool, str
     return False, f"{label}: failed (pytest exit code {returncode})"
 
 
+def _in_words(labels: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    *others, last = labels
+    return f"{', '.join(others)} and {last}" if others else last
+
+
+def run_django_suite(venv_python: Path, labels: Sequence[str]) -> tuple[bool, str]:
+    """Run Django's own tests with tracing installed (tests/django_suite.py): (passed, summary
+    line)."""
+    with tempfile.TemporaryDirectory() as folder:
+        report_path = Path(folder) / "report.json"
+        command = [venv_python, "tests/django_suite.py", *labels, "--report", report_path]
+        say("==> Django's own tests, traced (tests/django_suite.py)")
+        env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+        returncode = subprocess.run(command, cwd=REPO, env=env).returncode
+        report = json.loads(report_path.read_text()) if report_path.exists() else None
+    if report is None:
+        return False, f"Django's own tests, traced: failed (exit code {returncode})"
+    label = f"Django {report['django']}'s own {_in_words(report['labels'])} tests, traced"
+    events, ignored = report["events"], report["ignored_exceptions"]
+    recorded = f"{events} events recorded" if events else "no events recorded"
+    if returncode == 0:
+        return True, f"{label}: passed ({recorded})"
+    reasons = [] if report["passed"] else ["tests failed"]
+    if ignored:
+        reasons.append(f"ignored exceptions: {ignored}")
+    return False, f"{label}: failed ({', '.join([*reasons, recorded])})"
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="tests/run.py",
@@ -225,6 +261,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="run only the suite for this Python version",
     )
     parser.add_argument("--no-lint", action="store_true", help="skip ruff check and format")
+    django_suite = parser.add_mutually_exclusive_group()
+    django_suite.add_argument(
+        "--no-django-suite",
+        action="store_true",
+        help="skip the run of Django's own tests with tracing installed",
+    )
+    django_suite.add_argument(
+        "--django-suite",
+        nargs="+",
+        metavar="LABEL",
+        default=[],
+        help="run these labels of Django's own tests with tracing installed, instead of "
+        "those tests/django_suite.py runs by default",
+    )
     if "--" in argv:
         cut = argv.index("--")
         args = parser.parse_args(argv[:cut])
@@ -277,6 +327,10 @@ def main(argv: list[str]) -> int:
         passed |= ok
         failed |= not ok
         summary.append(line)
+        if not args.no_django_suite:
+            ok, line = run_django_suite(venv_python, args.django_suite)
+            failed |= not ok
+            summary.append(line)
 
     if not passed and not failed:
         summary.append("No suite ran.")
