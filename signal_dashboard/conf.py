@@ -42,6 +42,11 @@ DEFAULTS: dict[str, Any] = {
     "WEBSOCKET_PATH": "ws/signals/",
     # Sends, and receivers whose p95 latency is, at least this long are highlighted.
     "SLOW_MS": 100,
+    # In each request or command (outside them, each second), the first this many sends of each
+    # (signal, sender) are kept in full; further ones are timed and counted in the statistics and
+    # folded, and only those whose receiver raised or took SLOW_MS are kept in full.
+    # None: every send in full.
+    "DETAIL_LIMIT": None,
     # The rolling window of the latency statistics, beside the totals since start.
     "STATS_WINDOW_SECONDS": 300,
     # A receiver that runs more than this many times inside one request or command is a storm.

@@ -50,6 +50,10 @@ class Origin:
     # Receivers that ran more than STORM_THRESHOLD times here: (label, calls), set at the end.
     storms: list[tuple[str, int]] = field(default_factory=list)
     error: str | None = None  # a command's exception, as "Type: message"
+    # Sends made here per (id of signal, id of sender), against DETAIL_LIMIT; the process's are
+    # counted afresh every second, from ``sent_since`` (perf_counter_ns).
+    sent: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
+    sent_since: int = 0
     # Names the request or command in this process's dashboard URLs (request ids may repeat).
     id: int = field(default_factory=_next_origin_id)
     pid: int = field(default=PID)

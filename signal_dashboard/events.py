@@ -226,10 +226,14 @@ class SignalEvent:
         "method",
         "origin",
         "parent",
+        "payload_after_send",
         "sender_key",
         "signal_key",
         "start_ns",
     )
+
+    # Its receivers' results are summarized (a LightSend's are not).
+    detailed = True
 
     def __init__(
         self,
@@ -242,6 +246,8 @@ class SignalEvent:
         start_ns: int,
     ) -> None:
         self.id = _next_id()
+        # True for an outlier of a folded pair, whose kwargs were read after its receivers ran.
+        self.payload_after_send = False
         # handle_of(), inlined: this runs for every send.
         handle = _handles.get(id(signal))
         if handle is None or handle() is not signal:
@@ -364,6 +370,7 @@ class SignalEvent:
             "origin": self.origin.as_dict(),
             "depth": self.depth,
             "parent_id": None if parent is None else parent.uid,
+            "payload_after_send": self.payload_after_send,
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -407,6 +414,139 @@ class SignalEvent:
 
     def __repr__(self) -> str:
         return f"<SignalEvent {self.signal_label} sender={self.sender_label} id={self.id}>"
+
+
+class LightSend:
+    """A send past the detail limit of its (signal, sender) in its origin: its receivers are
+    timed and counted in the statistics and the folds, but no event, payload or row is made.
+
+    While it runs it holds the signal, the sender and the kwargs, in case it turns out to be an
+    outlier (see :meth:`promote`); :meth:`settle` lets go of them before it is recorded.
+    """
+
+    __slots__ = (
+        "calls",
+        "duration_ns",
+        "method",
+        "named",
+        "origin",
+        "parent",
+        "sender",
+        "sender_key",
+        "signal",
+        "signal_key",
+        "start_ns",
+    )
+
+    detailed = False
+    id = 0  # no event to show: see SlowestCalls
+    uid = None
+
+    def __init__(
+        self,
+        signal: Signal,
+        sender: Any,
+        method: str,
+        named: dict[str, Any],
+        parent: SignalEvent | LightSend | None,
+        origin: Origin,
+        start_ns: int,
+    ) -> None:
+        self.signal: Signal | None = signal
+        self.sender = sender
+        self.method = method
+        self.named: dict[str, Any] | None = named
+        self.parent = parent
+        self.origin = origin
+        self.start_ns = start_ns
+        self.duration_ns = 0
+        self.calls: list[tuple[Any, bool, int, int, Any, ErrorInfo | None]] = []
+
+    @property
+    def timestamp(self) -> float:
+        return (self.start_ns + _WALL_OFFSET_NS) / 1e9
+
+    def promote(self) -> SignalEvent:
+        """The full event of this send, its kwargs read now, after its receivers ran."""
+        event = SignalEvent(
+            self.signal,  # type: ignore[arg-type]
+            self.sender,
+            self.method,
+            self.named or {},
+            self.parent,  # type: ignore[arg-type]
+            self.origin,
+            self.start_ns,
+        )
+        event.payload_after_send = True
+        event.calls = self.calls
+        event.duration_ns = self.duration_ns
+        self.settle()
+        return event
+
+    def settle(self) -> None:
+        """Keep the signal and sender as keys (a handle or a label), never the objects."""
+        signal, sender = self.signal, self.sender
+        self.signal_key = handle_of(signal)
+        if isinstance(sender, type):
+            self.sender_key = handle_of(sender)
+        elif type(sender) in _PLAIN_SENDERS:
+            self.sender_key = sender
+        else:
+            self.sender_key = sender_label(sender)
+        self.signal = self.sender = self.named = None
+
+
+class Fold:
+    """The light sends of one (origin, signal, sender, receiver): how many, the time in the
+    receiver in all and the slowest call. Outside requests and commands, one fold a second."""
+
+    __slots__ = (
+        "count",
+        "first_ns",
+        "last_ns",
+        "max_ns",
+        "origin",
+        "receiver_key",
+        "sender_key",
+        "signal_key",
+        "total_ns",
+    )
+
+    def __init__(self, send: LightSend, receiver_key: Any) -> None:
+        self.origin = send.origin
+        self.signal_key = send.signal_key
+        self.sender_key = send.sender_key
+        self.receiver_key = receiver_key  # None for sends that reached no receiver
+        self.count = self.total_ns = self.max_ns = 0
+        self.first_ns = self.last_ns = send.start_ns
+
+    def add(self, start_ns: int, duration_ns: int) -> None:
+        self.count += 1
+        self.total_ns += duration_ns
+        if duration_ns > self.max_ns:
+            self.max_ns = duration_ns
+        self.last_ns = start_ns
+
+    @property
+    def receiver_label(self) -> str | None:
+        key = self.receiver_key
+        return None if key is None else receiver_label(key)[0]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "signal": key_label(self.signal_key),
+            "sender": key_label(self.sender_key),
+            "receiver": self.receiver_label,
+            "origin": self.origin.as_dict(),
+            "count": self.count,
+            "total_ns": self.total_ns,
+            "max_ns": self.max_ns,
+            "first_timestamp": (self.first_ns + _WALL_OFFSET_NS) / 1e9,
+            "last_timestamp": (self.last_ns + _WALL_OFFSET_NS) / 1e9,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Fold {key_label(self.signal_key)} {self.receiver_label} x{self.count}>"
 
 
 _start = operator.itemgetter(2)  # of a call tuple

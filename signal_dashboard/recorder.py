@@ -16,9 +16,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import context
+from .events import Fold, LightSend
 from .stats import LatencyStore
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ class Recorder:
         self._events: deque[SignalEvent] = deque(maxlen=size)
         self._requests: deque[Origin] = deque(maxlen=request_size)
         self._latency = LatencyStore()
+        self._folds: dict[tuple[Any, ...], Fold] = {}
         # Never replaced: the sending threads append to it through ``recorder.pending``.
         self.pending: deque[SignalEvent | Origin] = deque()
         self.lost = 0  # events and requests that found ``pending`` full
@@ -121,6 +123,12 @@ class Recorder:
                 item.storms = latency.record_origin(item)
                 self._requests.append(item)
                 continue
+            if type(item) is LightSend:
+                batch.append(item)  # type: ignore[arg-type]
+                if item.origin is not process:
+                    item.origin.count_calls(item)  # type: ignore[arg-type]
+                self._fold(item)
+                continue
             event: SignalEvent = item  # type: ignore[assignment]
             batch.append(event)
             events.append(event)
@@ -130,6 +138,21 @@ class Recorder:
                 self._call(subscriber, event)
         if batch:
             latency.record_many(batch)
+
+    def _fold(self, send: LightSend) -> None:
+        folds = self._folds
+        origin = send.origin
+        # The process's folds are per second, as its detail limit is.
+        when = send.start_ns // 1_000_000_000 if origin is context.PROCESS_ORIGIN else 0
+        calls = send.calls or [(None, False, send.start_ns, send.duration_ns, None, None)]
+        for receiver_key, _, start, duration, _, _ in calls:
+            key = (origin, send.signal_key, send.sender_key, receiver_key, when)
+            fold = folds.get(key)
+            if fold is None:
+                fold = folds[key] = Fold(send, receiver_key)
+                if len(folds) > self._events.maxlen:  # type: ignore[operator]
+                    del folds[next(iter(folds))]
+            fold.add(start, duration)
 
     def _call(self, subscriber: Subscriber, event: SignalEvent) -> None:
         try:
@@ -144,6 +167,14 @@ class Recorder:
         """The most recent events, oldest first."""
         self.drain()
         return self._events
+
+    @property
+    def folds(self) -> list[Fold]:
+        """The folds of the light sends (see DETAIL_LIMIT), oldest first; as many are kept as
+        events."""
+        self.drain()
+        with self._lock:
+            return list(self._folds.values())
 
     @property
     def requests(self) -> deque[Origin]:
@@ -241,6 +272,7 @@ class Recorder:
         with self._lock:
             self.drain()
             self._events.clear()
+            self._folds.clear()
             self._requests.clear()
             self._latency.clear()
 

@@ -504,6 +504,9 @@ class SlowCall:
         }
 
 
+_tie_breaks = itertools.count()
+
+
 class SlowestCalls:
     """A receiver's slowest calls, over all its series: at most ``kept`` of them."""
 
@@ -513,7 +516,7 @@ class SlowestCalls:
         self.kept = kept
         # A min-heap of (duration, tie-break, SlowCall); the tie-break is unique, so SlowCalls
         # are never compared.
-        self.heap: list[tuple[int, int, SlowCall]] = []
+        self.heap: list[tuple[int, int, int, SlowCall]] = []
         self.floor = -1  # what a call must exceed to enter: the least kept, once full
 
     def note(self, duration: int, event: SignalEvent) -> None:
@@ -521,7 +524,8 @@ class SlowestCalls:
         origin = event.origin
         call = SlowCall(duration, event.uid, event.timestamp, origin.name, origin.request_id)
         # Negated, so that of equally slow calls the latest leaves first and the earliest stay.
-        entry = (duration, -event.id, call)
+        # A light send has no id: the unique counter keeps SlowCalls from being compared.
+        entry = (duration, -event.id, next(_tie_breaks), call)
         heap = self.heap
         if len(heap) < self.kept:
             heapq.heappush(heap, entry)
@@ -531,12 +535,14 @@ class SlowestCalls:
             self.floor = heap[0][0]
 
     def calls(self) -> list[SlowCall]:
-        return [entry[2] for entry in list(self.heap)]
+        return [entry[3] for entry in list(self.heap)]
 
     def merge(self, calls: Iterable[SlowCall]) -> None:
         """Keep the slowest of these calls and the ones kept already."""
         merged = sorted([*self.calls(), *calls], key=_slowest_first)[: self.kept]
-        self.heap = [(call.duration_ns, -index, call) for index, call in enumerate(merged)]
+        self.heap = [
+            (call.duration_ns, -index, next(_tie_breaks), call) for index, call in enumerate(merged)
+        ]
         heapq.heapify(self.heap)
         if len(self.heap) >= self.kept:
             self.floor = self.heap[0][0]

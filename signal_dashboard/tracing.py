@@ -33,7 +33,14 @@ from .context import (
     current_origin,
     sync_send,
 )
-from .events import ErrorInfo, SignalEvent, error_info, receiver_key, summarize_result
+from .events import (
+    ErrorInfo,
+    LightSend,
+    SignalEvent,
+    error_info,
+    receiver_key,
+    summarize_result,
+)
 from .recorder import recorder
 
 logger = logging.getLogger("signal_dashboard")
@@ -52,6 +59,12 @@ _originals: dict[tuple[type, str], Callable[..., Any]] = {}
 
 
 _record_empty_sends = False
+# DETAIL_LIMIT (None: every send in full) and SLOW_MS, as read by configure().
+_detail_limit: int | None = None
+_slow_ns = 100_000_000
+# capture() blocks open that want every send in full.
+_full_detail = 0
+_SECOND_NS = 1_000_000_000
 _duration = operator.itemgetter(3)  # of a call tuple, see SignalEvent.calls
 
 
@@ -81,11 +94,20 @@ def tracing_failures() -> int:
 # holds a receiver; the rare results and exceptions are summarized as they happen.
 
 
-def _finish(event: SignalEvent, end_ns: int | None = None) -> None:
+def _finish(event: SignalEvent | LightSend, end_ns: int | None = None) -> None:
     """Time the send (it ended at ``end_ns`` if known), count it for its request, and hand it
-    to the recorder."""
+    to the recorder: a light send that turned out to be an outlier (a receiver raised, or took
+    SLOW_MS) as the full event it becomes."""
     try:
         event.duration_ns = (end_ns or perf_counter_ns()) - event.start_ns
+        if type(event) is LightSend:
+            slow_ns = _slow_ns
+            for call in event.calls:
+                if call[5] is not None or call[3] >= slow_ns:
+                    event = event.promote()
+                    break
+            else:
+                event.settle()
         origin = event.origin
         if origin is not PROCESS_ORIGIN:
             # Read by the request's Server-Timing header before the recorder gets to it.
@@ -93,7 +115,7 @@ def _finish(event: SignalEvent, end_ns: int | None = None) -> None:
             if event.parent is None:  # nested sends run inside their parent's receivers
                 origin.receiver_ns += sum(map(_duration, event.calls))
         recorder.record(event)
-        if recorder.immediate:
+        if recorder.immediate and type(event) is SignalEvent:
             recorder.notify_immediate(event)
     except Exception:
         _Failures.add()
@@ -127,7 +149,7 @@ def _done_call(receiver: Any, is_async: bool, start: int, end: int, response: An
 
 
 def _call_sync(
-    event: SignalEvent | None,
+    event: SignalEvent | LightSend | None,
     signal: Signal,
     sender: Any,
     named: dict[str, Any],
@@ -158,14 +180,15 @@ def _call_sync(
             raise
         end = perf_counter_ns()
         if event is not None:
-            event.calls.append(_done_call(receiver, False, start, end, response))
+            result = response if event.detailed else None
+            event.calls.append(_done_call(receiver, False, start, end, result))
         responses.append((receiver, response))
         start = end
     return responses
 
 
 async def _call_one_async(
-    event: SignalEvent | None,
+    event: SignalEvent | LightSend | None,
     signal: Signal,
     sender: Any,
     named: dict[str, Any],
@@ -188,7 +211,8 @@ async def _call_one_async(
             event.calls.append(_failed_call(receiver, True, start, err))
         raise
     if event is not None:
-        event.calls.append(_done_call(receiver, True, start, perf_counter_ns(), response))
+        result = response if event.detailed else None
+        event.calls.append(_done_call(receiver, True, start, perf_counter_ns(), result))
     return response
 
 
@@ -211,7 +235,7 @@ async def _run_as_tasks(coroutines: list[Coroutine[Any, Any, Any]]) -> list[Any]
 
 
 async def _call_async(
-    event: SignalEvent | None,
+    event: SignalEvent | LightSend | None,
     signal: Signal,
     sender: Any,
     named: dict[str, Any],
@@ -228,7 +252,7 @@ async def _call_async(
 
 
 async def _call_async_pairs(
-    event: SignalEvent | None,
+    event: SignalEvent | LightSend | None,
     signal: Signal,
     sender: Any,
     named: dict[str, Any],
@@ -258,8 +282,9 @@ def _current_parent() -> Any:
 
 def _new_event(
     signal: Signal, sender: Any, named: dict[str, Any], method: str, parent: Any
-) -> SignalEvent | None:
-    """The event of a send with receivers, or None if it is not traced."""
+) -> SignalEvent | LightSend | None:
+    """The event of a send with receivers (a light one past the detail limit of its signal and
+    sender in its origin), or None if it is not traced."""
     if parent is SUSPENDED:
         return None
     try:
@@ -271,6 +296,17 @@ def _new_event(
                 return None
         else:
             origin = current_origin.get()
+        if _detail_limit is not None and not _full_detail:
+            now = perf_counter_ns()
+            sent = origin.sent
+            if origin is PROCESS_ORIGIN and now - origin.sent_since >= _SECOND_NS:
+                sent.clear()  # outside requests and commands, the limit is per second
+                origin.sent_since = now
+            key = (id(signal), id(sender))
+            count = sent.get(key, 0) + 1
+            sent[key] = count
+            if count > _detail_limit:
+                return LightSend(signal, sender, method, named, parent, origin, now)
         return SignalEvent(signal, sender, method, named, parent, origin, perf_counter_ns())
     except Exception:
         _Failures.add()
@@ -340,7 +376,8 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
                     raise
                 end = perf_counter_ns()
                 if event is not None:
-                    event.calls.append(_done_call(receiver, False, start, end, response))
+                    result = response if event.detailed else None
+                    event.calls.append(_done_call(receiver, False, start, end, result))
                 responses.append((receiver, response))
                 start = end
             end = start  # the last receiver's end (or the send's start, with none)
@@ -461,9 +498,12 @@ def is_installed() -> bool:
 
 def configure() -> None:
     """Read the settings again (done by install() and whenever SIGNAL_DASHBOARD changes)."""
-    global _record_empty_sends
+    global _record_empty_sends, _detail_limit, _slow_ns
     config = conf.get_config() if conf.settings.configured else conf.DEFAULTS
     _record_empty_sends = bool(config["RECORD_EMPTY_SENDS"])
+    limit = config["DETAIL_LIMIT"]
+    _detail_limit = None if limit is None else int(limit)
+    _slow_ns = int(config["SLOW_MS"] * 1_000_000)
     events.bounds = events.Bounds(
         payload.Limits.from_config(config), int(config["MAX_TRACEBACK_LENGTH"])
     )
@@ -524,20 +564,27 @@ class CapturedEvents(list[SignalEvent]):
 
 
 @contextmanager
-def capture() -> Iterator[CapturedEvents]:
+def capture(limit_detail: bool = False) -> Iterator[CapturedEvents]:
     """Record the signal events sent inside the block (installing tracing for it if needed)::
 
     with capture() as events:
         Pizza.objects.create(name="margherita")
     [event] = events.filter(signal=post_save, sender=Pizza)
     assert event.ok
+
+    Every send is recorded in full, whatever DETAIL_LIMIT says; with ``limit_detail``, as in
+    production: sends past the limit are folded, and only their outliers are events.
     """
+    global _full_detail
     was_installed = is_installed()
     install()
     events = CapturedEvents()
+    full = not limit_detail
+    _full_detail += full
     try:
         with recorder.subscribed(events.append, immediate=True):
             yield events
     finally:
+        _full_detail -= full
         if not was_installed:
             uninstall()

@@ -8,6 +8,7 @@ import gc
 import logging
 import sys
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from django.dispatch import Signal, dispatcher
 from signal_dashboard import events as events_module
 from signal_dashboard import tracing
 from signal_dashboard.consumers import DashboardConsumer
-from signal_dashboard.context import current_origin
+from signal_dashboard.context import PROCESS_ORIGIN, Origin, current_origin
 from signal_dashboard.recorder import recorder
 from signal_dashboard.registry import signal_registry
 from signal_dashboard.stats import TableQuery
@@ -743,3 +744,136 @@ def test_event_as_dict_labels() -> None:
     assert receiver["result"] == 42
     assert receiver["error"] is None
     assert data["ok"] is True
+
+
+# --- The detail limit: folded sends, exact statistics ----------------------------------------
+
+
+@pytest.fixture
+def detail_limit(settings: Any) -> int:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "DETAIL_LIMIT": 3, "SLOW_MS": 50}
+    recorder.clear()
+    return 3
+
+
+@contextlib.contextmanager
+def in_request() -> Iterator[Origin]:
+    origin = Origin(kind="request", name="GET /fold/", method="GET", path="/fold/")
+    token = current_origin.set(origin)
+    try:
+        yield origin
+    finally:
+        current_origin.reset(token)
+
+
+def calls_counted(store: Any, receiver: Callable[..., Any]) -> int:
+    label = f"{receiver.__module__}.{receiver.__qualname__}"
+    return store.receiver_histogram(label).count
+
+
+def test_sends_past_the_detail_limit_are_folded_and_counted_exactly(detail_limit: int) -> None:
+    signal = Signal()
+    signal.connect(on_anything, weak=False)
+    with tracing.capture(limit_detail=True) as events, in_request() as origin:
+        responses = [signal.send(sender=Sender, n=n) for n in range(10_000)]
+    # Receivers still run and answer as Django's do.
+    assert responses == [[(on_anything, "seen")]] * 10_000
+    assert [event.payload["n"] for event in events] == [0, 1, 2]
+    assert origin.signal_count == 10_000
+    [fold] = [fold for fold in recorder.folds if fold.origin is origin]
+    assert fold.count == 10_000 - detail_limit
+    assert fold.receiver_label == f"{__name__}.on_anything"
+    assert 0 < fold.max_ns <= fold.total_ns
+    assert fold.as_dict()["sender"] == f"{__name__}.Sender"
+    assert calls_counted(recorder.latency, on_anything) == 10_000
+    sends = recorder.latency.table(TableQuery(group="sender"))
+    assert [row.histogram.count for row in sends if row.name == f"{__name__}.Sender"] == [10_000]
+
+
+def test_capture_records_every_send_in_full_unless_asked(detail_limit: int) -> None:
+    signal = Signal()
+    signal.connect(on_anything, weak=False)
+    with tracing.capture() as events, in_request():
+        for _ in range(10):
+            signal.send(sender=Sender)
+    assert len(events) == 10
+    assert recorder.folds == []
+
+
+def test_outliers_of_a_folded_pair_are_kept_in_full(detail_limit: int) -> None:
+    signal = Signal()
+
+    def sometimes_fails(sender: Any, n: int, **kwargs: Any) -> None:
+        if n == 5:
+            raise ValueError("fifth")
+        if n == 7:
+            time.sleep(0.06)  # past SLOW_MS
+
+    signal.connect(sometimes_fails, weak=False)
+    with tracing.capture(limit_detail=True) as events, in_request() as origin:
+        for n in range(10):
+            signal.send_robust(sender=Sender, n=n)
+    assert [event.payload["n"] for event in events] == [0, 1, 2, 5, 7]
+    failed, slow = events[3], events[4]
+    assert (failed.ok, failed.errors[0].message) == (False, "fifth")
+    assert failed.payload_after_send
+    assert slow.ok
+    assert slow.receivers[0].duration_ns >= 50_000_000
+    assert slow.payload_after_send
+    assert not events[0].payload_after_send
+    assert failed.as_dict()["payload_after_send"] is True
+    [fold] = [fold for fold in recorder.folds if fold.origin is origin]
+    assert fold.count == 10 - detail_limit - 2
+    assert calls_counted(recorder.latency, sometimes_fails) == 10
+
+
+def test_nested_sends_of_folded_receivers_count_toward_their_own_pair(detail_limit: int) -> None:
+    outer, inner = Signal(), Signal()
+
+    def relay(sender: Any, **kwargs: Any) -> None:
+        inner.send(sender=OtherSender)
+
+    outer.connect(relay, weak=False)
+    inner.connect(on_anything, weak=False)
+    with tracing.capture(limit_detail=True) as events, in_request() as origin:
+        for _ in range(5):
+            outer.send(sender=Sender)
+    assert len(events.filter(signal=outer)) == len(events.filter(signal=inner)) == detail_limit
+    assert origin.signal_count == 10
+    assert all(event.depth == 1 for event in events.filter(signal=inner))
+    counts = {fold.receiver_label: fold.count for fold in recorder.folds if fold.origin is origin}
+    assert counts == {f"{__name__}.on_anything": 2, f"{relay.__module__}.{relay.__qualname__}": 2}
+    assert calls_counted(recorder.latency, on_anything) == 5
+
+
+def test_outside_requests_the_detail_limit_is_per_second(detail_limit: int) -> None:
+    signal = Signal()
+    signal.connect(on_anything, weak=False)
+    with tracing.capture(limit_detail=True) as events:
+        for _ in range(5):
+            signal.send(sender=Sender)
+        PROCESS_ORIGIN.sent_since -= 1_000_000_000  # a second later
+        for _ in range(5):
+            signal.send(sender=Sender)
+    assert len(events) == 2 * detail_limit
+    folds = [fold for fold in recorder.folds if fold.origin is PROCESS_ORIGIN]
+    assert sum(fold.count for fold in folds) == 4
+
+
+def test_folded_sends_keep_no_sender_alive(detail_limit: int) -> None:
+    def send_many() -> weakref.ref[Any]:
+        class Folded:
+            pass
+
+        signal = Signal()
+        signal.connect(on_anything, weak=False)
+        with tracing.capture(limit_detail=True), in_request():
+            for _ in range(10):
+                signal.send(sender=Folded)
+        return weakref.ref(Folded)
+
+    folded = send_many()
+    gc.collect()
+    assert folded() is None
+    assert recorder.folds[-1].count == 7
+    assert recorder.folds[-1].as_dict()["sender"].endswith("<locals>.Folded")
