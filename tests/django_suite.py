@@ -11,6 +11,7 @@ in this process, against that installed Django, after tracing is installed.
     .venv/py3.11/bin/python tests/django_suite.py --untraced dispatch   the same, not traced
     .venv/py3.11/bin/python tests/django_suite.py cache -- --parallel 2 runtests.py's options
     .venv/py3.11/bin/python tests/django_suite.py --all -- --parallel 2 every test
+    .venv/py3.11/bin/python tests/django_suite.py --detail-limit 0      sends folded
 
 Tests run in one process unless runtests.py is given ``--parallel``; its workers are then
 forked, so that they inherit tracing and add to the same count of recorded events.
@@ -32,7 +33,7 @@ import tarfile
 import tempfile
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import django
 
@@ -117,16 +118,28 @@ def _drain_before_exiting() -> None:
     Finalize(None, recorder.drain, exitpriority=0)
 
 
-def install_tracing() -> SharedCount:
-    """Install tracing, and count every event it records, in this process and in forked ones."""
-    from signal_dashboard import tracing
+def install_tracing(detail_limit: int | None) -> tuple[SharedCount, SharedCount]:
+    """Install tracing (with this DETAIL_LIMIT), and count every event it records and every
+    send it folds, in this process and in forked ones."""
+    from signal_dashboard import conf, tracing
+    from signal_dashboard.events import LightSend
     from signal_dashboard.recorder import recorder
 
+    # Django's test settings have no SIGNAL_DASHBOARD: the defaults are what tracing reads.
+    conf.DEFAULTS["DETAIL_LIMIT"] = detail_limit
     tracing.install()
-    recorded = SharedCount()
+    recorded, folded = SharedCount(), SharedCount()
     recorder.subscribe(lambda event: recorded.add())
+    record = recorder.record
+
+    def record_and_count(item: Any) -> None:
+        if type(item) is LightSend:
+            folded.add()
+        record(item)
+
+    recorder.record = record_and_count  # type: ignore[method-assign]
     os.register_at_fork(after_in_child=_drain_before_exiting)
-    return recorded
+    return recorded, folded
 
 
 def run_django_tests(tests_dir: Path, runtests_args: list[str]) -> bool:
@@ -171,6 +184,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--untraced", action="store_true", help="run without tracing")
     parser.add_argument(
+        "--detail-limit",
+        type=int,
+        metavar="N",
+        help="trace with DETAIL_LIMIT=N (0: every send past the limit, so folded unless an "
+        "outlier); default: every send in full",
+    )
+    parser.add_argument(
         "--report", metavar="FILE", type=Path, help="write the outcome to FILE as JSON"
     )
     if "--" in argv:
@@ -208,24 +228,29 @@ def main(argv: list[str]) -> int:
         multiprocessing.set_start_method("fork", force=True)
 
     ignored = count_ignored_exceptions()
-    recorded = None if args.untraced else install_tracing()
+    counts = None if args.untraced else install_tracing(args.detail_limit)
     passed = run_django_tests(tests_dir, runtests_args)
-    events = None
-    if recorded is not None:
+    events = folds = None
+    if counts is not None:
         from signal_dashboard.recorder import recorder
 
         recorder.drain()
-        events = recorded.value
+        events, folds = counts[0].value, counts[1].value
 
     outcome = [
         "passed" if passed else "failed",
         "not traced" if events is None else f"{events} events recorded",
     ]
+    if folds:
+        outcome.append(f"{folds} sends folded")
     if ignored.value:
         outcome.append(f"ignored exceptions: {ignored.value}")
     labels = " ".join(args.labels) or "all"
+    if args.detail_limit is not None:
+        labels += f", DETAIL_LIMIT={args.detail_limit}"
     say(f"==> Django {version}'s tests ({labels}): {', '.join(outcome)}")
-    if events == 0:
+    traced = None if events is None else events + (folds or 0)
+    if traced == 0:
         say("error: tracing recorded no event: it missed the sends, or these tests made none")
     if ignored.value:
         say('error: Python printed "Exception ignored" for exceptions that failed no test')
@@ -233,12 +258,14 @@ def main(argv: list[str]) -> int:
         report = {
             "django": version,
             "labels": args.labels,
+            "detail_limit": args.detail_limit,
             "passed": passed,
             "events": events,
+            "folded": folds,
             "ignored_exceptions": ignored.value,
         }
         args.report.write_text(json.dumps(report))
-    return 0 if passed and events != 0 and not ignored.value else 1
+    return 0 if passed and traced != 0 and not ignored.value else 1
 
 
 if __name__ == "__main__":

@@ -224,12 +224,15 @@ def _in_words(labels: Sequence[str]) -> str:
     return f"{', '.join(others)} and {last}" if others else last
 
 
-def run_django_suite(venv_python: Path, labels: Sequence[str]) -> tuple[bool, str]:
+def run_django_suite(
+    venv_python: Path, labels: Sequence[str], options: Sequence[str] = ()
+) -> tuple[bool, str]:
     """Run Django's own tests with tracing installed (tests/django_suite.py): (passed, summary
     line)."""
     with tempfile.TemporaryDirectory() as folder:
         report_path = Path(folder) / "report.json"
-        command = [venv_python, "tests/django_suite.py", *labels, "--report", report_path]
+        command = [venv_python, "tests/django_suite.py", *labels, *options]
+        command += ["--report", report_path]
         say("==> Django's own tests, traced (tests/django_suite.py)")
         env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
         returncode = subprocess.run(command, cwd=REPO, env=env).returncode
@@ -237,8 +240,12 @@ def run_django_suite(venv_python: Path, labels: Sequence[str]) -> tuple[bool, st
     if report is None:
         return False, f"Django's own tests, traced: failed (exit code {returncode})"
     label = f"Django {report['django']}'s own {_in_words(report['labels'])} tests, traced"
+    if report.get("detail_limit") is not None:
+        label += f" with DETAIL_LIMIT={report['detail_limit']}"
     events, ignored = report["events"], report["ignored_exceptions"]
     recorded = f"{events} events recorded" if events else "no events recorded"
+    if report.get("folded"):
+        recorded += f", {report['folded']} sends folded"
     if returncode == 0:
         return True, f"{label}: passed ({recorded})"
     reasons = [] if report["passed"] else ["tests failed"]
@@ -328,9 +335,11 @@ def main(argv: list[str]) -> int:
         failed |= not ok
         summary.append(line)
         if not args.no_django_suite:
-            ok, line = run_django_suite(venv_python, args.django_suite)
-            failed |= not ok
-            summary.append(line)
+            # In full detail, then with every send past DETAIL_LIMIT (folded unless an outlier).
+            for options in ((), ("--detail-limit", "0")):
+                ok, line = run_django_suite(venv_python, args.django_suite, options)
+                failed |= not ok
+                summary.append(line)
 
     if not passed and not failed:
         summary.append("No suite ran.")
