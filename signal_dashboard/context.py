@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .events import SignalEvent
+    from .events import Pair, SignalEvent
 
 PID = os.getpid()
 HOST = socket.gethostname()
@@ -52,7 +52,7 @@ class Origin:
     error: str | None = None  # a command's exception, as "Type: message"
     # Sends made here per (id of signal, id of sender), against DETAIL_LIMIT; the process's are
     # counted afresh every second, from ``sent_since`` (perf_counter_ns).
-    sent: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)
+    sent: dict[tuple[int, int], Pair] = field(default_factory=dict, repr=False)
     sent_since: int = 0
     # Names the request or command in this process's dashboard URLs (request ids may repeat).
     id: int = field(default_factory=_next_origin_id)

@@ -416,84 +416,70 @@ class SignalEvent:
         return f"<SignalEvent {self.signal_label} sender={self.sender_label} id={self.id}>"
 
 
+class Pair:
+    """A (signal, sender) in one origin: how many times it was sent there, and the keys its
+    light sends are recorded under (made once, not on every send)."""
+
+    __slots__ = ("count", "foldable", "sender_key", "signal_key")
+
+    def __init__(self, signal: Signal, sender: Any) -> None:
+        self.count = 0
+        self.signal_key = handle_of(signal)
+        # Only sends whose sender is a class or a plain value are folded: any other sender is
+        # named by its label, which the pair's key (its id) could not tell apart.
+        self.foldable = isinstance(sender, type) or type(sender) in _PLAIN_SENDERS
+        self.sender_key = handle_of(sender) if isinstance(sender, type) else sender
+
+    def names(self, signal: Signal, sender: Any) -> bool:
+        """Whether this pair is of these objects (and not of others once at the same ids)."""
+        key = self.sender_key
+        return self.signal_key() is signal and (
+            key() is sender if type(key) is Handle else key == sender
+        )
+
+
 class LightSend:
     """A send past the detail limit of its (signal, sender) in its origin: its receivers are
     timed and counted in the statistics and the folds, but no event, payload or row is made.
+    It holds no signal, sender or kwargs: an outlier is made a full event by the send itself,
+    which still has them (see :meth:`promote`)."""
 
-    While it runs it holds the signal, the sender and the kwargs, in case it turns out to be an
-    outlier (see :meth:`promote`); :meth:`settle` lets go of them before it is recorded.
-    """
-
-    __slots__ = (
-        "calls",
-        "duration_ns",
-        "method",
-        "named",
-        "origin",
-        "parent",
-        "sender",
-        "sender_key",
-        "signal",
-        "signal_key",
-        "start_ns",
-    )
+    __slots__ = ("calls", "duration_ns", "origin", "parent", "sender_key", "signal_key", "start_ns")
 
     detailed = False
     id = 0  # no event to show: see SlowestCalls
     uid = None
 
     def __init__(
-        self,
-        signal: Signal,
-        sender: Any,
-        method: str,
-        named: dict[str, Any],
-        parent: SignalEvent | LightSend | None,
-        origin: Origin,
-        start_ns: int,
+        self, pair: Pair, parent: SignalEvent | LightSend | None, origin: Origin, start_ns: int
     ) -> None:
-        self.signal: Signal | None = signal
-        self.sender = sender
-        self.method = method
-        self.named: dict[str, Any] | None = named
+        self.signal_key = pair.signal_key
+        self.sender_key = pair.sender_key
         self.parent = parent
         self.origin = origin
         self.start_ns = start_ns
-        self.duration_ns = 0
         self.calls: list[tuple[Any, bool, int, int, Any, ErrorInfo | None]] = []
 
     @property
     def timestamp(self) -> float:
         return (self.start_ns + _WALL_OFFSET_NS) / 1e9
 
-    def promote(self) -> SignalEvent:
+    def promote(
+        self, signal: Signal, sender: Any, method: str, named: dict[str, Any]
+    ) -> SignalEvent:
         """The full event of this send, its kwargs read now, after its receivers ran."""
         event = SignalEvent(
-            self.signal,  # type: ignore[arg-type]
-            self.sender,
-            self.method,
-            self.named or {},
+            signal,
+            sender,
+            method,
+            named,
             self.parent,  # type: ignore[arg-type]
             self.origin,
             self.start_ns,
         )
         event.payload_after_send = True
         event.calls = self.calls
-        event.duration_ns = self.duration_ns
-        self.settle()
         return event
-
-    def settle(self) -> None:
-        """Keep the signal and sender as keys (a handle or a label), never the objects."""
-        signal, sender = self.signal, self.sender
-        self.signal_key = handle_of(signal)
-        if isinstance(sender, type):
-            self.sender_key = handle_of(sender)
-        elif type(sender) in _PLAIN_SENDERS:
-            self.sender_key = sender
-        else:
-            self.sender_key = sender_label(sender)
-        self.signal = self.sender = self.named = None
 
 
 class Fold:

@@ -36,6 +36,7 @@ from .context import (
 from .events import (
     ErrorInfo,
     LightSend,
+    Pair,
     SignalEvent,
     error_info,
     receiver_key,
@@ -94,20 +95,11 @@ def tracing_failures() -> int:
 # holds a receiver; the rare results and exceptions are summarized as they happen.
 
 
-def _finish(event: SignalEvent | LightSend, end_ns: int | None = None) -> None:
+def _finish(event: SignalEvent, end_ns: int | None = None) -> None:
     """Time the send (it ended at ``end_ns`` if known), count it for its request, and hand it
-    to the recorder: a light send that turned out to be an outlier (a receiver raised, or took
-    SLOW_MS) as the full event it becomes."""
+    to the recorder."""
     try:
         event.duration_ns = (end_ns or perf_counter_ns()) - event.start_ns
-        if type(event) is LightSend:
-            slow_ns = _slow_ns
-            for call in event.calls:
-                if call[5] is not None or call[3] >= slow_ns:
-                    event = event.promote()
-                    break
-            else:
-                event.settle()
         origin = event.origin
         if origin is not PROCESS_ORIGIN:
             # Read by the request's Server-Timing header before the recorder gets to it.
@@ -115,8 +107,36 @@ def _finish(event: SignalEvent | LightSend, end_ns: int | None = None) -> None:
             if event.parent is None:  # nested sends run inside their parent's receivers
                 origin.receiver_ns += sum(map(_duration, event.calls))
         recorder.record(event)
-        if recorder.immediate and type(event) is SignalEvent:
+        if recorder.immediate:
             recorder.notify_immediate(event)
+    except Exception:
+        _Failures.add()
+
+
+def _finish_light(
+    send: LightSend,
+    end_ns: int | None,
+    signal: Signal,
+    sender: Any,
+    method: str,
+    named: dict[str, Any],
+) -> None:
+    """_finish() for a light send: one that turned out to be an outlier (a receiver raised, or
+    took SLOW_MS) becomes the full event, its kwargs read now."""
+    try:
+        end = end_ns or perf_counter_ns()
+        send.duration_ns = end - send.start_ns
+        slow_ns = _slow_ns
+        for call in send.calls:
+            if call[5] is not None or call[3] >= slow_ns:
+                _finish(send.promote(signal, sender, method, named), end)
+                return
+        origin = send.origin
+        if origin is not PROCESS_ORIGIN:
+            origin.signal_count += 1
+            if send.parent is None:
+                origin.receiver_ns += sum(map(_duration, send.calls))
+        recorder.record(send)  # type: ignore[arg-type]
     except Exception:
         _Failures.add()
 
@@ -131,14 +151,12 @@ def _failed_call(receiver: Any, is_async: bool, start: int, err: BaseException) 
     return (receiver_key(receiver), is_async, start, end - start, None, info)
 
 
-def _done_call(receiver: Any, is_async: bool, start: int, end: int, response: Any) -> tuple:
-    result = None
-    if response is not None:
-        try:
-            result = summarize_result(response)
-        except Exception:
-            _Failures.add()
-    return (receiver_key(receiver), is_async, start, end - start, result, None)
+def _result(response: Any) -> Any:
+    try:
+        return summarize_result(response)
+    except Exception:
+        _Failures.add()
+        return None
 
 
 # A receiver is called by the frame of ours that stands where Django's own frame would: the
@@ -180,8 +198,16 @@ def _call_sync(
             raise
         end = perf_counter_ns()
         if event is not None:
-            result = response if event.detailed else None
-            event.calls.append(_done_call(receiver, False, start, end, result))
+            event.calls.append(
+                (
+                    receiver_key(receiver),
+                    False,
+                    start,
+                    end - start,
+                    _result(response) if response is not None and event.detailed else None,
+                    None,
+                )
+            )
         responses.append((receiver, response))
         start = end
     return responses
@@ -211,8 +237,9 @@ async def _call_one_async(
             event.calls.append(_failed_call(receiver, True, start, err))
         raise
     if event is not None:
-        result = response if event.detailed else None
-        event.calls.append(_done_call(receiver, True, start, perf_counter_ns(), result))
+        duration = perf_counter_ns() - start
+        result = _result(response) if response is not None and event.detailed else None
+        event.calls.append((receiver_key(receiver), True, start, duration, result, None))
     return response
 
 
@@ -303,10 +330,12 @@ def _new_event(
                 sent.clear()  # outside requests and commands, the limit is per second
                 origin.sent_since = now
             key = (id(signal), id(sender))
-            count = sent.get(key, 0) + 1
-            sent[key] = count
-            if count > _detail_limit:
-                return LightSend(signal, sender, method, named, parent, origin, now)
+            pair = sent.get(key)
+            if pair is None or not pair.names(signal, sender):
+                pair = sent[key] = Pair(signal, sender)
+            pair.count += 1
+            if pair.count > _detail_limit and pair.foldable:
+                return LightSend(pair, parent, origin, now)
         return SignalEvent(signal, sender, method, named, parent, origin, perf_counter_ns())
     except Exception:
         _Failures.add()
@@ -325,7 +354,9 @@ def _request_boundary_origin(signal: Signal, named: dict[str, Any]) -> Origin | 
 
 def _record_empty(signal: Signal, sender: Any, named: dict[str, Any], method: str) -> None:
     event = _new_event(signal, sender, named, method, _current_parent())
-    if event is not None:
+    if type(event) is LightSend:
+        _finish_light(event, None, signal, sender, method, named)
+    elif event is not None:
         _finish(event)
 
 
@@ -357,7 +388,7 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
         # own: the loop is _call_sync()'s, which cannot be called without adding a frame.
         sync_send.event = event
         try:
-            start = perf_counter_ns()
+            start = event.start_ns if event is not None else 0
             for receiver in sync_receivers:
                 try:
                     response = receiver(signal=self, sender=sender, **named)
@@ -376,8 +407,16 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
                     raise
                 end = perf_counter_ns()
                 if event is not None:
-                    result = response if event.detailed else None
-                    event.calls.append(_done_call(receiver, False, start, end, result))
+                    event.calls.append(
+                        (
+                            getattr(receiver, "__code__", None) or type(receiver),  # receiver_key()
+                            False,
+                            start,
+                            end - start,
+                            _result(response) if response is not None and event.detailed else None,
+                            None,
+                        )
+                    )
                 responses.append((receiver, response))
                 start = end
             end = start  # the last receiver's end (or the send's start, with none)
@@ -395,7 +434,9 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
             return responses
         finally:
             sync_send.event = outer
-            if event is not None:
+            if type(event) is LightSend:
+                _finish_light(event, end, self, sender, method, named)
+            elif event is not None:
                 _finish(event, end)
 
     return functools.wraps(original)(send)
@@ -443,7 +484,9 @@ def _make_asend(method: str, robust: bool) -> Callable[..., Any]:
         finally:
             if token is not None:
                 current_event.reset(token)
-            if event is not None:
+            if type(event) is LightSend:
+                _finish_light(event, None, self, sender, method, named)
+            elif event is not None:
                 _finish(event)
 
     return functools.wraps(original)(asend)
