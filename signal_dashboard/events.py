@@ -428,10 +428,15 @@ class Pair:
         # Only sends whose sender is a class or a plain value are folded: any other sender is
         # named by its label, which the pair's key (its id) could not tell apart.
         self.foldable = isinstance(sender, type) or type(sender) in _PLAIN_SENDERS
-        self.sender_key = handle_of(sender) if isinstance(sender, type) else sender
+        # Any other sender is not kept at all: it must stay collectable.
+        self.sender_key = handle_of(sender) if isinstance(sender, type) else None
+        if type(sender) in _PLAIN_SENDERS:
+            self.sender_key = sender
 
     def names(self, signal: Signal, sender: Any) -> bool:
         """Whether this pair is of these objects (and not of others once at the same ids)."""
+        if not self.foldable:
+            return True  # only counted, never folded
         key = self.sender_key
         return self.signal_key() is signal and (
             key() is sender if type(key) is Handle else key == sender

@@ -861,19 +861,23 @@ def test_outside_requests_the_detail_limit_is_per_second(detail_limit: int) -> N
 
 
 def test_folded_sends_keep_no_sender_alive(detail_limit: int) -> None:
-    def send_many() -> weakref.ref[Any]:
+    def send_many() -> tuple[weakref.ref[Any], weakref.ref[Any]]:
         class Folded:
             pass
 
         signal = Signal()
         signal.connect(on_anything, weak=False)
+        instance = Folded()
         with tracing.capture(limit_detail=True), in_request():
             for _ in range(10):
+                signal.send(sender=instance)  # not folded: an instance is only counted
+            for _ in range(10):
                 signal.send(sender=Folded)
-        return weakref.ref(Folded)
+        return weakref.ref(Folded), weakref.ref(instance)
 
-    folded = send_many()
+    folded, instance = send_many()
     gc.collect()
+    assert instance() is None
     assert folded() is None
     assert recorder.folds[-1].count == 7
     assert recorder.folds[-1].as_dict()["sender"].endswith("<locals>.Folded")
