@@ -15,7 +15,6 @@ import resource
 import threading
 import time
 from array import array
-from pathlib import Path
 from typing import Any
 
 from django.dispatch import Signal
@@ -37,14 +36,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
 ]
 ROOT_URLCONF = "bench.stream_project"
-# The dashboard's templates live at the top of the repository in a source checkout.
-TEMPLATES = [
-    {
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [Path(__file__).resolve().parent.parent / "templates"],
-        "APP_DIRS": True,
-    }
-]
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",

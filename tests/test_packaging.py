@@ -61,3 +61,65 @@ def test_wheel_registers_the_pytest_plugin(wheel: zipfile.ZipFile) -> None:
         wheel.read(f"signal_dashboard-{version}.dist-info/entry_points.txt").decode()
     )
     assert dict(entry_points["pytest11"]) == {"signal_dashboard": "signal_dashboard.pytest_plugin"}
+
+
+# --- Installed from a checkout, as users install it today ------------------------------------
+
+# A project with nothing of the checkout's own settings: the app must find its files itself.
+MINIMAL_PROJECT = """
+import django
+from django.conf import settings
+
+settings.configure(
+    INSTALLED_APPS=[
+        "django.contrib.auth",
+        "django.contrib.contenttypes",
+        "django.contrib.staticfiles",
+        "signal_dashboard",
+    ],
+    TEMPLATES=[{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}],
+    STATIC_URL="static/",
+    SIGNAL_DASHBOARD={"ENABLED": False},
+)
+django.setup()
+import signal_dashboard
+from django.contrib.staticfiles import finders
+from django.template.loader import get_template
+
+for name in ("signal_dashboard/index.html", "signal_dashboard/registry.html"):
+    print(get_template(name).origin.name)
+for name in ("signal_dashboard/dashboard.css", "signal_dashboard/dashboard.js"):
+    print(finders.find(name))
+print(signal_dashboard.__file__)
+"""
+
+
+@pytest.mark.parametrize("editable", [True, False], ids=["editable", "wheel"])
+def test_an_install_of_the_checkout_finds_its_templates_and_static_files(
+    tmp_path: Path, editable: bool
+) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    # The app itself from the install; its dependencies from this suite's environment (on
+    # PYTHONPATH, where this suite's own editable install of the checkout is not active).
+    install = [str(python), "-m", "pip", "install", "-q", "--no-deps"]
+    install += ["-e", str(REPO)] if editable else [str(REPO)]
+    result = subprocess.run(install, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    site_packages = next(p for p in sys.path if p.endswith("site-packages"))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": site_packages, "HOME": str(tmp_path)}
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "check.py").write_text(MINIMAL_PROJECT)
+    result = subprocess.run(
+        [str(python), "check.py"], cwd=project, capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    *found, package = result.stdout.splitlines()
+    assert "None" not in found
+    installed_in = REPO if editable else venv
+    assert Path(package).is_relative_to(installed_in)
+    for path in found:
+        assert Path(path).is_file()
+        assert Path(path).absolute().is_relative_to(installed_in), path
