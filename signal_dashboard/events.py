@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # Wall-clock time of an event is derived from its perf_counter_ns() start, so the hot
 # path reads one clock only.
-_WALL_OFFSET_NS = time.time_ns() - time.perf_counter_ns()
+WALL_OFFSET_NS = time.time_ns() - time.perf_counter_ns()
 
 _next_id = itertools.count(1).__next__
 
@@ -261,7 +261,7 @@ class SignalEvent:
         elif type(sender) in _PLAIN_SENDERS:
             self.sender_key = sender
         else:
-            self.sender_key = _OpaqueSender(sender_label(sender))
+            self.sender_key = OpaqueSender(sender_label(sender))
         self.method = method
         # Kwargs that are all immutable plain values are summarized when first read; anything
         # else is summarized now, before receivers or later code can change it.
@@ -307,7 +307,7 @@ class SignalEvent:
     @property
     def timestamp(self) -> float:
         """Wall-clock start of the send, in seconds since the epoch."""
-        return (self.start_ns + _WALL_OFFSET_NS) / 1e9
+        return (self.start_ns + WALL_OFFSET_NS) / 1e9
 
     @property
     def signal(self) -> Signal | None:
@@ -467,7 +467,7 @@ class LightSend:
 
     @property
     def timestamp(self) -> float:
-        return (self.start_ns + _WALL_OFFSET_NS) / 1e9
+        return (self.start_ns + WALL_OFFSET_NS) / 1e9
 
     def promote(
         self, signal: Signal, sender: Any, method: str, named: dict[str, Any]
@@ -532,8 +532,8 @@ class Fold:
             "count": self.count,
             "total_ns": self.total_ns,
             "max_ns": self.max_ns,
-            "first_timestamp": (self.first_ns + _WALL_OFFSET_NS) / 1e9,
-            "last_timestamp": (self.last_ns + _WALL_OFFSET_NS) / 1e9,
+            "first_timestamp": (self.first_ns + WALL_OFFSET_NS) / 1e9,
+            "last_timestamp": (self.last_ns + WALL_OFFSET_NS) / 1e9,
         }
 
     def __repr__(self) -> str:
@@ -544,7 +544,7 @@ _start = operator.itemgetter(2)  # of a call tuple
 _duration = operator.itemgetter(3)
 
 
-class _OpaqueSender:
+class OpaqueSender:
     """Stands in for a sender the event must not keep alive."""
 
     __slots__ = ("label",)
@@ -619,7 +619,7 @@ def handle_of(obj: Any) -> Handle:
 
 def key_label(key: Any) -> str:
     """The label of what an event or the statistics keep for a sender or a signal."""
-    if type(key) is Handle or type(key) is _OpaqueSender:
+    if type(key) is Handle or type(key) is OpaqueSender:
         return key.label
     return sender_label(key)
 

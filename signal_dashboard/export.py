@@ -13,8 +13,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from .context import suspended
 from .events import SignalEvent
 from .filters import EventFilter, FilterError
+from .queries import GROUPS, TableQuery
 from .recorder import recorder
-from .stats import GROUPS, TableQuery
 from .transport import latency_store
 from .views import dashboard_access
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import context
 from .events import Fold, LightSend
-from .stats import LatencyStore
+from .stats.store import LatencyStore
 
 if TYPE_CHECKING:
     from .context import Origin

@@ -25,7 +25,7 @@ from django.dispatch import Signal
 from django.dispatch.dispatcher import _make_id
 
 from .events import Handle, key_label, receiver_key, receiver_label, sender_label, signal_label
-from .stats import LatencyStore
+from .stats.store import LatencyStore
 
 DEAD_RECEIVER = "<dead receiver>"
 

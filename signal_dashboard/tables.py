@@ -16,8 +16,9 @@ from urllib.parse import quote
 
 from django.urls import reverse
 
+from .queries import TableQuery, TableRow
 from .rows import _number, _text, ms, percent, short_label, url_parts
-from .stats import Histogram, TableQuery, TableRow
+from .stats.histogram import Histogram
 
 SPARKLINE_WIDTH = 96
 SPARKLINE_HEIGHT = 20

@@ -39,7 +39,8 @@ from .broadcast import GROUP, STATUS_INTERVAL, BatchReceiver, Fanout
 from .conf import get_config
 from .context import HOST, PID, suspended
 from .recorder import recorder
-from .stats import SNAPSHOT_FORMAT, LatencyStore, MergedStore
+from .stats.merge import MergedStore
+from .stats.store import SNAPSHOT_FORMAT, LatencyStore
 
 if TYPE_CHECKING:
     from channels.layers import BaseChannelLayer

@@ -20,9 +20,9 @@ from .conf import get_config
 from .context import Origin
 from .filters import EventFilter, FilterError
 from .middleware import request_summary
+from .queries import TableQuery
 from .recorder import recorder
 from .registry import signal_registry
-from .stats import TableQuery
 from .tracing import is_installed, tracing_failures
 from .transport import history, history_event, is_shared, latency_store, transport_status
 

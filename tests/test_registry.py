@@ -25,7 +25,7 @@ from signal_dashboard.registry import (
     known_signals,
     signal_registry,
 )
-from signal_dashboard.stats import LatencyStore
+from signal_dashboard.stats.store import LatencyStore
 from signal_dashboard.tracing import capture
 
 bell = Signal()

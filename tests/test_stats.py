@@ -14,17 +14,16 @@ from django.test import override_settings
 
 from signal_dashboard.context import Origin, current_origin
 from signal_dashboard.filters import EventFilter
-from signal_dashboard.stats import (
+from signal_dashboard.queries import TableQuery
+from signal_dashboard.stats.histogram import (
     UNBUCKETED_LIMIT,
     Histogram,
-    LatencyStore,
-    MergedStore,
     SealedHistogram,
-    Series,
-    TableQuery,
     bucket_bounds,
     bucket_index,
 )
+from signal_dashboard.stats.merge import MergedStore
+from signal_dashboard.stats.store import LatencyStore, Series
 from signal_dashboard.tracing import capture
 
 oven = Signal()

@@ -20,7 +20,9 @@ from websockets.exceptions import ConnectionClosed
 
 from signal_dashboard import tracing, transport
 from signal_dashboard.recorder import Recorder, recorder
-from signal_dashboard.stats import Histogram, LatencyStore, MergedStore, SealedHistogram
+from signal_dashboard.stats.histogram import Histogram, SealedHistogram
+from signal_dashboard.stats.merge import MergedStore
+from signal_dashboard.stats.store import LatencyStore
 from signal_dashboard.tracing import capture
 from signal_dashboard.transport import SOURCE, STATS_KEY_PREFIX
 from tests.processes import (

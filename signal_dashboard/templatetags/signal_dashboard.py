@@ -11,7 +11,7 @@ from django.utils.safestring import mark_safe
 from .. import tables
 from ..conf import get_config
 from ..rows import clock, ms, percent, row_html, short_label, transport_html
-from ..stats import Histogram
+from ..stats.histogram import Histogram
 
 register = template.Library()
 

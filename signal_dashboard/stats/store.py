@@ -1,382 +1,36 @@
-"""Latency aggregation: log-bucketed histograms per receiver, signal and sender.
+"""The latency store: per (signal, sender, receiver), a histogram since start and one per time
+slice of the rolling window; per receiver, its slowest calls and "storms" (when it ran more than
+``STORM_THRESHOLD`` times inside one request).
 
-A :class:`Histogram` keeps counts in HDR-style buckets: values below 128 ns exactly, larger
-ones in 64 linear sub-buckets per power of two, so any value is within 1/128 (0.8%) of its
-bucket's midpoint. Memory is bounded by the number of buckets (at most a few thousand, whatever
-the volume) and two histograms merge by adding counts, so processes can be combined.
-
-:class:`LatencyStore` keeps, per (signal, sender, receiver), a histogram since start and one
-per time slice of the rolling window; per receiver, its slowest calls and "storms" (when it ran
-more than ``STORM_THRESHOLD`` times inside one request). Recording runs off the sending thread,
-in the recorder's drains: a batch of sends is grouped by series first, and each series adds its
-values to its histogram in one go. No labels are made then: only when a table is asked for.
+Recording runs off the sending thread, in the recorder's drains: a batch of sends is grouped by
+series first, and each series adds its values to its histogram in one go. No labels are made
+then: only when a table is asked for. The store is this process's; stats.merge combines other
+processes' snapshots of it.
 """
 
 from __future__ import annotations
 
-import functools
 import heapq
 import itertools
-import math
 import time
-from array import array
-from bisect import bisect_right
 from collections import deque
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from .events import _WALL_OFFSET_NS, _OpaqueSender, key_label, receiver_label
+from ..events import WALL_OFFSET_NS, OpaqueSender, key_label, receiver_label
+from ..queries import TableRow
+from .histogram import Histogram, SealedHistogram
 
 if TYPE_CHECKING:
-    from .context import Origin
-    from .events import SignalEvent
-    from .filters import EventFilter
+    from ..context import Origin
+    from ..events import SignalEvent
+    from ..filters import EventFilter
+    from ..queries import TableQuery
 
-# Values below 2**_EXACT_BITS ns get a bucket each; above, 2**_SUB_BITS buckets per power of two.
-_SUB_BITS = 6
-_EXACT_BITS = _SUB_BITS + 1
-_EXACT = 1 << _EXACT_BITS
-# Above any duration: the minimum of an empty histogram.
-_NO_VALUE = 1 << 64
-
-PERCENTILES = (50, 95, 99)
 # The layout of LatencyStore.snapshot(): a process reads only snapshots of its own format (the
-# histograms are packed, so both sides must share the bucket layout above).
+# histograms are packed, so both sides must share the bucket layout of stats.histogram).
 SNAPSHOT_FORMAT = 2
-
-
-def bucket_index(value: int) -> int:
-    """The bucket a non-negative number of nanoseconds falls in."""
-    if value < _EXACT:
-        return max(value, 0)
-    shift = value.bit_length() - _EXACT_BITS
-    return (shift << _SUB_BITS) + (value >> shift)
-
-
-def bucket_bounds(index: int) -> tuple[int, int]:
-    """The values a bucket holds: ``lower <= value < upper``."""
-    if index < _EXACT:
-        return index, index + 1
-    shift = (index >> _SUB_BITS) - 1
-    top = index - (shift << _SUB_BITS)
-    return top << shift, (top + 1) << shift
-
-
-def _bucket_value(index: int) -> int:
-    """What a bucket stands for in a percentile: the middle of its range."""
-    lower, upper = bucket_bounds(index)
-    return (lower + upper - 1) // 2
-
-
-# Values a histogram keeps aside before putting them in buckets, at most (see add_many()).
-UNBUCKETED_LIMIT = 512
-
-
-def _bucket_into(buckets: dict[int, int], values: list[int]) -> None:
-    """Add non-negative values to ``buckets``: sorted (in C), each bucket's values are a run
-    found by bisection, so the Python work is per bucket rather than per value."""
-    values = sorted(values)
-    get = buckets.get
-    end = len(values)
-    first = 0
-    while first < end:
-        value = values[first]
-        if value < _EXACT:
-            index = upper = value
-        else:
-            shift = value.bit_length() - _EXACT_BITS
-            index = (shift << _SUB_BITS) + (value >> shift)
-            upper = (((value >> shift) + 1) << shift) - 1
-        after = bisect_right(values, upper, first + 1)
-        buckets[index] = get(index, 0) + after - first
-        first = after
-
-
-class _HistogramReading:
-    """What every histogram answers from its totals and its counts per bucket."""
-
-    __slots__ = ()
-
-    count: int
-    errors: int
-    sum_ns: int
-    max_ns: int
-    _min_ns: int
-
-    def counts(self) -> dict[int, int]:
-        raise NotImplementedError
-
-    @property
-    def min_ns(self) -> int:
-        return self._min_ns if self.count else 0
-
-    @property
-    def mean_ns(self) -> float:
-        return self.sum_ns / self.count if self.count else 0.0
-
-    def percentile(self, percent: float) -> int:
-        """The nearest-rank percentile, within 0.8% of the exact value (0 when empty)."""
-        if not self.count:
-            return 0
-        rank = max(1, math.ceil(percent / 100 * self.count))
-        seen = 0
-        counts = self.counts()
-        for index in sorted(counts):
-            seen += counts[index]
-            if seen >= rank:
-                # The extremes are known exactly; the bucket's middle could lie beyond them.
-                return min(max(_bucket_value(index), self.min_ns), self.max_ns)
-        return self.max_ns
-
-    def summary(self) -> dict[str, Any]:
-        """count, errors, mean, p50, p95, p99, max (and min), durations in nanoseconds."""
-        return {
-            "count": self.count,
-            "errors": self.errors,
-            "mean_ns": round(self.mean_ns),
-            **{f"p{percent}_ns": self.percentile(percent) for percent in PERCENTILES},
-            "min_ns": self.min_ns,
-            "max_ns": self.max_ns,
-        }
-
-    def shape(self, bins: int = 24) -> list[int]:
-        """Counts in ``bins`` equal steps of log(duration) between the extremes, for a sparkline."""
-        if not self.count:
-            return []
-        low = math.log(max(self.min_ns, 1))
-        high = math.log(max(self.max_ns, 1))
-        counts = [0] * bins
-        if high - low < 1e-9:
-            counts[bins // 2] = self.count
-            return counts
-        step = (high - low) / bins
-        for index, count in self.counts().items():
-            value = max(_bucket_value(index), 1)
-            counts[min(bins - 1, max(0, int((math.log(value) - low) / step)))] += count
-        return counts
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: totals and ``[lower_ns, upper_ns, count]`` per non-empty bucket."""
-        counts = self.counts()
-        return {
-            # From the same counts as the buckets, which the recorder's drain may be adding to
-            # on another thread: from_dict() checks that they agree.
-            "count": sum(counts.values()),
-            "errors": self.errors,
-            "sum_ns": self.sum_ns,
-            "min_ns": self.min_ns,
-            "max_ns": self.max_ns,
-            "buckets": [[*bucket_bounds(index), counts[index]] for index in sorted(counts)],
-        }
-
-    def packed(self) -> list[int]:
-        """The compact form snapshots carry: count, errors, min_ns, max_ns, sum_ns, then
-        (bucket index, count) pairs. :meth:`SealedHistogram.unpack` reads it back."""
-        raise NotImplementedError
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, _HistogramReading):
-            return NotImplemented
-        return self.to_dict() == other.to_dict()
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"<Histogram count={self.count} p50={self.percentile(50)}ns max={self.max_ns}ns>"
-
-
-class Histogram(_HistogramReading):
-    """Counts of durations (in nanoseconds) in log-linear buckets; mergeable and bounded."""
-
-    __slots__ = ("_min_ns", "_unbucketed", "buckets", "count", "errors", "max_ns", "sum_ns")
-
-    def __init__(self) -> None:
-        self.buckets: dict[int, int] = {}
-        # Values counted in the totals but not yet in ``buckets`` (see add_many()); readers
-        # count them without moving them, so only the adding thread ever changes ``buckets``.
-        self._unbucketed: list[int] = []
-        self.count = 0
-        self.errors = 0
-        self.sum_ns = 0
-        self._min_ns = _NO_VALUE
-        self.max_ns = 0
-
-    def add(self, value: int, error: bool = False) -> None:
-        # bucket_index(), inlined: this runs for every send and every receiver call.
-        if value < _EXACT:
-            if value < 0:
-                value = 0
-            index = value
-        else:
-            shift = value.bit_length() - _EXACT_BITS
-            index = (shift << _SUB_BITS) + (value >> shift)
-        buckets = self.buckets
-        buckets[index] = buckets.get(index, 0) + 1
-        self.count += 1
-        self.sum_ns += value
-        if value > self.max_ns:
-            self.max_ns = value
-        if value < self._min_ns:
-            self._min_ns = value
-        if error:
-            self.errors += 1
-
-    def add_many(self, values: list[int], errors: int = 0) -> None:
-        """Add non-negative values at once; ``errors`` of them came from failed calls.
-
-        They are counted in the totals now and put in buckets ``UNBUCKETED_LIMIT`` at a time
-        (or by flush()): the more values a batch holds, the more of them share a bucket.
-        """
-        if not values:
-            return
-        self.count += len(values)
-        self.sum_ns += sum(values)
-        self.max_ns = max(self.max_ns, max(values))
-        self._min_ns = min(self._min_ns, min(values))
-        self.errors += errors
-        unbucketed = self._unbucketed
-        unbucketed += values
-        if len(unbucketed) >= UNBUCKETED_LIMIT:
-            self.flush()
-
-    def flush(self) -> None:
-        """Put the values add_many() left aside into their buckets (by the adding thread)."""
-        values, self._unbucketed = self._unbucketed, []
-        _bucket_into(self.buckets, values)
-
-    def counts(self) -> dict[int, int]:
-        """Count per bucket index, of every value added (safe from any thread)."""
-        unbucketed = list(self._unbucketed)  # one step under the GIL: a consistent copy
-        if not unbucketed:
-            return self.buckets
-        counts = dict(self.buckets)
-        _bucket_into(counts, unbucketed)
-        return counts
-
-    def packed(self) -> list[int]:
-        # A copy first: the recorder's drain may be adding meanwhile (list() of a dict's items
-        # is one step under the GIL). The count is the buckets', as in to_dict().
-        pairs = list(itertools.chain.from_iterable(list(self.counts().items())))
-        return [sum(pairs[1::2]), self.errors, self.min_ns, self.max_ns, self.sum_ns, *pairs]
-
-    def merge(self, other: _HistogramReading) -> None:
-        """Add ``other``'s counts to this histogram."""
-        if not other.count:
-            return
-        buckets = self.buckets
-        # A copy: the recorder's drain may be adding to ``other`` meanwhile (list() of a dict's
-        # items is one step under the GIL).
-        counts = list(other.counts().items())
-        if buckets:
-            for index, count in counts:
-                buckets[index] = buckets.get(index, 0) + count
-        else:
-            buckets.update(counts)
-        self._min_ns = min(self._min_ns, other._min_ns)
-        self.max_ns = max(self.max_ns, other.max_ns)
-        self.count += other.count
-        self.sum_ns += other.sum_ns
-        self.errors += other.errors
-
-    @classmethod
-    def merged(cls, histograms: Iterable[_HistogramReading]) -> Histogram:
-        total = cls()
-        for histogram in histograms:
-            total.merge(histogram)
-        return total
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Histogram:
-        """The histogram that :meth:`to_dict` described (from this or another process)."""
-        histogram = cls()
-        for lower, upper, count in data["buckets"]:
-            index = bucket_index(int(lower))
-            if bucket_bounds(index) != (int(lower), int(upper)):
-                raise ValueError(f"[{lower}, {upper}) is not a bucket of this histogram layout.")
-            histogram.buckets[index] = histogram.buckets.get(index, 0) + int(count)
-        if sum(histogram.buckets.values()) != int(data["count"]):
-            raise ValueError("The bucket counts do not add up to the histogram's count.")
-        histogram.count = int(data["count"])
-        histogram.errors = int(data["errors"])
-        histogram.sum_ns = int(data["sum_ns"])
-        histogram._min_ns = int(data["min_ns"]) if histogram.count else _NO_VALUE
-        histogram.max_ns = int(data["max_ns"])
-        return histogram
-
-
-class SealedHistogram(_HistogramReading):
-    """A histogram no value will be added to, in one array of integers.
-
-    The statistics keep one histogram per series per time slice: a slice that is over is kept
-    in this form, less than half a :class:`Histogram`'s size (which has a dictionary, and an
-    integer object per bucket). Reading it is the same; to add to it, merge it into a Histogram.
-    """
-
-    __slots__ = ("_data", "sum_ns")
-
-    # _data: count, errors, min_ns, max_ns, then (bucket index, count) pairs. The sum may
-    # outgrow 64 bits over a long life, so it stays a Python integer.
-    def __init__(self, histogram: _HistogramReading) -> None:
-        counts = histogram.counts()
-        self._data = array("q", (histogram.count, histogram.errors, histogram.min_ns))
-        self._data.append(histogram.max_ns)
-        self._data.extend(itertools.chain.from_iterable(counts.items()))
-        self.sum_ns = histogram.sum_ns
-
-    @property
-    def count(self) -> int:  # type: ignore[override]
-        return self._data[0]
-
-    @property
-    def errors(self) -> int:  # type: ignore[override]
-        return self._data[1]
-
-    @property
-    def _min_ns(self) -> int:  # type: ignore[override]
-        return self._data[2] if self._data[0] else _NO_VALUE
-
-    @property
-    def max_ns(self) -> int:  # type: ignore[override]
-        return self._data[3]
-
-    def counts(self) -> dict[int, int]:
-        data = self._data
-        return dict(zip(data[4::2], data[5::2], strict=True))
-
-    def packed(self) -> list[int]:
-        values = self._data.tolist()
-        values.insert(4, self.sum_ns)
-        return values
-
-    @classmethod
-    def unpack(cls, values: Any) -> SealedHistogram:
-        """The histogram that :meth:`packed` described (in this or another process); ValueError
-        if ``values`` is not one. Checked in C, without a Python step per bucket."""
-        if not isinstance(values, list) or len(values) < 5 or len(values) % 2 == 0:
-            raise ValueError("A packed histogram is 5 totals, then (bucket, count) pairs.")
-        try:
-            data = array("q", values[:4])
-            data.extend(values[5:])
-            sum_ns = values[4]
-            if type(sum_ns) is not int:
-                raise TypeError(f"its sum is {type(sum_ns).__name__}")
-        except (TypeError, OverflowError) as error:
-            raise ValueError(f"A packed histogram holds integers only ({error}).") from None
-        if min(data) < 0 or sum_ns < 0:
-            raise ValueError("A packed histogram holds no negative numbers.")
-        indexes = data[4::2]
-        if len(set(indexes)) != len(indexes):
-            raise ValueError("A packed histogram names each bucket once.")
-        if sum(data[5::2]) != data[0]:
-            raise ValueError("The bucket counts do not add up to the histogram's count.")
-        histogram = cls.__new__(cls)
-        histogram._data, histogram.sum_ns = data, sum_ns
-        return histogram
-
-    def flush(self) -> None:
-        """Nothing to put in buckets: a sealed histogram holds no values aside."""
-
 
 # A series read from a snapshot: (last_ns, expired, [(slice id, histogram), ...]).
 _SeriesData = tuple[int, "SealedHistogram", list[tuple[int, "SealedHistogram"]]]
@@ -556,96 +210,6 @@ class Storms:
     max_calls: int = 0
 
 
-GROUPS = ("receiver", "signal", "sender")
-SORT_COLUMNS = ("name", "count", "errors", "mean", "p50", "p95", "p99", "max", "last")
-
-
-@dataclass(frozen=True)
-class TableQuery:
-    """What a latency table shows: grouped by what, over which span, in which order."""
-
-    group: str = "receiver"
-    sort: str = "p95"
-    descending: bool = True
-    window: bool = True  # the rolling window; False: since start
-
-    PARAMS: ClassVar[tuple[str, ...]] = ("group", "sort", "order", "span")
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any]) -> TableQuery:
-        """From a query string or a socket message; ValueError with a user-fit message."""
-        group = data.get("group") or "receiver"
-        sort = data.get("sort") or "p95"
-        order = data.get("order") or ("asc" if sort == "name" else "desc")
-        span = data.get("span") or "window"
-        if group not in GROUPS:
-            raise ValueError(f"group must be one of {', '.join(GROUPS)}; got {str(group)[:40]!r}.")
-        if sort not in SORT_COLUMNS:
-            raise ValueError(
-                f"sort must be one of {', '.join(SORT_COLUMNS)}; got {str(sort)[:40]!r}."
-            )
-        if order not in ("asc", "desc"):
-            raise ValueError(f"order must be asc or desc; got {str(order)[:40]!r}.")
-        if span not in ("window", "all"):
-            raise ValueError(f"span must be window or all; got {str(span)[:40]!r}.")
-        return cls(group=group, sort=sort, descending=order == "desc", window=span == "window")
-
-    def to_query(self) -> dict[str, str]:
-        return {
-            "group": self.group,
-            "sort": self.sort,
-            "order": "desc" if self.descending else "asc",
-            "span": "window" if self.window else "all",
-        }
-
-
-@dataclass
-class TableRow:
-    """One line of a latency table."""
-
-    name: str
-    histogram: Histogram
-    location: str = ""
-    storms: Storms | None = None
-    last: float = 0.0  # wall-clock seconds of the latest call
-    slow: bool = False
-
-    @functools.cached_property
-    def summary(self) -> dict[str, Any]:
-        """The histogram's summary (count, errors, mean, percentiles), computed once."""
-        return self.histogram.summary()
-
-    def as_dict(self) -> dict[str, Any]:
-        data = {
-            "name": self.name,
-            **self.summary,
-            "last": self.last,
-            "histogram": self.histogram.to_dict(),
-        }
-        if self.location:
-            data["location"] = self.location
-        if self.storms is not None:
-            data["storm_requests"] = self.storms.requests
-            data["storm_max_calls"] = self.storms.max_calls
-        return data
-
-    def sort_value(self, column: str) -> Any:
-        if column == "name":
-            return self.name.lower()
-        if column == "last":
-            return self.last
-        summary = self.histogram
-        if column == "count":
-            return summary.count
-        if column == "errors":
-            return summary.errors
-        if column == "mean":
-            return summary.mean_ns
-        if column == "max":
-            return summary.max_ns
-        return summary.percentile(int(column[1:]))
-
-
 @dataclass(eq=False, repr=False)
 class LatencyStore:
     """Every traced send's durations, by (signal, sender, receiver); bounded in keys."""
@@ -689,14 +253,14 @@ class LatencyStore:
         slice_ns = self.slice_ns
         sends = self.sends
         for event in events:
-            wall_ns = event.start_ns + _WALL_OFFSET_NS
+            wall_ns = event.start_ns + WALL_OFFSET_NS
             if wall_ns // slice_ns != slice_id:
                 if touched:
                     self._add_batches(touched, slice_id)
                     touched = []
                 slice_id = wall_ns // slice_ns
             sender = event.sender_key
-            if type(sender) is _OpaqueSender:
+            if type(sender) is OpaqueSender:
                 sender = sender.label
             signal = event.signal_key
             send_series = sends.get((signal, sender))
@@ -991,101 +555,3 @@ def _slowest_first(call: SlowCall) -> tuple[int, float]:
 
 def _by_count(item: tuple[str, int]) -> tuple[int, str]:
     return (-item[1], item[0])
-
-
-_unversioned_merges = itertools.count()
-
-
-class MergedStore(LatencyStore):
-    """The statistics of several processes, merged from their snapshots (LatencyStore.snapshot()).
-
-    Keys are labels, so the same receiver in two processes is one series. Read-only: tables,
-    receiver histograms and slowest calls work as on a process's own store.
-    """
-
-    def __init__(self, snapshots: Iterable[Mapping[str, Any]], window_seconds: int = 300) -> None:
-        super().__init__(window_seconds=window_seconds)
-        self.locations: dict[str, str] = {}
-        self.sources: list[str] = []
-        # Each merged process's store version; for a snapshot without one, a number no other
-        # merge has, so that every merge counts as a change.
-        self._versions: dict[str, int | tuple[str, int]] = {}
-        for snapshot in snapshots:
-            self.add(snapshot)
-
-    def add(self, snapshot: Mapping[str, Any]) -> None:
-        """Add one snapshot; ValueError, and nothing added, if it is not one this version reads."""
-        source = str(snapshot.get("source", ""))
-        if snapshot.get("format") != SNAPSHOT_FORMAT:
-            raise ValueError(
-                f"The statistics of {source!r} are in format {snapshot.get('format')!r}; "
-                f"this version reads format {SNAPSHOT_FORMAT}."
-            )
-        # Everything is read first, so that a snapshot is added whole or not at all.
-        try:
-            overflow = int(snapshot.get("overflow", 0))
-            sends = [
-                (str(data["signal"]), str(data["sender"]), Series.parse_dict(data))
-                for data in snapshot["sends"]
-            ]
-            calls = [
-                (
-                    (str(data["signal"]), str(data["sender"]), str(data["receiver"])),
-                    str(data.get("location", "")),
-                    Series.parse_dict(data),
-                )
-                for data in snapshot["calls"]
-            ]
-            storms = [
-                (str(data["receiver"]), int(data["requests"]), int(data["calls"]))
-                for data in snapshot["storms"]
-            ]
-            slowest = [
-                (str(data["receiver"]), [SlowCall(**call) for call in data["calls"]])
-                for data in snapshot.get("slowest", ())
-            ]
-        except (KeyError, TypeError, AttributeError) as error:
-            raise ValueError(f"The statistics of {source!r} are incomplete ({error!r}).") from None
-        self.sources.append(source)
-        version = snapshot.get("version")
-        self._versions[source] = (
-            version if type(version) is int else ("unversioned", next(_unversioned_merges))
-        )
-        self.overflow += overflow
-        for signal, sender, parsed in sends:
-            series = self.sends.get((signal, sender))
-            if series is None:
-                series = self.sends[(signal, sender)] = SendSeries()
-            series.merge_parsed(parsed, self.slices)
-        for key, location, parsed in calls:
-            signal, sender, receiver = key
-            send_series = self.sends.get((signal, sender))
-            if send_series is None:
-                send_series = self.sends[(signal, sender)] = SendSeries()
-            series = send_series.receivers.get(receiver)
-            if series is None:
-                series = send_series.receivers[receiver] = self.calls[key] = Series()
-            series.merge_parsed(parsed, self.slices)
-            self.locations.setdefault(receiver, location)
-        for receiver, requests, max_calls in storms:
-            found = self.storms.setdefault(receiver, Storms())
-            found.requests += requests
-            found.max_calls = max(found.max_calls, max_calls)
-        for receiver, slow_calls in slowest:
-            self._slowest_of(receiver).merge(slow_calls)
-
-    def record(self, event: SignalEvent) -> None:
-        raise TypeError("A MergedStore is read-only: record into a process's own LatencyStore.")
-
-    def fingerprint(self) -> Hashable:
-        """Equal for two merges only if none of the processes' stores changed between them."""
-        return frozenset(self._versions.items())
-
-    def signal_name(self, key: Any) -> str:
-        return str(key)
-
-    def sender_name(self, key: Any) -> str:
-        return str(key)
-
-    def receiver_name(self, key: Any) -> tuple[str, str]:
-        return str(key), self.locations.get(key, "")

@@ -1,0 +1,2 @@
+"""Latency statistics: histograms (histogram), this process's store (store) and other
+processes' merged in (merge)."""
