@@ -518,14 +518,6 @@ class LatencyStore:
                 calls += slowest.calls()
         return sorted(calls, key=_slowest_first)[: self.slowest_kept]
 
-    def receiver_usage(self) -> dict[Any, tuple[int, float]]:
-        """Per receiver key: calls since start and the wall-clock time of the last one."""
-        usage: dict[Any, tuple[int, float]] = {}
-        for (_, _, receiver), series in list(self.calls.items()):
-            count, last = usage.get(receiver, (0, 0.0))
-            usage[receiver] = (count + series.total.count, max(last, series.last_ns / 1e9))
-        return usage
-
     def signal_usage(self) -> dict[Any, tuple[int, int, float]]:
         """Per signal: sends, sends that reached no receiver, last send's wall-clock time."""
         usage: dict[Any, tuple[int, int, float]] = {}

@@ -9,7 +9,6 @@ from django.template import Context
 from django.utils.safestring import mark_safe
 
 from .. import tables
-from ..conf import get_config
 from ..rows import clock, ms, percent, row_html, short_label, transport_html
 from ..stats.histogram import Histogram
 
@@ -32,11 +31,6 @@ def row(row: Mapping[str, Any]) -> str:
 def transport(status: Mapping[str, Any]) -> str:
     """The status line's word on the transport (see transport.transport_status())."""
     return mark_safe(transport_html(status))
-
-
-@register.filter
-def is_slow(row: dict[str, Any]) -> bool:
-    return row["duration_ns"] >= get_config()["SLOW_MS"] * 1_000_000
 
 
 @register.filter
