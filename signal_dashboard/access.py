@@ -6,13 +6,15 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
-from django.core.exceptions import DisallowedHost
-from django.http import HttpRequest
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import DisallowedHost, PermissionDenied
+from django.http import HttpRequest, HttpResponse
 from django.utils.http import is_same_domain
 from django.utils.module_loading import import_string
 
@@ -119,3 +121,17 @@ def _origin_allowed(request: HttpRequest) -> bool:
         for pattern in map(urlsplit, (entry for entry in trusted if "*" in entry))
         if pattern.scheme == parsed.scheme
     )
+
+
+def dashboard_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Anonymous users go to the login page; signed-in users who may not watch get a 403."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not can_view(request.user):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return wrapper

@@ -38,12 +38,12 @@ from .broadcast import STATUS_INTERVAL, broadcaster
 from .conf import get_config
 from .context import suspended
 from .filters import EventFilter, FilterError
-from .queries import TableQuery
+from .queries import recent_rows, tables_context
 from .recorder import recorder
 from .rows import event_url_parts, push_html, row_html
+from .stats.table import TableQuery
 from .tables import tables_html
 from .transport import TransportDown, is_shared, latency_store, relay, transport_status
-from .views import recent_rows, tables_context
 
 logger = logging.getLogger("signal_dashboard")
 

@@ -670,6 +670,13 @@ def sender_label(sender: Any) -> str:
     return f"<{kind.__module__}.{kind.__qualname__} instance>"
 
 
+def short_label(label: str | None) -> str:
+    """The last two parts of a dotted label: ``signals.post_save``, ``receivers.on_save``."""
+    if not label:
+        return ""
+    return ".".join(label.rsplit(".", 2)[-2:])
+
+
 _receiver_labels: dict[int, tuple[Any, tuple[str, str]]] = {}
 
 

@@ -10,13 +10,13 @@ from dataclasses import replace
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
+from .access import dashboard_access
 from .context import suspended
 from .events import SignalEvent
 from .filters import EventFilter, FilterError
-from .queries import GROUPS, TableQuery
 from .recorder import recorder
+from .stats.table import GROUPS, TableQuery
 from .transport import latency_store
-from .views import dashboard_access
 
 EVENTS_FILENAME = "signal-events.ndjson"
 STATS_FILENAME = "signal-stats.json"

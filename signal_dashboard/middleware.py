@@ -22,7 +22,6 @@ from django.utils.functional import empty
 
 from . import conf
 from .context import Origin, current_origin, suspended
-from .events import receiver_label
 from .recorder import recorder
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -239,26 +238,6 @@ def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
             except (TypeError, ValueError):
                 return None
     return None
-
-
-def request_summary(origin: Origin) -> dict[str, Any]:
-    """A finished request (or command) as JSON-ready data."""
-    slowest = origin.slowest_receiver_key
-    duration = origin.duration_ns
-    return {
-        **origin.as_dict(),
-        "id": origin.id,
-        "status": origin.status,
-        "error": origin.error,
-        "duration_ns": duration,
-        "signal_count": origin.signal_count,
-        "receiver_ns": origin.receiver_ns,
-        # The share of the request spent in receivers of the sends it made.
-        "receiver_share": origin.receiver_ns / duration if duration else 0.0,
-        "slowest_receiver": None if slowest is None else receiver_label(slowest)[0],
-        "slowest_receiver_ns": origin.slowest_receiver_ns,
-        "storms": [{"receiver": label, "calls": calls} for label, calls in origin.storms],
-    }
 
 
 def excluded_paths() -> tuple[str, ...]:

@@ -1,103 +1,70 @@
-"""The read side: what a latency table shows (its query, parsed from a page or a socket) and
-its rows."""
+"""The read side: what pages, sockets and exports show, whichever transport the events came
+through: the recent rows, the latency table with the request list, and a request's summary."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any
 
-from .stats.histogram import Histogram
+from .conf import get_config
+from .context import Origin
+from .events import receiver_label
+from .filters import EventFilter
+from .recorder import recorder
+from .stats.table import TableQuery
+from .transport import history, is_shared, latency_store
 
-if TYPE_CHECKING:
-    from .stats.store import Storms
-
-GROUPS = ("receiver", "signal", "sender")
-SORT_COLUMNS = ("name", "count", "errors", "mean", "p50", "p95", "p99", "max", "last")
-
-
-@dataclass(frozen=True)
-class TableQuery:
-    """What a latency table shows: grouped by what, over which span, in which order."""
-
-    group: str = "receiver"
-    sort: str = "p95"
-    descending: bool = True
-    window: bool = True  # the rolling window; False: since start
-
-    PARAMS: ClassVar[tuple[str, ...]] = ("group", "sort", "order", "span")
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any]) -> TableQuery:
-        """From a query string or a socket message; ValueError with a user-fit message."""
-        group = data.get("group") or "receiver"
-        sort = data.get("sort") or "p95"
-        order = data.get("order") or ("asc" if sort == "name" else "desc")
-        span = data.get("span") or "window"
-        if group not in GROUPS:
-            raise ValueError(f"group must be one of {', '.join(GROUPS)}; got {str(group)[:40]!r}.")
-        if sort not in SORT_COLUMNS:
-            raise ValueError(
-                f"sort must be one of {', '.join(SORT_COLUMNS)}; got {str(sort)[:40]!r}."
-            )
-        if order not in ("asc", "desc"):
-            raise ValueError(f"order must be asc or desc; got {str(order)[:40]!r}.")
-        if span not in ("window", "all"):
-            raise ValueError(f"span must be window or all; got {str(span)[:40]!r}.")
-        return cls(group=group, sort=sort, descending=order == "desc", window=span == "window")
-
-    def to_query(self) -> dict[str, str]:
-        return {
-            "group": self.group,
-            "sort": self.sort,
-            "order": "desc" if self.descending else "asc",
-            "span": "window" if self.window else "all",
-        }
+# Rows of the latency table and of the request list a page or a socket shows.
+MAX_TABLE_ROWS = 100
+MAX_REQUEST_ROWS = 50
 
 
-@dataclass
-class TableRow:
-    """One line of a latency table."""
+def tables_context(event_filter: EventFilter, query: TableQuery) -> dict[str, Any]:
+    """What the latency table and the request list show, for a page or a socket push."""
+    config = get_config()
+    events = list(recorder.events) if event_filter.needs_events else []
+    store = latency_store()
+    rows = store.table(query, event_filter, events, slow_ns=config["SLOW_MS"] * 1_000_000)
+    return {
+        "latency_rows": rows[:MAX_TABLE_ROWS],
+        "latency_total": len(rows),
+        "table": query,
+        "window_seconds": store.window_seconds,
+        "from_buffer": event_filter.needs_events,
+        "unreadable": len(store.unreadable),
+        "request_rows": [
+            request_summary(origin) for origin in list(recorder.requests)[-MAX_REQUEST_ROWS:][::-1]
+        ],
+        "storm_threshold": store.storm_threshold,
+        "slow_ms": config["SLOW_MS"],
+    }
 
-    name: str
-    histogram: Histogram
-    location: str = ""
-    storms: Storms | None = None
-    last: float = 0.0  # wall-clock seconds of the latest call
-    slow: bool = False
 
-    @functools.cached_property
-    def summary(self) -> dict[str, Any]:
-        """The histogram's summary (count, errors, mean, percentiles), computed once."""
-        return self.histogram.summary()
+def recent_rows() -> list[dict[str, Any]]:
+    """Rows of the recent events, newest first: every process's with the Redis transport (this
+    process's if Redis cannot be read), else this process's."""
+    if is_shared():
+        try:
+            return history(get_config()["HISTORY_SIZE"])
+        except Exception:
+            pass
+    return [event.as_row() for event in reversed(list(recorder.events))]
 
-    def as_dict(self) -> dict[str, Any]:
-        data = {
-            "name": self.name,
-            **self.summary,
-            "last": self.last,
-            "histogram": self.histogram.to_dict(),
-        }
-        if self.location:
-            data["location"] = self.location
-        if self.storms is not None:
-            data["storm_requests"] = self.storms.requests
-            data["storm_max_calls"] = self.storms.max_calls
-        return data
 
-    def sort_value(self, column: str) -> Any:
-        if column == "name":
-            return self.name.lower()
-        if column == "last":
-            return self.last
-        summary = self.histogram
-        if column == "count":
-            return summary.count
-        if column == "errors":
-            return summary.errors
-        if column == "mean":
-            return summary.mean_ns
-        if column == "max":
-            return summary.max_ns
-        return summary.percentile(int(column[1:]))
+def request_summary(origin: Origin) -> dict[str, Any]:
+    """A finished request (or command) as JSON-ready data."""
+    slowest = origin.slowest_receiver_key
+    duration = origin.duration_ns
+    return {
+        **origin.as_dict(),
+        "id": origin.id,
+        "status": origin.status,
+        "error": origin.error,
+        "duration_ns": duration,
+        "signal_count": origin.signal_count,
+        "receiver_ns": origin.receiver_ns,
+        # The share of the request spent in receivers of the sends it made.
+        "receiver_share": origin.receiver_ns / duration if duration else 0.0,
+        "slowest_receiver": None if slowest is None else receiver_label(slowest)[0],
+        "slowest_receiver_ns": origin.slowest_receiver_ns,
+        "storms": [{"receiver": label, "calls": calls} for label, calls in origin.storms],
+    }

@@ -19,6 +19,7 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.formats import number_format
 
 from .conf import get_config
+from .events import short_label
 
 # Stands in for an object's id in a reversed URL (an integer fits both str and int converters).
 _ID = 999_999_999
@@ -194,10 +195,3 @@ def clock(timestamp: float) -> str:
     minutes, seconds = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}"
-
-
-def short_label(label: str | None) -> str:
-    """The last two parts of a dotted label: ``signals.post_save``, ``receivers.on_save``."""
-    if not label:
-        return ""
-    return ".".join(label.rsplit(".", 2)[-2:])

@@ -16,9 +16,10 @@ from urllib.parse import quote
 
 from django.urls import reverse
 
-from .queries import TableQuery, TableRow
-from .rows import _number, _text, ms, percent, short_label, url_parts
+from .events import short_label
+from .rows import _number, _text, ms, percent, url_parts
 from .stats.histogram import Histogram
+from .stats.table import TableQuery, TableRow
 
 SPARKLINE_WIDTH = 96
 SPARKLINE_HEIGHT = 20
@@ -43,7 +44,7 @@ def tables_html(context: Mapping[str, Any]) -> str:
 
 
 def latency_table_html(context: Mapping[str, Any], oob: bool = False) -> str:
-    """The latency table of ``views.tables_context()``."""
+    """The latency table of ``queries.tables_context()``."""
     rows: Sequence[TableRow] = context["latency_rows"]
     table: TableQuery = context["table"]
     total: int = context["latency_total"]
@@ -156,7 +157,7 @@ def sparkline(histogram: Histogram) -> str:
 
 
 def request_table_html(context: Mapping[str, Any], oob: bool = False) -> str:
-    """The list of finished requests and commands of ``views.tables_context()``."""
+    """The list of finished requests and commands of ``queries.tables_context()``."""
     swap = ' hx-swap-oob="outerHTML"' if oob else ""
     return (
         f'<table id="sd-requests" class="sd-requests"{swap}>\n'
@@ -170,7 +171,7 @@ def request_table_html(context: Mapping[str, Any], oob: bool = False) -> str:
 
 
 def request_rows_html(summaries: Sequence[Mapping[str, Any]]) -> str:
-    """A row per request summary (see ``middleware.request_summary()``)."""
+    """A row per request summary (see ``queries.request_summary()``)."""
     if not summaries:
         return (
             '<tr><td colspan="8" class="sd-muted">No request or command has finished yet.</td></tr>'

@@ -2,49 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode
 
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 
 from . import waterfall
-from .access import can_view
+from .access import dashboard_access
 from .broadcast import broadcaster
 from .conf import get_config
 from .context import Origin
 from .filters import EventFilter, FilterError
-from .middleware import request_summary
-from .queries import TableQuery
+from .queries import recent_rows, request_summary, tables_context
 from .recorder import recorder
 from .registry import signal_registry
+from .stats.table import TableQuery
 from .tracing import is_installed, tracing_failures
-from .transport import history, history_event, is_shared, latency_store, transport_status
+from .transport import history_event, is_shared, latency_store, transport_status
 
-# Rows of the latency table and of the request list a page shows.
-MAX_TABLE_ROWS = 100
-MAX_REQUEST_ROWS = 50
 # Calls listed in a receiver's detail.
 RECENT_CALLS = 20
-
-
-def dashboard_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Anonymous users go to the login page; signed-in users who may not watch get a 403."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not can_view(request.user):
-            raise PermissionDenied
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 @dashboard_access
@@ -77,38 +56,6 @@ def index(request: HttpRequest) -> HttpResponse:
             **tables_context(event_filter, TableQuery()),
         },
     )
-
-
-def tables_context(event_filter: EventFilter, query: TableQuery) -> dict[str, Any]:
-    """What the latency table and the request list show, for a page or a socket push."""
-    config = get_config()
-    events = list(recorder.events) if event_filter.needs_events else []
-    store = latency_store()
-    rows = store.table(query, event_filter, events, slow_ns=config["SLOW_MS"] * 1_000_000)
-    return {
-        "latency_rows": rows[:MAX_TABLE_ROWS],
-        "latency_total": len(rows),
-        "table": query,
-        "window_seconds": store.window_seconds,
-        "from_buffer": event_filter.needs_events,
-        "unreadable": len(store.unreadable),
-        "request_rows": [
-            request_summary(origin) for origin in list(recorder.requests)[-MAX_REQUEST_ROWS:][::-1]
-        ],
-        "storm_threshold": store.storm_threshold,
-        "slow_ms": config["SLOW_MS"],
-    }
-
-
-def recent_rows() -> list[dict[str, Any]]:
-    """Rows of the recent events, newest first: every process's with the Redis transport (this
-    process's if Redis cannot be read), else this process's."""
-    if is_shared():
-        try:
-            return history(get_config()["HISTORY_SIZE"])
-        except Exception:
-            pass
-    return [event.as_row() for event in reversed(list(recorder.events))]
 
 
 @dashboard_access

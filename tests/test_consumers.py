@@ -29,10 +29,10 @@ from signal_dashboard.consumers import (
     DashboardConsumer,
 )
 from signal_dashboard.filters import EventFilter
-from signal_dashboard.queries import TableQuery
 from signal_dashboard.recorder import recorder
 from signal_dashboard.routing import websocket_application
 from signal_dashboard.rows import row_html
+from signal_dashboard.stats.table import TableQuery
 from signal_dashboard.tables import tables_html
 from signal_dashboard.transport import Publisher, channel_layer, relay
 from tests.redis_server import RedisServer

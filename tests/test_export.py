@@ -16,9 +16,9 @@ from django.test import AsyncClient, Client
 
 from signal_dashboard.events import SignalEvent
 from signal_dashboard.filters import EventFilter, FilterError
-from signal_dashboard.queries import GROUPS, TableQuery
 from signal_dashboard.recorder import recorder
 from signal_dashboard.stats.histogram import Histogram
+from signal_dashboard.stats.table import GROUPS, TableQuery
 
 pytestmark = pytest.mark.django_db
 

@@ -18,7 +18,7 @@ from django.db.models.signals import post_save
 from django.test import AsyncClient
 
 from signal_dashboard.demo.pizzeria.models import Topping
-from signal_dashboard.middleware import request_summary
+from signal_dashboard.queries import request_summary
 from signal_dashboard.recorder import recorder
 from signal_dashboard.tracing import capture
 

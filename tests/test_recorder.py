@@ -13,8 +13,8 @@ from django.dispatch import Signal
 
 from signal_dashboard.context import Origin
 from signal_dashboard.events import SignalEvent
-from signal_dashboard.queries import TableQuery
 from signal_dashboard.recorder import Recorder, recorder
+from signal_dashboard.stats.table import TableQuery
 from signal_dashboard.tracing import capture
 
 

@@ -14,7 +14,6 @@ from django.test import override_settings
 
 from signal_dashboard.context import Origin, current_origin
 from signal_dashboard.filters import EventFilter
-from signal_dashboard.queries import TableQuery
 from signal_dashboard.stats.histogram import (
     UNBUCKETED_LIMIT,
     Histogram,
@@ -24,6 +23,7 @@ from signal_dashboard.stats.histogram import (
 )
 from signal_dashboard.stats.merge import MergedStore
 from signal_dashboard.stats.store import LatencyStore, Series
+from signal_dashboard.stats.table import TableQuery
 from signal_dashboard.tracing import capture
 
 oven = Signal()

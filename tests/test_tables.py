@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from signal_dashboard.queries import TableQuery, TableRow
 from signal_dashboard.stats.histogram import Histogram
 from signal_dashboard.stats.store import Storms
+from signal_dashboard.stats.table import TableQuery, TableRow
 from signal_dashboard.tables import (
     SPARKLINE_BINS,
     latency_table_html,

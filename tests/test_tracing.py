@@ -26,9 +26,9 @@ from signal_dashboard import events as events_module
 from signal_dashboard import tracing
 from signal_dashboard.consumers import DashboardConsumer
 from signal_dashboard.context import PROCESS_ORIGIN, Origin, current_origin
-from signal_dashboard.queries import TableQuery
 from signal_dashboard.recorder import recorder
 from signal_dashboard.registry import signal_registry
+from signal_dashboard.stats.table import TableQuery
 
 
 @pytest.fixture

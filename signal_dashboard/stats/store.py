@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..events import WALL_OFFSET_NS, OpaqueSender, key_label, receiver_label
-from ..queries import TableRow
 from .histogram import Histogram, SealedHistogram
+from .table import TableRow
 
 if TYPE_CHECKING:
     from ..context import Origin
     from ..events import SignalEvent
     from ..filters import EventFilter
-    from ..queries import TableQuery
+    from .table import TableQuery
 
 # The layout of LatencyStore.snapshot(): a process reads only snapshots of its own format (the
 # histograms are packed, so both sides must share the bucket layout of stats.histogram).

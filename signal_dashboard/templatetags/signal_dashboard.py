@@ -9,7 +9,8 @@ from django.template import Context
 from django.utils.safestring import mark_safe
 
 from .. import tables
-from ..rows import clock, ms, percent, row_html, short_label, transport_html
+from ..events import short_label
+from ..rows import clock, ms, percent, row_html, transport_html
 from ..stats.histogram import Histogram
 
 register = template.Library()
@@ -53,11 +54,11 @@ def sparkline(histogram: Histogram) -> str:
 
 @register.simple_tag(takes_context=True)
 def latency_table(context: Context) -> str:
-    """The latency table of ``views.tables_context()`` (escaped inside)."""
+    """The latency table of ``queries.tables_context()`` (escaped inside)."""
     return mark_safe(tables.latency_table_html(context.flatten()))
 
 
 @register.simple_tag(takes_context=True)
 def request_table(context: Context) -> str:
-    """The list of finished requests of ``views.tables_context()`` (escaped inside)."""
+    """The list of finished requests of ``queries.tables_context()`` (escaped inside)."""
     return mark_safe(tables.request_table_html(context.flatten()))

@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from signal_dashboard.broadcast import GROUP
 from signal_dashboard.context import suspended
+from signal_dashboard.events import short_label
 from signal_dashboard.filters import EventFilter, FilterError
 from signal_dashboard.transport import channel_layer, is_shared
 
@@ -185,7 +186,7 @@ def format_row(row: Mapping[str, Any]) -> str:
     line = "  ".join(
         (
             f"{started:%H:%M:%S}.{started.microsecond // 1000:03d}",
-            short_signal(row["signal"]),
+            short_label(row["signal"]),
             row["sender"],
             f"{receivers} receiver{'' if receivers == 1 else 's'}",
             f"{row['duration_ns'] / 1e6:.3f} ms",
@@ -195,11 +196,6 @@ def format_row(row: Mapping[str, Any]) -> str:
         )
     )
     return _escape_controls(line)
-
-
-def short_signal(label: str) -> str:
-    """``django.db.models.signals.post_save`` as ``signals.post_save``."""
-    return ".".join(label.split(".")[-2:])
 
 
 def _escape_controls(text: str) -> str:
