@@ -34,7 +34,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from .access import can_view
-from .broadcast import STATUS_INTERVAL, broadcaster
+from .backends import backend
+from .broadcast import STATUS_INTERVAL
 from .conf import get_config
 from .context import suspended
 from .filters import EventFilter, FilterError
@@ -43,7 +44,7 @@ from .recorder import recorder
 from .rows import event_url_parts, push_html, row_html
 from .stats.table import TableQuery
 from .tables import tables_html
-from .transport import TransportDown, is_shared, latency_store, relay, transport_status
+from .transport import TransportDown
 
 logger = logging.getLogger("signal_dashboard")
 
@@ -127,16 +128,13 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         except FilterError as error:
             self.filter, self.filter_error = EventFilter(), str(error)
         # Join before accepting, so nothing sent after the page sees the socket open is missed.
-        self.shared = is_shared()
-        if self.shared:
-            try:
-                await relay.attach(self.deliver)
-            except TransportDown as error:
-                await self.accept()
-                await self.close_transport_down(str(error))
-                return
-        else:
-            broadcaster.attach(self.deliver)
+        self.backend = backend()
+        try:
+            await self.backend.attach(self.deliver)
+        except TransportDown as error:
+            await self.accept()
+            await self.close_transport_down(str(error))
+            return
         self.joined = True
         await self.accept()
         if self.filter_error:
@@ -147,10 +145,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             self.joined = False
             self._stop_tables_refresh()
             self._stop_rerender()
-            if self.shared:
-                await relay.detach(self.deliver)
-            else:
-                broadcaster.detach(self.deliver)
+            await self.backend.detach(self.deliver)
 
     # -- from the page ----------------------------------------------------------------------
 
@@ -374,7 +369,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         """Events per second and drops over every process heard from, and the transport."""
         now = time.monotonic()
         recent = [s for s in self.sources.values() if now - s["seen"] < SOURCE_SILENCE]
-        transport = transport_status()
+        transport = self.backend.status()
         return {
             "rate": sum(s["rate"] for s in recent),
             "dropped": sum(int(s["dropped"]) for s in self.sources.values()) + self.dropped,
@@ -521,7 +516,7 @@ def _tables_version() -> Version:
     """Changes whenever the statistics (with the Redis transport, any process's) or the list of
     finished requests do."""
     requests = recorder.requests
-    return (latency_store().fingerprint(), requests[-1].id if requests else 0)
+    return (backend().latency_store().fingerprint(), requests[-1].id if requests else 0)
 
 
 row_fragments = RowFragments(ROW_CACHE_SIZE)

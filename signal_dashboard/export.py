@@ -11,12 +11,12 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from .access import dashboard_access
+from .backends import backend
 from .context import suspended
 from .events import SignalEvent
 from .filters import EventFilter, FilterError
 from .recorder import recorder
 from .stats.table import GROUPS, TableQuery
-from .transport import latency_store
 
 EVENTS_FILENAME = "signal-events.ndjson"
 STATS_FILENAME = "signal-stats.json"
@@ -72,7 +72,7 @@ def stats_json(request: HttpRequest) -> HttpResponse:
     except ValueError as exc:  # FilterError included
         return _bad_request(exc)
     # The recorder replaces its store when the window setting changes: read one store throughout.
-    store = latency_store()
+    store = backend().latency_store()
     events = list(recorder.events)
     with suspended():
         tables = {

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .backends import backend
 from .conf import get_config
 from .context import Origin
 from .events import receiver_label
 from .filters import EventFilter
 from .recorder import recorder
 from .stats.table import TableQuery
-from .transport import history, is_shared, latency_store
 
 # Rows of the latency table and of the request list a page or a socket shows.
 MAX_TABLE_ROWS = 100
@@ -22,7 +22,7 @@ def tables_context(event_filter: EventFilter, query: TableQuery) -> dict[str, An
     """What the latency table and the request list show, for a page or a socket push."""
     config = get_config()
     events = list(recorder.events) if event_filter.needs_events else []
-    store = latency_store()
+    store = backend().latency_store()
     rows = store.table(query, event_filter, events, slow_ns=config["SLOW_MS"] * 1_000_000)
     return {
         "latency_rows": rows[:MAX_TABLE_ROWS],
@@ -40,14 +40,9 @@ def tables_context(event_filter: EventFilter, query: TableQuery) -> dict[str, An
 
 
 def recent_rows() -> list[dict[str, Any]]:
-    """Rows of the recent events, newest first: every process's with the Redis transport (this
+    """Rows of the recent events, newest first: every process's with the Redis backend (this
     process's if Redis cannot be read), else this process's."""
-    if is_shared():
-        try:
-            return history(get_config()["HISTORY_SIZE"])
-        except Exception:
-            pass
-    return [event.as_row() for event in reversed(list(recorder.events))]
+    return backend().recent_rows(get_config()["HISTORY_SIZE"])
 
 
 def request_summary(origin: Origin) -> dict[str, Any]:

@@ -96,11 +96,6 @@ def redis_url() -> str | None:
     return get_config()["REDIS_URL"] or None
 
 
-def is_shared() -> bool:
-    """Whether events travel between processes (through Redis)."""
-    return redis_url() is not None
-
-
 def _hosts(url: str) -> list[dict[str, Any]]:
     # A dashboard's receive blocks in BRPOP for up to channels_redis's brpop_timeout (5 s) when
     # nothing happens: reads must be allowed longer than that (redis-py's default is not). The
@@ -195,14 +190,12 @@ class _MergedCache:
     unreadable = 0  # snapshots skipped as unreadable
 
 
-def latency_store() -> LatencyStore:
-    """This process's statistics, or with the Redis transport every process's, merged.
+def merged_latency_store() -> LatencyStore:
+    """Every process's statistics, merged (read from Redis at most every ``MERGED_STATS_TTL``).
 
     If Redis cannot be read, or holds no other process's, this process's own statistics (and
-    in the first case ``transport_status()`` says so).
+    in the first case ``status()`` says so).
     """
-    if not is_shared():
-        return recorder.latency
     now = time.monotonic()
     cached = _MergedCache.store
     if cached is not None and now - _MergedCache.read_at < _MergedCache.ttl:
@@ -279,10 +272,8 @@ def _unreadable(store: MergedStore, error: ValueError) -> None:
         )
 
 
-def transport_status() -> dict[str, Any]:
-    """What dashboards show about the transport."""
-    if not is_shared():
-        return {"shared": False, "up": True, "error": "", "dropped": 0}
+def status() -> dict[str, Any]:
+    """What dashboards show about the transport (see backends.Backend.status())."""
     publisher = Publisher.current
     error = (publisher.error if publisher else "") or _MergedCache.error
     return {

@@ -11,6 +11,7 @@ from django.shortcuts import render
 
 from . import waterfall
 from .access import dashboard_access
+from .backends import backend
 from .broadcast import broadcaster
 from .conf import get_config
 from .context import Origin
@@ -20,7 +21,6 @@ from .recorder import recorder
 from .registry import signal_registry
 from .stats.table import TableQuery
 from .tracing import is_installed, tracing_failures
-from .transport import history_event, is_shared, latency_store, transport_status
 
 # Calls listed in a receiver's detail.
 RECENT_CALLS = 20
@@ -46,7 +46,7 @@ def index(request: HttpRequest) -> HttpResponse:
             "filter": event_filter,
             "error": error,
             "senders": sorted({row["sender"] for row in rows} | {e.sender_label for e in events}),
-            "transport": transport_status(),
+            "transport": backend().status(),
             "ws_url": f"/{config['WEBSOCKET_PATH']}" + (f"?{query}" if query else ""),
             "max_rows": config["MAX_ROWS"],
             "dropped": broadcaster.dropped,
@@ -71,12 +71,12 @@ def event_detail(request: HttpRequest, event_id: str) -> HttpResponse:
                 "origin": event.origin.as_dict(),
             }
             return render(request, "signal_dashboard/_detail.html", context)
-    # Another process's send: what the Redis transport kept of it.
+    # Another process's send: what the backend kept of it.
     history_id = request.GET.get("h", "")
     data = None
-    if history_id and is_shared():
+    if history_id:
         try:
-            data = history_event(history_id)
+            data = backend().other_event(history_id)
         except Exception as error:
             return HttpResponse(f"Redis unreachable: {error}", status=503)
     if data is None or data.get("id") != event_id:
@@ -117,7 +117,7 @@ def receiver_detail(request: HttpRequest) -> HttpResponse:
     label = request.GET.get("label", "")
     if not label:
         return HttpResponseBadRequest("Name a receiver: ?label=module.qualname")
-    store = latency_store()
+    store = backend().latency_store()
     recent = []
     for event in reversed(list(recorder.events)):
         for call in event.receivers:

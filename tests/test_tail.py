@@ -17,6 +17,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.dispatch import Signal
 
+from signal_dashboard.backends import RedisBackend
 from signal_dashboard.broadcast import GROUP
 from signal_dashboard.context import HOST, PID, PROCESS_ORIGIN, Origin, current_origin
 from signal_dashboard.filters import EventFilter
@@ -81,8 +82,8 @@ class Hung(Exception):
 @pytest.fixture
 def layer(monkeypatch: pytest.MonkeyPatch) -> BaseChannelLayer:
     """The in-memory layer, passed off as the Redis transport; a receive that hangs fails."""
-    monkeypatch.setattr(signals_tail, "is_shared", lambda: True)
-    layer = signals_tail.channel_layer()
+    monkeypatch.setattr(signals_tail, "backend", RedisBackend)  # with no REDIS_URL: in-memory
+    layer = RedisBackend().tail_layer()
     receive = layer.receive
 
     async def guarded_receive(channel: str) -> dict[str, Any]:

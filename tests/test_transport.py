@@ -19,6 +19,7 @@ from django.test import Client
 from websockets.exceptions import ConnectionClosed
 
 from signal_dashboard import tracing, transport
+from signal_dashboard.backends import backend
 from signal_dashboard.recorder import Recorder, recorder
 from signal_dashboard.stats.histogram import Histogram, SealedHistogram
 from signal_dashboard.stats.merge import MergedStore
@@ -250,10 +251,10 @@ def test_statistics_read_from_redis_are_other_processes_only(
     with redis.Redis.from_url(redis_server.url) as client:
         # What this process wrote earlier is not read back: its own figures are fresher.
         client.set(STATS_KEY_PREFIX + SOURCE, "not even JSON")
-        assert transport.latency_store() is recorder.latency
+        assert backend().latency_store() is recorder.latency
         client.set(STATS_KEY_PREFIX + "otherhost:1", json.dumps(other.snapshot("otherhost:1")))
     monkeypatch.setattr(transport._MergedCache, "read_at", 0.0)
-    merged = transport.latency_store()
+    merged = backend().latency_store()
     assert isinstance(merged, MergedStore)
     assert merged.sources == ["otherhost:1", SOURCE]
     label = "tests.test_transport._noted"
@@ -285,7 +286,7 @@ def test_statistics_that_cannot_be_read_are_skipped_and_the_rest_merged(
         client.set("signal_dashboard:stats:otherhost:4", json.dumps(older))
         try:
             with caplog.at_level("WARNING", logger="signal_dashboard"):
-                merged = transport.latency_store()
+                merged = backend().latency_store()
         finally:
             client.delete(*keys, "signal_dashboard:stats:otherhost:4")
     assert isinstance(merged, MergedStore)
@@ -294,7 +295,7 @@ def test_statistics_that_cannot_be_read_are_skipped_and_the_rest_merged(
     assert merged.receiver_histogram(label).count == (
         recorder.latency.receiver_histogram(label).count + 1
     )
-    assert transport.transport_status()["up"]
+    assert backend().status()["up"]
     assert transport._MergedCache.unreadable == 2
     assert sorted(merged.unreadable) == [
         "The statistics of 'otherhost:3' are in format 1; this version reads format 2.",
@@ -581,10 +582,10 @@ def test_statistics_that_take_long_to_merge_are_merged_less_often(
     other_key = STATS_KEY_PREFIX + "otherhost:1"
     with redis.Redis.from_url(redis_server.url) as client:
         client.set(other_key, json.dumps(LatencyStore().snapshot("otherhost:1")))
-        merged = transport.latency_store()
+        merged = backend().latency_store()
         assert isinstance(merged, MergedStore)
         client.set(other_key + "0", json.dumps(LatencyStore().snapshot("otherhost:10")))
-        assert transport.latency_store() is merged
+        assert backend().latency_store() is merged
         assert merged.sources == ["otherhost:1", SOURCE]
         assert transport._MergedCache.ttl > 3600
         client.delete(other_key, other_key + "0")

@@ -18,21 +18,14 @@ from typing import Any
 from channels.layers import BaseChannelLayer
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from signal_dashboard.backends import NotShared, backend
 from signal_dashboard.broadcast import GROUP
 from signal_dashboard.context import suspended
 from signal_dashboard.events import short_label
 from signal_dashboard.filters import EventFilter, FilterError
-from signal_dashboard.transport import channel_layer, is_shared
 
 # Errors can carry a whole exception message; the line shows its start, --json all of it.
 MAX_ERROR_LENGTH = 120
-
-NOT_SHARED = (
-    "signals_tail needs the Redis transport: without it each server process keeps its events "
-    "in its own in-memory channel layer, which no other process can see. Set "
-    'SIGNAL_DASHBOARD = {"REDIS_URL": "redis://..."} in the settings (and install '
-    "signal-dashboard[redis]), or watch the dashboard page in a browser instead."
-)
 
 
 def _filter_flags() -> frozenset[str]:
@@ -101,13 +94,15 @@ class Command(BaseCommand):
             )
         except FilterError as error:
             raise CommandError(str(error)) from None
-        if not is_shared():
-            raise CommandError(NOT_SHARED)
+        try:
+            layer = backend().tail_layer()
+        except NotShared as error:
+            raise CommandError(str(error)) from None
         # Ctrl-C is how a tail normally ends: no traceback for it.
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(
                 self.tail(
-                    channel_layer(),
+                    layer,
                     event_filter,
                     as_json=options["json"],
                     limit=options["limit"],

@@ -1,0 +1,54 @@
+"""The interface of a backend: where the dashboards' events and statistics come from.
+
+Like channels' layers, the backend is chosen by a setting (``REDIS_URL``: see
+:func:`signal_dashboard.backends.backend`), and nobody else asks which one it is: pages, sockets,
+exports and ``signals_tail`` ask the backend.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from channels.layers import BaseChannelLayer
+
+    from ..broadcast import BatchReceiver
+    from ..stats.store import LatencyStore
+
+
+class NotShared(Exception):
+    """The backend carries no events between processes (so there is nothing to tail)."""
+
+
+class Backend:
+    """Where events and statistics go and come from: this process, or every process."""
+
+    def recent_rows(self, limit: int) -> list[dict[str, Any]]:
+        """Rows of the recent events, newest first."""
+        raise NotImplementedError
+
+    def other_event(self, history_id: str) -> dict[str, Any] | None:
+        """Another process's event (its whole form) by its history id; None if it is not
+        there. May raise if the backend cannot be read."""
+        return None
+
+    def latency_store(self) -> LatencyStore:
+        """The statistics the dashboards show."""
+        raise NotImplementedError
+
+    def status(self) -> dict[str, Any]:
+        """What dashboards show about the backend: ``shared``, ``up``, ``error``, ``dropped``."""
+        raise NotImplementedError
+
+    async def attach(self, receiver: BatchReceiver) -> None:
+        """Hand ``receiver`` every batch of events from now on (raises TransportDown if the
+        backend cannot be reached)."""
+        raise NotImplementedError
+
+    async def detach(self, receiver: BatchReceiver) -> None:
+        raise NotImplementedError
+
+    def tail_layer(self) -> BaseChannelLayer:
+        """The channel layer ``signals_tail`` reads every process's events from (NotShared if
+        there is none)."""
+        raise NotImplementedError
