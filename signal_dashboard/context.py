@@ -41,7 +41,7 @@ class Origin:
     duration_ns: int | None = None
     signal_count: int = 0
     receiver_ns: int = 0
-    # Code object (or class) of the slowest top-level receiver; see events.receiver_label().
+    # Code object (or class) of the slowest top-level receiver; see labels.receiver_label().
     slowest_receiver_key: object = None
     slowest_receiver_ns: int = 0
     # Calls per receiver key, nested sends included, for storm detection.

@@ -7,17 +7,23 @@ objects, integers, the payload summary); labels and dictionaries are made on dem
 from __future__ import annotations
 
 import itertools
-import linecache
 import operator
-import sys
 import time
-import traceback
-import weakref
 from dataclasses import dataclass, field
-from types import CodeType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .context import HOST, PID, Origin
+from .errors import ErrorInfo
+from .labels import (
+    HANDLES,
+    Handle,
+    OpaqueSender,
+    handle_of,
+    key_label,
+    new_handle,
+    receiver_label,
+    sender_label,
+)
 from .payload import Limits, summarize, summarize_kwargs
 
 if TYPE_CHECKING:
@@ -57,131 +63,6 @@ def error_info(exc: BaseException) -> ErrorInfo:
 # time, so that an event keeps no sender alive.
 _PLAIN_SENDERS = frozenset({type(None), str, int})
 _IMMUTABLE = frozenset({type(None), bool, int, float, str})
-
-
-# Between two exceptions of a chain, as Python prints them.
-_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
-_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
-# The shortest text a frame takes in a traceback: no more frames than fit in its length are kept.
-_MIN_FRAME_TEXT = 20
-# As Python's tracebacks do, a frame repeated more than this many times in a row (a recursion)
-# is printed this many times, then counted.
-_RECURSIVE_CUTOFF = 3
-
-# A frame of a traceback (file name, line number, function name) and how many times in a row
-# it was repeated.
-_Frames = tuple[tuple[tuple[str, int, str], int], ...]
-# One exception of a chain: the line that introduces it, its frames, its last line(s).
-_Link = tuple[str, _Frames, str]
-
-
-class ErrorInfo:
-    """An exception raised by a receiver: its type and message, and the traceback text.
-
-    When the exception is raised only its frames' file names, line numbers and function names
-    are taken (a few microseconds). The traceback is written, source lines included, the first
-    time it is read: Python's own formatting takes some 200 µs, most of it for the column
-    markers (``^^^``), which this one leaves out.
-    """
-
-    __slots__ = ("_chain", "_max_length", "_traceback", "message", "type")
-
-    def __init__(self, type: str, message: str, traceback: str = "") -> None:
-        self.type = type
-        self.message = message
-        self._traceback = traceback
-        self._chain: tuple[_Link, ...] = ()
-        self._max_length = 0
-
-    @classmethod
-    def from_exception(cls, exc: BaseException, max_length: int, skip_frames: int = 0) -> ErrorInfo:
-        """``skip_frames``: how many of the exception's own outermost frames to leave out (not
-        of the exceptions it was raised from or while handling)."""
-        kind = type(exc)
-        try:
-            message = str(exc)
-        except Exception:  # str() of an exception is user code
-            message = "<message unavailable>"
-        info = cls(f"{kind.__module__}.{kind.__qualname__}", message[:max_length])
-        info._max_length = max_length
-        tb = exc.__traceback__
-        for _ in range(skip_frames):
-            tb = tb.tb_next if tb is not None else None
-        if isinstance(exc, BaseExceptionGroup):  # rare: Python's text, sub-exceptions and all
-            text = "".join(traceback.format_exception(kind, exc, tb))
-            info._traceback = _bounded(text, max_length)
-        else:
-            info._chain = _chain(exc, tb, max_length // _MIN_FRAME_TEXT + 1)
-        return info
-
-    @property
-    def traceback(self) -> str:
-        """The traceback as Python prints it, without column markers; at most the configured
-        length, its end kept."""
-        chain = self._chain
-        if chain:
-            self._traceback = _bounded(_format_chain(chain), self._max_length)
-            self._chain = ()
-        return self._traceback
-
-    def __repr__(self) -> str:
-        return f"<ErrorInfo {self.type}: {self.message[:80]!r}>"
-
-
-def _chain(exc: BaseException, tb: TracebackType | None, max_frames: int) -> tuple[_Link, ...]:
-    """The exception (its frames from ``tb`` on) and those it was raised from or while
-    handling, oldest first."""
-    links: list[_Link] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        runs: list[list[Any]] = []
-        if current is not exc:
-            tb = current.__traceback__
-        for frame, line_number in traceback.walk_tb(tb):
-            code = frame.f_code
-            where = (code.co_filename, line_number, code.co_name)
-            if runs and runs[-1][0] == where:
-                runs[-1][1] += 1
-                continue
-            # As Python's traceback does, for sources that only the module's loader has.
-            linecache.lazycache(code.co_filename, frame.f_globals)
-            runs.append([where, 1])
-        if current.__cause__ is not None:
-            following, intro = current.__cause__, _CAUSE
-        elif current.__context__ is not None and not current.__suppress_context__:
-            following, intro = current.__context__, _CONTEXT
-        else:
-            following, intro = None, ""
-        last = "".join(traceback.format_exception_only(current))
-        # The introduction is printed after the older exception it names, before this one.
-        links.append((intro, tuple((where, count) for where, count in runs[-max_frames:]), last))
-        current = following
-    links.reverse()
-    return tuple(links)
-
-
-def _format_chain(chain: tuple[_Link, ...]) -> str:
-    parts = []
-    for intro, frames, last in chain:
-        parts.append(intro)
-        if frames:
-            parts.append("Traceback (most recent call last):\n")
-        for where, count in frames:
-            shown = min(count, _RECURSIVE_CUTOFF)
-            parts.extend(traceback.StackSummary.from_list([(*where, None)] * shown).format())
-            if count > shown:
-                more = count - shown
-                parts.append(
-                    f"  [Previous line repeated {more} more time{'s' if more > 1 else ''}]\n"
-                )
-        parts.append(last)
-    return "".join(parts)
-
-
-def _bounded(text: str, max_length: int) -> str:
-    return "…" + text[-max_length:] if len(text) > max_length else text
 
 
 @dataclass(frozen=True)
@@ -249,14 +130,14 @@ class SignalEvent:
         # True for an outlier of a folded pair, whose kwargs were read after its receivers ran.
         self.payload_after_send = False
         # handle_of(), inlined: this runs for every send.
-        handle = _handles.get(id(signal))
+        handle = HANDLES.get(id(signal))
         if handle is None or handle() is not signal:
-            handle = _new_handle(signal, None)
+            handle = new_handle(signal, None)
         self.signal_key = handle
         if isinstance(sender, type):  # classes mostly: held weakly, like the signal
-            handle = _handles.get(id(sender))
+            handle = HANDLES.get(id(sender))
             if handle is None or handle() is not sender:
-                handle = _new_handle(sender, sender_label(sender))
+                handle = new_handle(sender, sender_label(sender))
             self.sender_key = handle
         elif type(sender) in _PLAIN_SENDERS:
             self.sender_key = sender
@@ -542,173 +423,3 @@ class Fold:
 
 _start = operator.itemgetter(2)  # of a call tuple
 _duration = operator.itemgetter(3)
-
-
-class OpaqueSender:
-    """Stands in for a sender the event must not keep alive."""
-
-    __slots__ = ("label",)
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-
-
-def receiver_key(receiver: Any) -> Any:
-    """What an event keeps to name a receiver: its code object, never the receiver itself.
-
-    Keeping the receiver would hold weakly connected receivers alive. Bound methods expose
-    their function's ``__code__``; callable objects are named by their class.
-    """
-    return getattr(receiver, "__code__", None) or type(receiver)
-
-
-# One handle per live signal or sender class, by id(); a handle leaves when its object dies.
-_handles: dict[int, Handle] = {}
-
-
-class Handle(weakref.ref):  # type: ignore[type-arg]
-    """Names a signal or a sender class without keeping it alive: a weak reference to it and
-    its label, which outlives it.
-
-    Django promises that sending does not keep a sender alive, so events and statistics hold
-    these, never the object. One handle per live object (see :func:`handle_of`); equal only to
-    itself, so a class made again at the same address is another key.
-    """
-
-    __slots__ = ("_label", "ident", "kind")
-    __hash__ = object.__hash__
-    __eq__ = object.__eq__
-
-    def __new__(cls, obj: Any, label: str | None) -> Handle:
-        return super().__new__(cls, obj, _forget)
-
-    def __init__(self, obj: Any, label: str | None) -> None:
-        super().__init__(obj, _forget)
-        self._label = label  # a signal's is found when first read (it searches the modules)
-        self.ident = id(obj)
-        self.kind = type(obj).__qualname__
-
-    @property
-    def label(self) -> str:
-        label = self._label
-        if label is None:
-            obj = self()
-            found = None if obj is None else _find_signal_path(obj)
-            label = self._label = found or f"{self.kind}@{self.ident:#x}"
-        return label
-
-
-def _forget(handle: Handle, handles: dict[int, Handle] = _handles) -> None:
-    # The dict is bound here: at interpreter exit, this module's globals may be gone first.
-    if handles.get(handle.ident) is handle:
-        handles.pop(handle.ident, None)
-
-
-def _new_handle(obj: Any, label: str | None) -> Handle:
-    handle = _handles[id(obj)] = Handle(obj, label)
-    return handle
-
-
-def handle_of(obj: Any) -> Handle:
-    """The handle of a signal or a class (made on first use)."""
-    handle = _handles.get(id(obj))
-    if handle is None or handle() is not obj:
-        handle = _new_handle(obj, sender_label(obj) if isinstance(obj, type) else None)
-    return handle
-
-
-def key_label(key: Any) -> str:
-    """The label of what an event or the statistics keep for a sender or a signal."""
-    if type(key) is Handle or type(key) is OpaqueSender:
-        return key.label
-    return sender_label(key)
-
-
-_module_by_file: dict[str, str] = {}
-_MAX_LABEL = 200
-
-
-def signal_label(signal: Signal) -> str:
-    """Dotted path of the module attribute that holds the signal, e.g.
-    ``django.db.models.signals.post_save``."""
-    return handle_of(signal).label
-
-
-def _find_signal_path(signal: Signal) -> str | None:
-    # A signal is usually imported into many modules; rank the candidates so the
-    # defining module wins: a module named "signals" first, then the shortest path.
-    candidates = []
-    for module_name, module in list(sys.modules.items()):
-        namespace = getattr(module, "__dict__", None)
-        if not isinstance(namespace, dict):
-            continue
-        in_signals_module = module_name.rpartition(".")[2] == "signals"
-        for name, value in list(namespace.items()):
-            if value is signal:
-                candidates.append((not in_signals_module, len(module_name), module_name, name))
-    if not candidates:
-        return None
-    _, _, module_name, name = min(candidates)
-    return f"{module_name}.{name}"
-
-
-def sender_label(sender: Any) -> str:
-    """``app_label.Model`` for models, a dotted path for other classes, bounded text otherwise."""
-    if sender is None:
-        return "None"
-    if isinstance(sender, str):
-        return sender[:_MAX_LABEL]
-    if isinstance(sender, type):
-        meta = sender.__dict__.get("_meta")
-        label = getattr(meta, "label", None)
-        if isinstance(label, str):
-            return label
-        return f"{sender.__module__}.{sender.__qualname__}"
-    if type(sender) in (int, float, bool):
-        return str(sender)
-    kind = type(sender)
-    return f"<{kind.__module__}.{kind.__qualname__} instance>"
-
-
-def short_label(label: str | None) -> str:
-    """The last two parts of a dotted label: ``signals.post_save``, ``receivers.on_save``."""
-    if not label:
-        return ""
-    return ".".join(label.rsplit(".", 2)[-2:])
-
-
-_receiver_labels: dict[int, tuple[Any, tuple[str, str]]] = {}
-
-
-def receiver_label(key: Any) -> tuple[str, str]:
-    """(``module.qualname``, ``file:line``) for a key made by :func:`receiver_key`."""
-    cached = _receiver_labels.get(id(key))
-    if cached is not None and cached[0] is key:
-        return cached[1]
-    if isinstance(key, CodeType):
-        module = _module_for_file(key.co_filename)
-        label = f"{module}.{key.co_qualname}" if module else key.co_qualname
-        result = (label, f"{key.co_filename}:{key.co_firstlineno}")
-    else:
-        result = (f"{key.__module__}.{key.__qualname__}", _class_location(key))
-    _receiver_labels[id(key)] = (key, result)
-    return result
-
-
-def _module_for_file(filename: str) -> str:
-    if filename not in _module_by_file:
-        for name, module in list(sys.modules.items()):
-            if getattr(module, "__file__", None) == filename:
-                _module_by_file[filename] = name
-                break
-        else:
-            return ""
-    return _module_by_file[filename]
-
-
-def _class_location(kind: type) -> str:
-    call = getattr(kind, "__call__", None)  # noqa: B004  (the callable's own code, if Python)
-    code = getattr(call, "__code__", None)
-    if code is None:
-        return ""
-    return f"{code.co_filename}:{code.co_firstlineno}"

@@ -8,8 +8,8 @@ from typing import Any
 from .backends import backend
 from .conf import get_config
 from .context import Origin
-from .events import receiver_label
 from .filters import EventFilter
+from .labels import receiver_label
 from .recorder import recorder
 from .stats.table import TableQuery
 

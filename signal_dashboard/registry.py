@@ -24,7 +24,7 @@ from django.dispatch import Signal
 # comparing with it tells a dispatch_uid apart. It is the same in Django 5.2 and 6.x.
 from django.dispatch.dispatcher import _make_id
 
-from .events import Handle, key_label, receiver_key, receiver_label, sender_label, signal_label
+from .labels import Handle, key_label, receiver_key, receiver_label, sender_label, signal_label
 from .stats.store import LatencyStore
 
 DEAD_RECEIVER = "<dead receiver>"
@@ -220,7 +220,7 @@ def _unnamed_sender(sender_id: Any) -> str:
 
 
 def _label(receiver: Any) -> tuple[Any, str, str]:
-    """The receiver's key (see events.receiver_key()), label and location."""
+    """The receiver's key (see labels.receiver_key()), label and location."""
     try:
         key = receiver_key(receiver)
     except Exception:  # attribute access on a callable object is user code

@@ -19,7 +19,7 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.formats import number_format
 
 from .conf import get_config
-from .events import short_label
+from .labels import short_label
 
 # Stands in for an object's id in a reversed URL (an integer fits both str and int converters).
 _ID = 999_999_999

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from django.urls import reverse
 
-from .events import short_label
+from .labels import short_label
 from .rows import _number, _text, ms, percent, url_parts
 from .stats.histogram import Histogram
 from .stats.table import TableQuery, TableRow

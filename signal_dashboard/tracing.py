@@ -33,15 +33,9 @@ from .context import (
     current_origin,
     sync_send,
 )
-from .events import (
-    ErrorInfo,
-    LightSend,
-    Pair,
-    SignalEvent,
-    error_info,
-    receiver_key,
-    summarize_result,
-)
+from .errors import ErrorInfo
+from .events import LightSend, Pair, SignalEvent, error_info, summarize_result
+from .labels import receiver_key
 from .recorder import recorder
 
 logger = logging.getLogger("signal_dashboard")
@@ -91,7 +85,7 @@ def tracing_failures() -> int:
 
 # --- The hot path -------------------------------------------------------------------------
 # Everything here runs for every traced send: no I/O, no locks, no repr() of user objects.
-# Receivers are named by their code object (see events.receiver_key()), so an event never
+# Receivers are named by their code object (see labels.receiver_key()), so an event never
 # holds a receiver; the rare results and exceptions are summarized as they happen.
 
 

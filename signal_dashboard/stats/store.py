@@ -18,7 +18,8 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..events import WALL_OFFSET_NS, OpaqueSender, key_label, receiver_label
+from ..events import WALL_OFFSET_NS
+from ..labels import OpaqueSender, key_label, receiver_label
 from .histogram import Histogram, SealedHistogram
 from .table import TableRow
 

@@ -9,7 +9,7 @@ from django.template import Context
 from django.utils.safestring import mark_safe
 
 from .. import tables
-from ..events import short_label
+from ..labels import short_label
 from ..rows import clock, ms, percent, row_html, transport_html
 from ..stats.histogram import Histogram
 

@@ -21,8 +21,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from signal_dashboard.backends import NotShared, backend
 from signal_dashboard.broadcast import GROUP
 from signal_dashboard.context import suspended
-from signal_dashboard.events import short_label
 from signal_dashboard.filters import EventFilter, FilterError
+from signal_dashboard.labels import short_label
 
 # Errors can carry a whole exception message; the line shows its start, --json all of it.
 MAX_ERROR_LENGTH = 120

@@ -1,0 +1,182 @@
+"""What names a signal, a sender or a receiver: handles that hold signals and sender classes
+weakly, and the labels the dashboard shows."""
+
+from __future__ import annotations
+
+import sys
+import weakref
+from types import CodeType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from django.dispatch import Signal
+
+
+class OpaqueSender:
+    """Stands in for a sender the event must not keep alive."""
+
+    __slots__ = ("label",)
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+
+
+def receiver_key(receiver: Any) -> Any:
+    """What an event keeps to name a receiver: its code object, never the receiver itself.
+
+    Keeping the receiver would hold weakly connected receivers alive. Bound methods expose
+    their function's ``__code__``; callable objects are named by their class.
+    """
+    return getattr(receiver, "__code__", None) or type(receiver)
+
+
+# One handle per live signal or sender class, by id(); a handle leaves when its object dies.
+HANDLES: dict[int, Handle] = {}
+
+
+class Handle(weakref.ref):  # type: ignore[type-arg]
+    """Names a signal or a sender class without keeping it alive: a weak reference to it and
+    its label, which outlives it.
+
+    Django promises that sending does not keep a sender alive, so events and statistics hold
+    these, never the object. One handle per live object (see :func:`handle_of`); equal only to
+    itself, so a class made again at the same address is another key.
+    """
+
+    __slots__ = ("_label", "ident", "kind")
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+
+    def __new__(cls, obj: Any, label: str | None) -> Handle:
+        return super().__new__(cls, obj, _forget)
+
+    def __init__(self, obj: Any, label: str | None) -> None:
+        super().__init__(obj, _forget)
+        self._label = label  # a signal's is found when first read (it searches the modules)
+        self.ident = id(obj)
+        self.kind = type(obj).__qualname__
+
+    @property
+    def label(self) -> str:
+        label = self._label
+        if label is None:
+            obj = self()
+            found = None if obj is None else _find_signal_path(obj)
+            label = self._label = found or f"{self.kind}@{self.ident:#x}"
+        return label
+
+
+def _forget(handle: Handle, handles: dict[int, Handle] = HANDLES) -> None:
+    # The dict is bound here: at interpreter exit, this module's globals may be gone first.
+    if handles.get(handle.ident) is handle:
+        handles.pop(handle.ident, None)
+
+
+def new_handle(obj: Any, label: str | None) -> Handle:
+    handle = HANDLES[id(obj)] = Handle(obj, label)
+    return handle
+
+
+def handle_of(obj: Any) -> Handle:
+    """The handle of a signal or a class (made on first use)."""
+    handle = HANDLES.get(id(obj))
+    if handle is None or handle() is not obj:
+        handle = new_handle(obj, sender_label(obj) if isinstance(obj, type) else None)
+    return handle
+
+
+def key_label(key: Any) -> str:
+    """The label of what an event or the statistics keep for a sender or a signal."""
+    if type(key) is Handle or type(key) is OpaqueSender:
+        return key.label
+    return sender_label(key)
+
+
+_module_by_file: dict[str, str] = {}
+_MAX_LABEL = 200
+
+
+def signal_label(signal: Signal) -> str:
+    """Dotted path of the module attribute that holds the signal, e.g.
+    ``django.db.models.signals.post_save``."""
+    return handle_of(signal).label
+
+
+def _find_signal_path(signal: Signal) -> str | None:
+    # A signal is usually imported into many modules; rank the candidates so the
+    # defining module wins: a module named "signals" first, then the shortest path.
+    candidates = []
+    for module_name, module in list(sys.modules.items()):
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        in_signals_module = module_name.rpartition(".")[2] == "signals"
+        for name, value in list(namespace.items()):
+            if value is signal:
+                candidates.append((not in_signals_module, len(module_name), module_name, name))
+    if not candidates:
+        return None
+    _, _, module_name, name = min(candidates)
+    return f"{module_name}.{name}"
+
+
+def sender_label(sender: Any) -> str:
+    """``app_label.Model`` for models, a dotted path for other classes, bounded text otherwise."""
+    if sender is None:
+        return "None"
+    if isinstance(sender, str):
+        return sender[:_MAX_LABEL]
+    if isinstance(sender, type):
+        meta = sender.__dict__.get("_meta")
+        label = getattr(meta, "label", None)
+        if isinstance(label, str):
+            return label
+        return f"{sender.__module__}.{sender.__qualname__}"
+    if type(sender) in (int, float, bool):
+        return str(sender)
+    kind = type(sender)
+    return f"<{kind.__module__}.{kind.__qualname__} instance>"
+
+
+def short_label(label: str | None) -> str:
+    """The last two parts of a dotted label: ``signals.post_save``, ``receivers.on_save``."""
+    if not label:
+        return ""
+    return ".".join(label.rsplit(".", 2)[-2:])
+
+
+_receiver_labels: dict[int, tuple[Any, tuple[str, str]]] = {}
+
+
+def receiver_label(key: Any) -> tuple[str, str]:
+    """(``module.qualname``, ``file:line``) for a key made by :func:`receiver_key`."""
+    cached = _receiver_labels.get(id(key))
+    if cached is not None and cached[0] is key:
+        return cached[1]
+    if isinstance(key, CodeType):
+        module = _module_for_file(key.co_filename)
+        label = f"{module}.{key.co_qualname}" if module else key.co_qualname
+        result = (label, f"{key.co_filename}:{key.co_firstlineno}")
+    else:
+        result = (f"{key.__module__}.{key.__qualname__}", _class_location(key))
+    _receiver_labels[id(key)] = (key, result)
+    return result
+
+
+def _module_for_file(filename: str) -> str:
+    if filename not in _module_by_file:
+        for name, module in list(sys.modules.items()):
+            if getattr(module, "__file__", None) == filename:
+                _module_by_file[filename] = name
+                break
+        else:
+            return ""
+    return _module_by_file[filename]
+
+
+def _class_location(kind: type) -> str:
+    call = getattr(kind, "__call__", None)  # noqa: B004  (the callable's own code, if Python)
+    code = getattr(call, "__code__", None)
+    if code is None:
+        return ""
+    return f"{code.co_filename}:{code.co_firstlineno}"
