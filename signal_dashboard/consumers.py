@@ -1,5 +1,8 @@
 """The dashboard's WebSocket: a live, filtered stream of signal events as HTML fragments.
 
+With the two caches every socket of the process shares (rendered rows, rendered tables), which
+exist only for the sockets: one module.
+
 Messages from the page are JSON objects sent by htmx's ws extension (form values plus a
 ``HEADERS`` object) with an ``action``: ``filter``, ``pause``, ``resume``, ``clear`` or
 ``table`` (the latency table's ``group``, ``span``, ``sort`` and ``order``). Everything sent

@@ -1,5 +1,9 @@
 """install()/uninstall(): the Signal patch that times every receiver of every send.
 
+Longer than most modules, on purpose: the receiver loops cannot be shared between ``send()``
+and ``asend()``'s helper without adding a frame between a send and its receivers (see below),
+so each lives where Django's own does, beside the code that opens and finishes a traced send.
+
 The four send methods are replaced on the ``Signal`` class, so every instance is traced,
 whenever it was created. Each replacement dispatches exactly as Django's own method does,
 using ``Signal._live_receivers(sender) -> (sync, async)`` (stable across Django 5.2 and

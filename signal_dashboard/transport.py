@@ -1,5 +1,8 @@
 """The Redis transport: every process's signal events and statistics on every dashboard.
 
+The machinery of backends.redis, in one module on purpose: the publisher, the relay, the history
+and the merged statistics share one Redis layout (keys, layer, client set-up and timeouts).
+
 Off by default: events go to dashboards in the same process (see broadcast.py). With
 ``SIGNAL_DASHBOARD["REDIS_URL"]`` set, every process with tracing installed (web workers,
 management commands, scripts) runs a :class:`Publisher`: a daemon thread with an event loop of

@@ -1,6 +1,7 @@
 """The latency store: per (signal, sender, receiver), a histogram since start and one per time
 slice of the rolling window; per receiver, its slowest calls and "storms" (when it ran more than
-``STORM_THRESHOLD`` times inside one request).
+``STORM_THRESHOLD`` times inside one request). Its series types are only the store's, so they
+live here with it.
 
 Recording runs off the sending thread, in the recorder's drains: a batch of sends is grouped by
 series first, and each series adds its values to its histogram in one go. No labels are made
