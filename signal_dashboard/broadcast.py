@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .conf import get_config
@@ -67,26 +67,50 @@ class Fanout:
                     logger.exception("signal_dashboard could not hand a batch to %r", receiver)
 
 
-class Broadcaster(Fanout):
-    """Subscribed to the recorder while at least one dashboard in this process is attached."""
+class EventBatches:
+    """Takes the recorder's events into a bounded deque and makes batches of their rows: what
+    the broadcaster (this process's dashboards) and the Redis publisher share."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.pending: deque[SignalEvent] = deque()
-        self.dropped = 0  # events lost here: buffer overflow, or rows that could not be made
-        self.sent = 0  # rows handed to dashboards, ever: the running number of the next row
-        self._unsubscribe: Any = None
-        self._task: asyncio.Task[None] | None = None
-        self._recent: deque[tuple[float, int]] = deque()
-        self._last_push = 0.0
-
-    # -- where the recorder accounts events ----------------------------------------------------
+    def __init__(self, buffer_size: int | None = None) -> None:
+        self.pending: deque[SignalEvent] = deque(maxlen=buffer_size)
+        self.dropped = 0  # events lost: buffer overflow, rows that could not be made, refusals
+        self.sent = 0  # rows sent, ever: the running number dashboards spot gaps with
+        self._recent: deque[tuple[float, int]] = deque()  # (when, rows) in the RATE_WINDOW
 
     def __call__(self, event: SignalEvent) -> None:
+        """Where the recorder accounts each event (in its drains)."""
         pending = self.pending
         if len(pending) == pending.maxlen:
             self.dropped += 1
         pending.append(event)
+
+    def batch(self, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """The message of a batch of rows, with the events-per-second rate over RATE_WINDOW."""
+        now = time.monotonic()
+        recent = self._recent
+        recent.append((now, len(rows)))
+        while recent and recent[0][0] < now - RATE_WINDOW:
+            recent.popleft()
+        span = max(FLUSH_INTERVAL, now - recent[0][0])
+        return {
+            "type": "signal.batch",
+            "rows": rows,
+            "first": self.sent,  # the running number of this batch's first row
+            # With the events the recorder could not take (see recorder.PENDING_LIMIT).
+            "dropped": self.dropped + recorder.lost,
+            "rate": sum(count for _, count in recent) / span,
+        }
+
+
+class Broadcaster(Fanout, EventBatches):
+    """Subscribed to the recorder while at least one dashboard in this process is attached."""
+
+    def __init__(self) -> None:
+        Fanout.__init__(self)
+        EventBatches.__init__(self)
+        self._unsubscribe: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._last_push = 0.0
 
     # -- on the event loop ----------------------------------------------------------------
 
@@ -130,18 +154,7 @@ class Broadcaster(Fanout):
         if not rows and now - self._last_push < STATUS_INTERVAL:
             return
         self._last_push = now
-        self._recent.append((now, len(rows)))
-        while self._recent and self._recent[0][0] < now - RATE_WINDOW:
-            self._recent.popleft()
-        span = max(FLUSH_INTERVAL, now - self._recent[0][0]) if self._recent else RATE_WINDOW
-        batch = {
-            "type": "signal.batch",
-            "rows": tuple(rows),
-            "first": self.sent,  # the running number of this batch's first row
-            # With the events the recorder could not take (see recorder.PENDING_LIMIT).
-            "dropped": self.dropped + recorder.lost,
-            "rate": sum(count for _, count in self._recent) / span,
-        }
+        batch = self.batch(tuple(rows))
         self.sent += len(rows)
         await self.hand_over(batch)
 

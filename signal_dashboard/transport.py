@@ -33,12 +33,11 @@ import json
 import logging
 import threading
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers, get_channel_layer
 
-from .broadcast import GROUP, STATUS_INTERVAL, BatchReceiver, Fanout
+from .broadcast import GROUP, STATUS_INTERVAL, BatchReceiver, EventBatches, Fanout
 from .conf import get_config
 from .context import HOST, PID, suspended
 from .recorder import recorder
@@ -48,7 +47,6 @@ from .stats.store import SNAPSHOT_FORMAT, LatencyStore
 if TYPE_CHECKING:
     from channels.layers import BaseChannelLayer
 
-    from .events import SignalEvent
 
 logger = logging.getLogger("signal_dashboard")
 
@@ -290,7 +288,7 @@ def status() -> dict[str, Any]:
 # --- Publishing this process's events ----------------------------------------------------------
 
 
-class Publisher:
+class Publisher(EventBatches):
     """Hands this process's events to Redis from a thread of its own."""
 
     current: Publisher | None = None
@@ -304,29 +302,18 @@ class Publisher:
         self._pack = msgpack.Packer(default=str).pack
         # Redis's Lua reads only the older msgpack format's strings.
         self._pack_for_lua = msgpack.Packer(use_bin_type=False).pack
-        self.pending: deque[SignalEvent] = deque(maxlen=buffer_size)
-        self.dropped = 0  # events lost: buffer overflow, or Redis refusing a batch
-        self.sent = 0  # events sent, ever: the running number dashboards spot gaps with
+        super().__init__(buffer_size)
         self.error = ""  # why the last attempt failed; empty while Redis answers
         self._retry_at = 0.0
         self._backoff = 0.0
         self._stats_version = -1
         self._stats_written_at = 0.0
         self._stats_interval = STATS_INTERVAL
-        self._recent: deque[tuple[float, int]] = deque()
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
         self._unsubscribe: Any = None
-
-    # -- where the recorder accounts events -----------------------------------------------
-
-    def __call__(self, event: SignalEvent) -> None:
-        pending = self.pending
-        if len(pending) == pending.maxlen:
-            self.dropped += 1
-        pending.append(event)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -444,20 +431,7 @@ class Publisher:
         self.sent += len(rows)
 
     def _message(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        now = time.monotonic()
-        self._recent.append((now, len(rows)))
-        while self._recent and self._recent[0][0] < now - 5.0:
-            self._recent.popleft()
-        span = max(FLUSH_INTERVAL, now - self._recent[0][0])
-        return {
-            "type": "signal.batch",
-            "rows": rows,
-            "first": self.sent,
-            "source": SOURCE,
-            # With the events the recorder could not take (see recorder.PENDING_LIMIT).
-            "dropped": self.dropped + recorder.lost,
-            "rate": sum(count for _, count in self._recent) / span,
-        }
+        return {**self.batch(rows), "source": SOURCE}
 
     async def _write_stats(self, client: Any) -> None:
         store = recorder.latency
