@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import weakref
+from collections.abc import Mapping
 from types import CodeType
 from typing import TYPE_CHECKING, Any
 
@@ -143,6 +144,14 @@ def short_label(label: str | None) -> str:
     if not label:
         return ""
     return ".".join(label.rsplit(".", 2)[-2:])
+
+
+def origin_label(origin: Mapping[str, Any]) -> str:
+    """What caused a send, as the dashboard names it (from ``Origin.as_dict()`` or a request
+    summary): ``GET /pizzas/`` for a request, ``command migrate`` or ``process manage.py``."""
+    if origin["kind"] == "request":
+        return f"{origin['method']} {origin['path']}"
+    return f"{origin['kind']} {origin['name']}"
 
 
 _receiver_labels: dict[int, tuple[Any, tuple[str, str]]] = {}

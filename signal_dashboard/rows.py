@@ -19,7 +19,7 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.formats import number_format
 
 from .conf import get_config
-from .labels import short_label
+from .labels import origin_label, short_label
 
 # Stands in for an object's id in a reversed URL (an integer fits both str and int converters).
 _ID = 999_999_999
@@ -53,10 +53,7 @@ def row_html(row: Mapping[str, Any], event_url: tuple[str, str] | None = None) -
     )
     outcome = "ok" if not failed else f'<span class="sd-error-text">{_text(row["error"])}</span>'
     origin = row["origin"]
-    if origin["kind"] == "request":
-        caused_by = f"{_text(origin['method'])} {_text(origin['path'])}"
-    else:
-        caused_by = f"{_text(origin['kind'])} {_text(origin['name'])}"
+    caused_by = _text(origin_label(origin))
     if history_id:
         caused_by += (
             f' <span class="sd-muted sd-process">{_text(origin["host"])}:{_text(origin["pid"])}'

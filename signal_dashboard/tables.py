@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from django.urls import reverse
 
-from .labels import short_label
+from .labels import origin_label, short_label
 from .rows import _number, _text, ms, percent, url_parts
 from .stats.histogram import Histogram
 from .stats.table import TableQuery, TableRow
@@ -184,11 +184,10 @@ def _request_row(r: Mapping[str, Any], url_before: str, url_after: str) -> str:
     kind, status, error = r["kind"], r["status"], r["error"]
     failed = bool(error) or (status is not None and status >= 500)
     classes = "sd-req-row" + (" sd-storm" if r["storms"] else "") + (" sd-failed" if failed else "")
+    what = _text(origin_label(r))
     if kind == "request":
-        what = f"{_text(r['method'])} {_text(r['path'])}"
         outcome = "" if status is None else _text(status)
     else:
-        what = f"{_text(kind)} {_text(r['name'])}"
         outcome = f'<span class="sd-error-text">{_text(error)}</span>' if error else "ok"
     slowest = r["slowest_receiver"]
     slowest_cell = (

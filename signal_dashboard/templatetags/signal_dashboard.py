@@ -9,7 +9,7 @@ from django.template import Context
 from django.utils.safestring import mark_safe
 
 from .. import tables
-from ..labels import short_label
+from ..labels import origin_label, short_label
 from ..rows import clock, ms, percent, row_html, transport_html
 from ..stats.histogram import Histogram
 
@@ -19,6 +19,7 @@ register = template.Library()
 register.filter("ms", ms)
 register.filter("clock", clock)
 register.filter("short_label", short_label)
+register.filter("origin_label", origin_label)
 register.filter("percent", percent)
 
 

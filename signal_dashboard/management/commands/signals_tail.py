@@ -22,7 +22,7 @@ from signal_dashboard.backends import NotShared, backend
 from signal_dashboard.broadcast import GROUP
 from signal_dashboard.context import suspended
 from signal_dashboard.filters import EventFilter, FilterError
-from signal_dashboard.labels import short_label
+from signal_dashboard.labels import origin_label, short_label
 
 # Errors can carry a whole exception message; the line shows its start, --json all of it.
 MAX_ERROR_LENGTH = 120
@@ -174,10 +174,7 @@ def format_row(row: Mapping[str, Any]) -> str:
         if len(error) > MAX_ERROR_LENGTH:
             error = error[:MAX_ERROR_LENGTH] + "…"
         outcome = f"ERROR: {error}"
-    if origin["kind"] == "request":
-        cause = f"{origin['method']} {origin['path']}"
-    else:
-        cause = f"{origin['kind']} {origin['name']}"
+    cause = origin_label(origin)
     line = "  ".join(
         (
             f"{started:%H:%M:%S}.{started.microsecond // 1000:03d}",
