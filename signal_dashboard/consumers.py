@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
@@ -97,13 +98,10 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         with suspended():
             await super().dispatch(message)
 
-    async def connect(self) -> None:
-        if not await sync_to_async(can_view)(self.scope.get("user")):
-            # Accepted first so the page sees the 4403 code (a refused handshake has none).
-            await self.accept()
-            await self.close(code=FORBIDDEN)
-            return
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         config = get_config()
+        self.joined = False
         self.max_rows: int = config["MAX_ROWS"]
         self.held: deque[Mapping[str, Any]] = deque(maxlen=config["MAX_HELD_EVENTS"])
         self.paused = False
@@ -124,14 +122,22 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.tables_stale = False
         self.superseded = 0  # filter messages never rendered: a newer one came first
         self.superseded_shown = 0
-        query = dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
+        self.filter = EventFilter()
         self.filter_error = ""
+        self.backend = backend()
+
+    async def connect(self) -> None:
+        if not await sync_to_async(can_view)(self.scope.get("user")):
+            # Accepted first so the page sees the 4403 code (a refused handshake has none).
+            await self.accept()
+            await self.close(code=FORBIDDEN)
+            return
+        query = dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
         try:
             self.filter = EventFilter.parse(query)
         except FilterError as error:
-            self.filter, self.filter_error = EventFilter(), str(error)
+            self.filter_error = str(error)
         # Join before accepting, so nothing sent after the page sees the socket open is missed.
-        self.backend = backend()
         try:
             await self.backend.attach(self.deliver)
         except TransportDown as error:
@@ -144,7 +150,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             await self.send_error(self.filter_error)
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "joined", False):
+        if self.joined:
             self.joined = False
             self._stop_tables_refresh()
             self._stop_rerender()
@@ -278,15 +284,15 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         if not self.joined:  # it left while the batch went round the others
             return
         with suspended():
-            if batch["type"] == "transport.down":
-                self.joined = False  # the relay has let go of this socket
-                self._stop_tables_refresh()
-                self._stop_rerender()
-                await self.close_transport_down(batch["error"])
-            elif batch["type"] == "dashboard.tick":
-                await self.dashboard_tick(batch)
-            else:
-                await self.signal_batch(batch)
+            # As channels dispatches: "signal.batch" to signal_batch(), and so on.
+            await getattr(self, get_handler_name(batch))(batch)
+
+    async def transport_down(self, message: Mapping[str, Any]) -> None:
+        """The relay has let go of this socket: Redis cannot be read."""
+        self.joined = False
+        self._stop_tables_refresh()
+        self._stop_rerender()
+        await self.close_transport_down(message["error"])
 
     async def close_transport_down(self, error: str) -> None:
         """Say why and close: the page reconnects, and the socket joins again."""
