@@ -115,7 +115,7 @@ def push_html(
 
 
 def transport_html(transport: Mapping[str, Any]) -> str:
-    """The status line's word on the transport (see transport.transport_status())."""
+    """The status line's word on the transport (see backends.Backend.status())."""
     shared = " · every process, through Redis" if transport["shared"] else ""
     if transport["up"]:
         return f'<span id="sd-transport">{shared}</span>'

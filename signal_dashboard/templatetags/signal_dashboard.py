@@ -31,7 +31,7 @@ def row(row: Mapping[str, Any]) -> str:
 
 @register.filter
 def transport(status: Mapping[str, Any]) -> str:
-    """The status line's word on the transport (see transport.transport_status())."""
+    """The status line's word on the transport (see backends.Backend.status())."""
     return mark_safe(transport_html(status))
 
 
