@@ -1,9 +1,10 @@
-"""The stream's HTML, made in Python: its table rows and the pushes that carry them.
+"""The stream's rows, made in Python, and the pushes that carry them to a socket.
 
-Rows are the one piece of markup made for every event a dashboard shows (thousands a second on
-a busy stream), and pushes go to every socket ten times a second; Django's template engine
-takes some hundred microseconds for either, this a few. Every value is escaped as ``{{ }}`` in
-a template would escape it.
+A row is the one piece of markup made for every event a dashboard shows (thousands a second on
+a busy stream); ``bench/markup.py`` compares :func:`row_html` with rendering
+``templates/signal_dashboard/_row.html``, the same markup, which documents it (a test checks
+that both render alike). Every value is escaped as ``{{ }}`` in a template would escape it.
+Everything else a push carries is in templates.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from django.conf import settings
-from django.template.defaultfilters import floatformat
+from django.template.loader import render_to_string
 from django.urls import get_script_prefix, get_urlconf, reverse
-from django.utils.formats import number_format
+from django.utils.safestring import mark_safe
 
 from .conf import get_config
 from .labels import origin_label, short_label
@@ -37,8 +37,7 @@ def row_html(row: Mapping[str, Any], event_url: tuple[str, str] | None = None) -
     ``event_url`` is :func:`event_url_parts`, for a caller making many rows at once.
     """
     failed = not row["ok"]
-    slow = row["duration_ns"] >= get_config()["SLOW_MS"] * 1_000_000
-    classes = "sd-row" + (" sd-failed" if failed else "") + (" sd-slow" if slow else "")
+    classes = "sd-row" + (" sd-failed" if failed else "") + (" sd-slow" if is_slow(row) else "")
     signal, sender, history_id = _text(row["signal"]), _text(row["sender"]), row.get("history_id")
     before, after = event_url or event_url_parts()
     url = before + quote(row["id"], safe="!$&'()*+,;=/~:@") + after  # as reverse() quotes
@@ -77,6 +76,11 @@ def row_html(row: Mapping[str, Any], event_url: tuple[str, str] | None = None) -
     )
 
 
+def is_slow(row: Mapping[str, Any]) -> bool:
+    """Whether a send took at least ``SLOW_MS``."""
+    return row["duration_ns"] >= get_config()["SLOW_MS"] * 1_000_000
+
+
 def push_html(
     *,
     rows_html: str,
@@ -88,58 +92,30 @@ def push_html(
     held: int,
     new_senders: list[str],
 ) -> str:
-    """One WebSocket push: rows (``rows_html``, already escaped) for the top of the stream
-    table, or to replace it, with the status line and senders new to the page's datalist.
+    """One WebSocket push (templates/signal_dashboard/_push.html): rows (``rows_html``,
+    already escaped) for the top of the stream table, or to replace it, with the status line
+    and senders new to the page's datalist.
 
     Every element carries an id that htmx swaps in place (hx-swap-oob).
     """
-    parts = []
-    if replace:
-        parts.append(
-            f'<tbody id="sd-rows" hx-swap-oob="innerHTML">{rows_html}</tbody>\n'
-            '<div id="sd-error" class="sd-error-message" role="alert" hidden></div>\n'
-        )
-    elif rows_html:
-        parts.append(f'<tbody id="sd-rows" hx-swap-oob="afterbegin">{rows_html}</tbody>\n')
-    parts.append(
-        f'<span id="sd-rate">{_rate(rate)}</span>\n'
-        f'<span id="sd-dropped">{_number(dropped)}</span>\n'
-        f"{transport_html(transport)}\n"
-        f'<span id="sd-held" {"" if paused else "hidden"}>paused · {_number(held)} held back'
-        "</span>\n"
+    return render_to_string(
+        "signal_dashboard/_push.html",
+        {
+            "rows_html": mark_safe(rows_html),
+            "replace": replace,
+            "rate": rate,
+            "dropped": dropped,
+            "transport": transport,
+            "paused": paused,
+            "held": held,
+            "new_senders": new_senders,
+        },
     )
-    if new_senders:
-        options = "".join(f'<option value="{_text(sender)}">' for sender in new_senders)
-        parts.append(f'<datalist id="sd-senders" hx-swap-oob="beforeend">{options}</datalist>')
-    return "".join(parts)
 
 
 def transport_html(transport: Mapping[str, Any]) -> str:
     """The status line's word on the transport (see backends.Backend.status())."""
-    shared = " · every process, through Redis" if transport["shared"] else ""
-    if transport["up"]:
-        return f'<span id="sd-transport">{shared}</span>'
-    error = _text(transport["error"])
-    return (
-        f'<span id="sd-transport" class="sd-error-text">{shared} · transport down: {error}</span>'
-    )
-
-
-_last_rate: tuple[float, str] = (0.0, "0.0")
-
-
-def _rate(rate: float) -> str:
-    """As ``{{ rate|floatformat:1 }}``; every socket of a process shows the same rate, so the
-    last one is kept."""
-    global _last_rate
-    if rate != _last_rate[0]:
-        _last_rate = (rate, floatformat(rate, 1))
-    return _last_rate[1]
-
-
-def _number(value: int) -> str:
-    """As ``{{ value }}`` shows an integer (grouped only with USE_THOUSAND_SEPARATOR)."""
-    return number_format(value) if settings.USE_THOUSAND_SEPARATOR else str(value)
+    return render_to_string("signal_dashboard/_transport.html", {"transport": transport})
 
 
 def _text(value: Any) -> str:

@@ -156,7 +156,7 @@ class LatencyInBrowserTests(BrowserTestCase):
             topping = table.locator(f'tr.sd-lat-row[data-name="{TOPPING_RECEIVER}"]')
             # Pushed over the socket: the page was rendered before these calls.
             expect(topping.locator("td").nth(1)).to_have_text("2", timeout=LIVE_WITHIN_MS * 2)
-            expect(topping.locator("svg.sd-spark rect").first).to_be_attached()
+            expect(topping.locator("svg.sd-spark path").first).to_be_attached()
             expect(topping.locator("td").nth(5)).to_have_text(re.compile(r"^\s*\d+\.\d{3} ms\s*$"))
             expect(table.locator('button[data-sort="p95"]')).to_contain_text("▼")
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from django.template.loader import render_to_string
 
 from signal_dashboard import rows
 from signal_dashboard.rows import clock, push_html, transport_html
@@ -136,3 +137,39 @@ def test_a_rows_id_and_url_are_escaped_but_not_kept(monkeypatch: pytest.MonkeyPa
     assert 'hx-get="/signals/events/%3Ch%3E:7:19/"' in made[-1]
     assert "app.signals.<baked>" in rows._escaped  # repeated in every row: kept
     assert not [text for text in rows._escaped if ":7:" in text]
+
+
+def _varied_rows() -> list[dict[str, Any]]:
+    origin = {"kind": "request", "name": "GET /", "method": "GET", "path": "/<p>?a=1&b=2"}
+    command = {"kind": "command", "name": "migrate", "host": "web-1", "pid": 12345}
+    base: dict[str, Any] = {
+        "id": "h:7:1",
+        "signal": "django.db.models.signals.post_save",
+        "sender": "pizzeria.Pizza",
+        "method": "send_robust",
+        "timestamp": 1_763_842_000.123456,
+        "duration_ns": 1_234_567,
+        "receiver_count": 12345,
+        "slowest_receiver": "pizzeria.receivers.<bake>",
+        "slowest_receiver_ns": 1_000_000,
+        "ok": True,
+        "error": None,
+        "origin": origin,
+    }
+    return [
+        base,
+        {**base, "id": "<x> '\"&", "sender": '<b>"Pizza"</b>', "signal": "app.<sig>"},
+        {**base, "ok": False, "error": "ValueError: <boom> & 'more'"},
+        {**base, "duration_ns": 900_000_000, "slowest_receiver": None},
+        {**base, "origin": command, "history_id": "1763842000123-0"},
+        {**base, "origin": {"kind": "process", "name": "<worker>"}, "receiver_count": 0},
+    ]
+
+
+@pytest.mark.parametrize("separator", [False, True])
+def test_the_row_template_documents_row_html_exactly(settings: Any, separator: bool) -> None:
+    settings.USE_THOUSAND_SEPARATOR = separator
+    settings.NUMBER_GROUPING = 3
+    for row in _varied_rows():
+        templated = render_to_string("signal_dashboard/_row.html", {"row": row})
+        assert templated == rows.row_html(row), row

@@ -5,13 +5,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from django import template
-from django.template import Context
 from django.utils.safestring import mark_safe
 
-from .. import tables
 from ..labels import origin_label, short_label
-from ..rows import clock, ms, percent, row_html, transport_html
-from ..stats.histogram import Histogram
+from ..rows import clock, is_slow, ms, percent, row_html
+from ..tables import request_failed, sort_headings, sparkline_bars
 
 register = template.Library()
 
@@ -21,18 +19,13 @@ register.filter("clock", clock)
 register.filter("short_label", short_label)
 register.filter("origin_label", origin_label)
 register.filter("percent", percent)
+register.filter("slow", is_slow)
 
 
 @register.filter
 def row(row: Mapping[str, Any]) -> str:
     """A row of the stream table (escaped inside)."""
     return mark_safe(row_html(row))
-
-
-@register.filter
-def transport(status: Mapping[str, Any]) -> str:
-    """The status line's word on the transport (see backends.Backend.status())."""
-    return mark_safe(transport_html(status))
 
 
 @register.filter
@@ -47,19 +40,6 @@ def ws_path(url: str) -> str:
     return url.partition("?")[0].lstrip("/")
 
 
-@register.filter
-def sparkline(histogram: Histogram) -> str:
-    """A small SVG bar chart of a latency histogram (numbers only, made in Python)."""
-    return mark_safe(tables.sparkline(histogram))
-
-
-@register.simple_tag(takes_context=True)
-def latency_table(context: Context) -> str:
-    """The latency table of ``queries.tables_context()`` (escaped inside)."""
-    return mark_safe(tables.latency_table_html(context.flatten()))
-
-
-@register.simple_tag(takes_context=True)
-def request_table(context: Context) -> str:
-    """The list of finished requests of ``queries.tables_context()`` (escaped inside)."""
-    return mark_safe(tables.request_table_html(context.flatten()))
+register.filter("sort_headings", sort_headings)
+register.filter("sparkline_bars", sparkline_bars)
+register.filter("failed", request_failed)
