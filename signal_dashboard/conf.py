@@ -1,15 +1,22 @@
-"""The ``SIGNAL_DASHBOARD`` settings dict, merged over ``DEFAULTS``."""
+"""The ``SIGNAL_DASHBOARD`` settings dict, merged over ``DEFAULTS``: read here, and only here.
+
+Modules ask :func:`get_config`, or keep what they derive from it: in a function made by
+:func:`derived`, or, where every signal send reads it, in their own globals set by a function
+registered with :func:`on_change`. All of it is read again after the setting changes.
+"""
 
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 SETTING_NAME = "SIGNAL_DASHBOARD"
+T = TypeVar("T")
 
 DEFAULTS: dict[str, Any] = {
     # None: trace when settings.DEBUG is on. True/False force it either way.
@@ -79,6 +86,49 @@ def get_config() -> dict[str, Any]:
     return {**DEFAULTS, **(user_config if isinstance(user_config, dict) else {})}
 
 
+def current_config() -> dict[str, Any]:
+    """get_config(), or DEFAULTS while Django's settings are not configured yet."""
+    return get_config() if settings.configured else DEFAULTS
+
+
+_derived: list[Any] = []
+
+
+def derived(function: Callable[[dict[str, Any]], T]) -> Callable[[], T]:
+    """``function(config)``, computed once and again after the settings change.
+
+    For values read on hot paths: a call costs a dict lookup, not a computation.
+    """
+
+    @functools.cache
+    def value() -> T:
+        return function(current_config())
+
+    _derived.append(value)
+    return value
+
+
+_listeners: list[Callable[[dict[str, Any]], None]] = []
+
+
+def on_change(function: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    """Call ``function(config)`` now and after every change of the settings."""
+    _listeners.append(function)
+    function(current_config())
+    return function
+
+
+def reset() -> None:
+    """Read the settings again (done when SIGNAL_DASHBOARD or DEBUG changes, and when tracing
+    is installed, which may happen before Django's settings are configured)."""
+    get_config.cache_clear()
+    for value in _derived:
+        value.cache_clear()
+    config = current_config()
+    for function in _listeners:
+        function(config)
+
+
 def tracing_enabled() -> bool:
     """Whether the AppConfig should install tracing at startup."""
     enabled = get_config()["ENABLED"]
@@ -88,4 +138,4 @@ def tracing_enabled() -> bool:
 @receiver(setting_changed)
 def _reset_config(*, setting: str, **kwargs: object) -> None:
     if setting in (SETTING_NAME, "DEBUG"):
-        get_config.cache_clear()
+        reset()

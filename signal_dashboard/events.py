@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import conf
 from .context import HOST, PID, Origin
 from .errors import ErrorInfo
 from .labels import (
@@ -44,8 +45,14 @@ class Bounds:
     max_traceback: int = 8000
 
 
-# Replaced by tracing.configure() when the settings change.
+# The settings' bounds, read by every send with kwargs to summarize.
 bounds = Bounds()
+
+
+@conf.on_change
+def _read_settings(config: dict[str, Any]) -> None:
+    global bounds
+    bounds = Bounds(Limits.from_config(config), int(config["MAX_TRACEBACK_LENGTH"]))
 
 
 def summarize_result(value: Any) -> Any:

@@ -16,9 +16,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import context
+from . import conf, context
 from .events import Fold, LightSend
 from .stats.store import LatencyStore
 
@@ -38,17 +38,45 @@ DRAIN_INTERVAL = 0.05
 PENDING_LIMIT = 20_000
 
 
+class _Sizes(NamedTuple):
+    events: int
+    requests: int
+    window_seconds: int
+    storm_threshold: int
+    max_keys: int
+
+
+@conf.derived
+def _sizes(config: dict[str, Any]) -> _Sizes:
+    return _Sizes(
+        int(config["BUFFER_SIZE"]),
+        int(config["REQUEST_BUFFER_SIZE"]),
+        int(config["STATS_WINDOW_SECONDS"]),
+        int(config["STORM_THRESHOLD"]),
+        int(config["STATS_MAX_KEYS"]),
+    )
+
+
 class Recorder:
     """Keeps the last ``size`` events and request summaries, and hands each event to subscribers.
+
+    Without sizes given, it follows the settings (``BUFFER_SIZE``, ``REQUEST_BUFFER_SIZE`` and
+    the statistics'), taking them again at a drain after they change.
 
     ``deque.append`` is atomic under the GIL, so the sending threads take no lock; one lock
     keeps two drains (the recorder's thread and a reader) from interleaving.
     Subscribers run inside a drain, off the sending thread; they must only hand the event on.
     """
 
-    def __init__(self, size: int = 2000, request_size: int = 500) -> None:
-        self._events: deque[SignalEvent] = deque(maxlen=size)
-        self._requests: deque[Origin] = deque(maxlen=request_size)
+    def __init__(self, size: int | None = None, request_size: int | None = None) -> None:
+        follows = size is None and request_size is None
+        defaults = conf.DEFAULTS
+        self._events: deque[SignalEvent] = deque(maxlen=size or defaults["BUFFER_SIZE"])
+        self._requests: deque[Origin] = deque(
+            maxlen=request_size or defaults["REQUEST_BUFFER_SIZE"]
+        )
+        # The settings last taken (see _follow_settings()); False: sizes of its own.
+        self._sizes: _Sizes | bool | None = None if follows else False
         self._latency = LatencyStore()
         self._folds: dict[tuple[Any, ...], Fold] = {}
         # Never replaced: the sending threads append to it through ``recorder.pending``.
@@ -95,6 +123,7 @@ class Recorder:
         if not self._lock.acquire(blocking=wait):
             return
         try:
+            self._follow_settings()
             if self._draining or not self.pending:  # (_draining: a subscriber reading us)
                 return
             self._draining = True
@@ -253,20 +282,23 @@ class Recorder:
 
     # -- settings --------------------------------------------------------------------------------
 
-    def resize(self, size: int, request_size: int) -> None:
-        with self._lock:
-            if size != self._events.maxlen:
-                self._events = deque(self._events, maxlen=size)
-            if request_size != self._requests.maxlen:
-                self._requests = deque(self._requests, maxlen=request_size)
-
-    def configure_latency(self, window_seconds: int, storm_threshold: int, max_keys: int) -> None:
-        with self._lock:
-            if window_seconds != self._latency.window_seconds:
-                # Slices of another length cannot be compared: start the statistics afresh.
-                self._latency = LatencyStore(window_seconds=window_seconds)
-            self._latency.storm_threshold = storm_threshold
-            self._latency.max_keys = max_keys
+    def _follow_settings(self) -> None:
+        """Take the buffer sizes and the statistics' settings, when they have changed."""
+        if self._sizes is False:
+            return
+        sizes = _sizes()
+        if sizes is self._sizes:
+            return
+        self._sizes = sizes
+        if sizes.events != self._events.maxlen:
+            self._events = deque(self._events, maxlen=sizes.events)
+        if sizes.requests != self._requests.maxlen:
+            self._requests = deque(self._requests, maxlen=sizes.requests)
+        if sizes.window_seconds != self._latency.window_seconds:
+            # Slices of another length cannot be compared: start the statistics afresh.
+            self._latency = LatencyStore(window_seconds=sizes.window_seconds)
+        self._latency.storm_threshold = sizes.storm_threshold
+        self._latency.max_keys = sizes.max_keys
 
     def clear(self) -> None:
         with self._lock:

@@ -25,10 +25,10 @@ from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.core.management.base import BaseCommand
-from django.core.signals import request_finished, request_started, setting_changed
+from django.core.signals import request_finished, request_started
 from django.dispatch import Signal, dispatcher
 
-from . import conf, events, payload
+from . import conf, payload
 from .context import (
     PROCESS_ORIGIN,
     SUSPENDED,
@@ -55,12 +55,12 @@ _SYNC_BEFORE_ASYNC = _run_parallel is not None
 
 # The original methods, set while tracing is installed.
 _originals: dict[tuple[type, str], Callable[..., Any]] = {}
-
-
+# Read by every send: kept here, set by _read_settings() (RECORD_EMPTY_SENDS, DETAIL_LIMIT,
+# None for every send in full, and SLOW_MS).
 _record_empty_sends = False
-# DETAIL_LIMIT (None: every send in full) and SLOW_MS, as read by configure().
 _detail_limit: int | None = None
 _slow_ns = 100_000_000
+
 # capture() blocks open that want every send in full.
 _full_detail = 0
 _SECOND_NS = 1_000_000_000
@@ -537,26 +537,18 @@ def is_installed() -> bool:
     return bool(_originals)
 
 
-def configure() -> None:
-    """Read the settings again (done by install() and whenever SIGNAL_DASHBOARD changes)."""
+@conf.on_change
+def _read_settings(config: dict[str, Any]) -> None:
     global _record_empty_sends, _detail_limit, _slow_ns
-    config = conf.get_config() if conf.settings.configured else conf.DEFAULTS
     _record_empty_sends = bool(config["RECORD_EMPTY_SENDS"])
     limit = config["DETAIL_LIMIT"]
     _detail_limit = None if limit is None else int(limit)
     _slow_ns = int(config["SLOW_MS"] * 1_000_000)
-    events.bounds = events.Bounds(
-        payload.Limits.from_config(config), int(config["MAX_TRACEBACK_LENGTH"])
-    )
-    recorder.resize(config["BUFFER_SIZE"], config["REQUEST_BUFFER_SIZE"])
-    recorder.configure_latency(
-        config["STATS_WINDOW_SECONDS"], config["STORM_THRESHOLD"], config["STATS_MAX_KEYS"]
-    )
 
 
 def install() -> None:
     """Trace every signal send from now on. Safe to call again, before or after django.setup()."""
-    configure()
+    conf.reset()
     recorder.start()
     if _originals:
         return
@@ -570,15 +562,6 @@ def uninstall() -> None:
     while _originals:
         (owner, name), original = _originals.popitem()
         setattr(owner, name, original)
-
-
-def _reconfigure(*, setting: str, **kwargs: object) -> None:
-    if setting == conf.SETTING_NAME and _originals:
-        configure()
-
-
-# Weak=False: the module keeps no other reference that matters to the dispatcher.
-setting_changed.connect(_reconfigure, weak=False, dispatch_uid="signal_dashboard.tracing")
 
 
 # --- capture() ------------------------------------------------------------------------------

@@ -41,12 +41,14 @@ def test_ring_buffer_keeps_the_newest_events() -> None:
     assert ring.latency.table(TableQuery(group="signal"))[0].histogram.count == 5
 
 
-def test_resize_keeps_recent_events() -> None:
-    ring = Recorder(size=5, request_size=2)
+def test_resize_keeps_recent_events(settings: Any) -> None:
+    settings.SIGNAL_DASHBOARD = {"BUFFER_SIZE": 5}
+    ring = Recorder()
     events = sent(5)
     for event in events:
         ring.record(event)
-    ring.resize(2, 2)
+    assert list(ring.events) == events
+    settings.SIGNAL_DASHBOARD = {"BUFFER_SIZE": 2}
     assert list(ring.events) == events[3:]
 
 
