@@ -371,7 +371,7 @@ def print_requests(requests: int, with_redis: bool) -> None:
                 setups = [s for s in setups if not s[2]]
             else:
                 sys.path.insert(0, str(REPO))
-                from tests.redis_server import RedisServer
+                from signal_dashboard.testing.redis_server import RedisServer
 
                 url = stack.enter_context(RedisServer()).url
                 os.environ["BENCH_CHILD_REDIS_URL"] = url.rsplit("/", 1)[0]

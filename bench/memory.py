@@ -223,7 +223,7 @@ def main() -> None:
 
     import django
 
-    from tests.redis_server import RedisServer
+    from signal_dashboard.testing.redis_server import RedisServer
 
     configs = args.configs.split(",")
     checkpoints = [point for point in CHECKPOINTS if point <= args.sends]

@@ -38,7 +38,7 @@ own work, tracing and dashboards included, does. Either way requests queue for S
 lock, whose busy handler retries with growing sleeps: with more than 2 connections p95 and p99
 mostly measure that queue.
 
-Needs wrk, and the test extras (the helpers of tests/processes.py and tests/redis_server.py).
+Needs wrk, and the test extras (the helpers of signal_dashboard/testing/).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ sys.path.insert(0, str(REPO))
 import django  # noqa: E402
 from websockets.asyncio.client import ClientConnection  # noqa: E402
 
-from tests.processes import (  # noqa: E402
+from signal_dashboard.testing.processes import (  # noqa: E402
     OUTPUT_TAIL,
     ProcessError,
     free_port,
@@ -473,7 +473,7 @@ def main() -> None:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="signal-bench-")))
         redis_url = None
         if with_redis:
-            from tests.redis_server import RedisServer
+            from signal_dashboard.testing.redis_server import RedisServer
 
             redis_url = stack.enter_context(RedisServer()).url
         db_path = work / "demo.sqlite3"

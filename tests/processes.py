@@ -14,35 +14,26 @@ Nothing here touches the test process's own settings or database connections.
 
 from __future__ import annotations
 
-import http.client
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlsplit
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.typing import Origin
+from signal_dashboard.testing.processes import (
+    OUTPUT_TAIL,
+    SESSION_COOKIE_NAME,
+    ProcessError,
+    free_port,
+    http_get,
+    read_tail,
+    stop_process,
+    wait_until_ready,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SETTINGS_MODULE = "tests.settings_redis"
-
-# How long a server may take to come up, and to go down before it is killed (seconds).
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
-# Readiness is polled: nothing tells us when a child starts listening.
-POLL_INTERVAL = 0.05
-# How much of a child's output an error message quotes.
-OUTPUT_TAIL = 4000
-
-# tests/settings.py keeps Django's default SESSION_COOKIE_NAME.
-SESSION_COOKIE_NAME = "sessionid"
-DASHBOARD_SOCKET_PATH = "/ws/signals/"
 
 # tests/asgi.py imports models before it calls get_asgi_application(), so Daphne's CLI cannot
 # import it on its own: set Django up first, then hand over to the CLI with our arguments.
@@ -70,17 +61,6 @@ if not client.login(username=username, password=password):
     sys.exit(f"cannot log in as {username!r}")
 print(client.cookies[cookie_name].value)
 """
-
-
-class ProcessError(RuntimeError):
-    """A child process did not come up, or exited when it should not have."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def project_env(db_path: Path | str, redis_url: str) -> dict[str, str]:
@@ -129,80 +109,6 @@ def session_cookie(db_path: Path | str, redis_url: str, username: str, password:
     if result.returncode != 0:
         raise ProcessError(f"cannot make a session for {username!r}:\n{result.stderr}")
     return result.stdout.split()[-1]
-
-
-def http_get(url: str, timeout: float = 10) -> tuple[int, str]:
-    """(status, body) of a GET, straight to the server: no proxy from the environment."""
-    parts = urlsplit(url)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
-    try:
-        connection.request("GET", target or "/")
-        response = connection.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        connection.close()
-
-
-async def open_dashboard_socket(ws_url: str, session_key: str, origin: str) -> ClientConnection:
-    """The dashboard's WebSocket, opened as the session's user; close it when done.
-
-    ``origin`` must be the server's own (``DaphneServer.url`` is): the socket refuses others.
-    """
-    return await connect(
-        ws_url + DASHBOARD_SOCKET_PATH,
-        origin=Origin(origin),
-        additional_headers={"Cookie": f"{SESSION_COOKIE_NAME}={session_key}"},
-        proxy=None,
-    )
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
-    """Terminate ``process``, killing it if it is still there after ``timeout`` seconds."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-def wait_until_ready(
-    process: subprocess.Popen[bytes],
-    ready: Callable[[], bool],
-    *,
-    what: str,
-    output: Callable[[], str],
-    timeout: float = START_TIMEOUT,
-) -> None:
-    """Poll ``ready()`` until true; fail at once if ``process`` exits, or after ``timeout``.
-
-    On failure the process is stopped: a half-started server must not outlive the test.
-    """
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready():
-            if time.monotonic() > deadline:
-                raise ProcessError(f"{what} not ready after {timeout:g} s; output:\n{output()}")
-            try:
-                # Waiting on the process, not sleeping: an early exit is reported at once.
-                returncode = process.wait(timeout=POLL_INTERVAL)
-            except subprocess.TimeoutExpired:
-                continue
-            raise ProcessError(f"{what} exited with code {returncode}; output:\n{output()}")
-    except BaseException:
-        stop_process(process)
-        raise
-
-
-def read_tail(path: Path) -> str:
-    """The end of a log file, or nothing if there is none yet."""
-    try:
-        return path.read_text(errors="replace")[-OUTPUT_TAIL:]
-    except FileNotFoundError:
-        return ""
 
 
 class DaphneServer:

@@ -34,8 +34,8 @@ from signal_dashboard.routing import websocket_application
 from signal_dashboard.rows import row_html
 from signal_dashboard.stats.table import TableQuery
 from signal_dashboard.tables import tables_html
+from signal_dashboard.testing.redis_server import RedisServer
 from signal_dashboard.transport import Publisher, channel_layer, relay
-from tests.redis_server import RedisServer
 
 # channels closes old database connections around each message, which counts as database access.
 pytestmark = pytest.mark.django_db

@@ -14,14 +14,13 @@ from websockets.exceptions import ConnectionClosed
 
 from signal_dashboard.consumers import FORBIDDEN
 from signal_dashboard.demo.pizzeria.models import Topping
+from signal_dashboard.testing.processes import http_get, open_dashboard_socket
+from signal_dashboard.testing.redis_server import RedisServer, RedisServerNotFound
 from tests.processes import (
     DaphneServer,
-    http_get,
     migrate,
-    open_dashboard_socket,
     session_cookie,
 )
-from tests.redis_server import RedisServer, RedisServerNotFound
 
 # How long after a request its event may take to reach an open dashboard (seconds).
 EVENT_TIMEOUT = 5.0

@@ -24,19 +24,18 @@ from signal_dashboard.recorder import Recorder, recorder
 from signal_dashboard.stats.histogram import Histogram, SealedHistogram
 from signal_dashboard.stats.merge import MergedStore
 from signal_dashboard.stats.store import LatencyStore
+from signal_dashboard.testing.processes import http_get, open_dashboard_socket
+from signal_dashboard.testing.redis_server import RedisServer
 from signal_dashboard.tracing import capture
 from signal_dashboard.transport import SOURCE, STATS_KEY_PREFIX
 from tests.processes import (
     REPO,
     DaphneServer,
-    http_get,
     migrate,
-    open_dashboard_socket,
     project_env,
     run_command,
     session_cookie,
 )
-from tests.redis_server import RedisServer
 from tests.urls import pizza_ordered
 
 pytestmark = pytest.mark.redis
