@@ -42,6 +42,7 @@ from .backends import backend
 from .broadcast import STATUS_INTERVAL
 from .conf import get_config
 from .context import suspended
+from .events import Row
 from .filters import EventFilter, FilterError
 from .queries import recent_rows, tables_context
 from .recorder import recorder
@@ -301,7 +302,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     async def signal_batch(self, message: Mapping[str, Any]) -> None:
         """A batch of rows from one process's recorder, oldest first."""
-        rows: Sequence[Mapping[str, Any]] = message["rows"]
+        rows: Sequence[Row] = message["rows"]
         source = message.get("source", "")
         expected = self.next_row.get(source)
         if expected is not None and message["first"] > expected:
@@ -338,7 +339,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             # of this socket (and, in-process, of every socket) must not wait with it.
             self.tables_refresh = asyncio.ensure_future(self._refresh_tables())
 
-    def _newest_matching(self, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    def _newest_matching(self, rows: Sequence[Row]) -> list[Row]:
         """Newest first, as many as the page keeps: older ones would scroll off at once."""
         matching: list[Mapping[str, Any]] = []
         for row in reversed(rows):
@@ -350,7 +351,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
 
     # -- to the page ------------------------------------------------------------------------
 
-    async def push(self, rows: Sequence[Mapping[str, Any]], replace: bool = False) -> None:
+    async def push(self, rows: Sequence[Row], replace: bool = False) -> None:
         """Send the newest ``max_rows`` of ``rows`` (newest first) with the status line and any
         senders not seen yet: in one message, or in several if one would be too large."""
         self.pushed_at = time.monotonic()
@@ -425,7 +426,7 @@ class RowFragments:
         self._html: dict[tuple[str, str | None], str] = {}
         self._config: dict[str, Any] | None = None
 
-    def render(self, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    def render(self, rows: Sequence[Row]) -> list[str]:
         """The HTML of each row, in order."""
         config = get_config()
         if config is not self._config:  # SLOW_MS, say, changes how rows look
@@ -446,7 +447,7 @@ class RowFragments:
 
 
 def _parts(
-    rows: Sequence[Mapping[str, Any]], fragments: list[str]
+    rows: Sequence[Row], fragments: list[str]
 ) -> list[tuple[Sequence[Mapping[str, Any]], list[str]]]:
     """Rows cut into runs whose HTML fits one message beside the status line (at least one
     run, and at least one row in each)."""
@@ -462,7 +463,7 @@ def _parts(
     return parts
 
 
-def _row_key(row: Mapping[str, Any]) -> tuple[str, str | None]:
+def _row_key(row: Row) -> tuple[str, str | None]:
     return row["id"], row.get("history_id")
 
 

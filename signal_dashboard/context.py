@@ -64,7 +64,7 @@ class Origin:
         top-level one. ``signal_count`` and ``receiver_ns`` are counted as the send finishes."""
         calls = self.receiver_calls
         top_level = event.parent is None
-        for key, _, _, duration, _, _ in event.calls:
+        for key, _, _, duration, _, _ in event.calls:  # see events.Call
             ident = id(key)  # see receiver_call_counts()
             count = calls.get(ident)
             if count is None:

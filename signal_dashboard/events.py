@@ -10,7 +10,7 @@ import itertools
 import operator
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from . import conf
 from .context import HOST, PID, Origin
@@ -70,6 +70,40 @@ def error_info(exc: BaseException) -> ErrorInfo:
 # time, so that an event keeps no sender alive.
 _PLAIN_SENDERS = frozenset({type(None), str, int})
 _IMMUTABLE = frozenset({type(None), bool, int, float, str})
+
+
+# A receiver's call, as a send records it on the sending thread: a plain tuple, as a NamedTuple
+# costs some 1,900 more instructions per receiver call (bench/instructions.py). Its fields are
+# read by these indexes (``ReceiverCall`` is the readable form):
+# (receiver key, see labels.receiver_key(); is_async; start_ns; duration_ns; the result's
+# summary, None past DETAIL_LIMIT; ErrorInfo or None).
+Call = tuple[Any, bool, int, int, Any, ErrorInfo | None]
+CALL_KEY, CALL_IS_ASYNC, CALL_START, CALL_DURATION, CALL_RESULT, CALL_ERROR = range(6)
+call_start = operator.itemgetter(CALL_START)
+call_duration = operator.itemgetter(CALL_DURATION)
+
+
+class Row(TypedDict):
+    """An event as the stream shows it (``SignalEvent.as_row()``), as sockets, Redis and
+    ``signals_tail`` pass it on. Rows read back from Redis's history carry ``history_id``."""
+
+    id: str
+    timestamp: float
+    signal: str
+    sender: str
+    method: str
+    duration_ns: int
+    origin: dict[str, Any]
+    depth: int
+    parent_id: str | None
+    payload_after_send: bool
+    receiver_count: int
+    receivers: list[str]
+    slowest_receiver: str | None
+    slowest_receiver_ns: int
+    ok: bool
+    error: str | None
+    history_id: NotRequired[str]
 
 
 @dataclass(frozen=True)
@@ -167,9 +201,7 @@ class SignalEvent:
         self.origin = origin
         self.start_ns = start_ns
         self.duration_ns = 0
-        # (receiver key, is_async, start_ns, duration_ns, result summary, ErrorInfo or None);
-        # see receiver_key() and receiver_label().
-        self.calls: list[tuple[Any, bool, int, int, Any, ErrorInfo | None]] = []
+        self.calls: list[Call] = []
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -222,9 +254,7 @@ class SignalEvent:
         # Sorted by start: concurrent async receivers finish in any order.
         return [
             ReceiverCall(*receiver_label(key), is_async, start, duration, result, error)
-            for key, is_async, start, duration, result, error in sorted(
-                self.calls, key=lambda call: call[2]
-            )
+            for key, is_async, start, duration, result, error in sorted(self.calls, key=call_start)
         ]
 
     @property
@@ -234,16 +264,16 @@ class SignalEvent:
     @property
     def ok(self) -> bool:
         """True when no receiver raised."""
-        return all(call[5] is None for call in self.calls)
+        return all(call[CALL_ERROR] is None for call in self.calls)
 
     @property
     def errors(self) -> list[ErrorInfo]:
-        return [call[5] for call in self.calls if call[5] is not None]
+        return [call[CALL_ERROR] for call in self.calls if call[CALL_ERROR] is not None]
 
     @property
     def receiver_ns(self) -> int:
         """Time spent in receivers (overlapping async receivers count once each)."""
-        return sum(call[3] for call in self.calls)
+        return sum(map(call_duration, self.calls))
 
     def _common_fields(self) -> dict[str, Any]:
         """The fields both the full and the row form of an event carry."""
@@ -265,11 +295,11 @@ class SignalEvent:
         """The event as JSON-ready data; field names are part of the public API."""
         return self._as_dict(self._common_fields())
 
-    def as_row(self) -> dict[str, Any]:
+    def as_row(self) -> Row:
         """The compact form streamed to dashboards: what a row shows and filters need."""
         return self._as_row(self._common_fields())
 
-    def as_row_and_dict(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    def as_row_and_dict(self) -> tuple[Row, dict[str, Any]]:
         """``(as_row(), as_dict())``, their common fields made once (and shared)."""
         common = self._common_fields()
         return self._as_row(common), self._as_dict(common)
@@ -284,18 +314,18 @@ class SignalEvent:
             "host": HOST,
         }
 
-    def _as_row(self, common: dict[str, Any]) -> dict[str, Any]:
+    def _as_row(self, common: dict[str, Any]) -> Row:
         # Made for every event a dashboard or the Redis transport gets: from the call tuples
         # directly, without the ReceiverCall objects of ``receivers``.
-        calls = sorted(self.calls, key=_start) if len(self.calls) > 1 else self.calls
-        slowest = max(calls, key=_duration, default=None)
+        calls = sorted(self.calls, key=call_start) if len(self.calls) > 1 else self.calls
+        slowest = max(calls, key=call_duration, default=None)
         errors = self.errors
-        return {
+        return {  # type: ignore[typeddict-item]
             **common,
             "receiver_count": len(calls),
-            "receivers": [receiver_label(call[0])[0] for call in calls],
-            "slowest_receiver": None if slowest is None else receiver_label(slowest[0])[0],
-            "slowest_receiver_ns": 0 if slowest is None else slowest[3],
+            "receivers": [receiver_label(call[CALL_KEY])[0] for call in calls],
+            "slowest_receiver": None if slowest is None else receiver_label(slowest[CALL_KEY])[0],
+            "slowest_receiver_ns": 0 if slowest is None else slowest[CALL_DURATION],
             "ok": not errors,
             "error": f"{errors[0].type}: {errors[0].message}" if errors else None,
         }
@@ -351,7 +381,7 @@ class LightSend:
         self.parent = parent
         self.origin = origin
         self.start_ns = start_ns
-        self.calls: list[tuple[Any, bool, int, int, Any, ErrorInfo | None]] = []
+        self.calls: list[Call] = []
 
     @property
     def timestamp(self) -> float:
@@ -426,7 +456,3 @@ class Fold:
 
     def __repr__(self) -> str:
         return f"<Fold {key_label(self.signal_key)} {self.receiver_label} x{self.count}>"
-
-
-_start = operator.itemgetter(2)  # of a call tuple
-_duration = operator.itemgetter(3)

@@ -11,7 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .events import Row
 
 MAX_TEXT_LENGTH = 200
 MAX_DURATION_MS = 3_600_000  # one hour
@@ -85,7 +88,7 @@ class EventFilter:
             errors_only=_parse_flag(data.get("errors_only")),
         )
 
-    def matches(self, row: Mapping[str, Any]) -> bool:
+    def matches(self, row: Row) -> bool:
         """Whether an event row (``SignalEvent.as_row()``) passes this filter."""
         if self.errors_only and row["ok"]:
             return False

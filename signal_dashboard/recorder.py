@@ -174,7 +174,7 @@ class Recorder:
         # The process's folds are per second, as its detail limit is.
         when = send.start_ns // 1_000_000_000 if origin is context.PROCESS_ORIGIN else 0
         calls = send.calls or [(None, False, send.start_ns, send.duration_ns, None, None)]
-        for receiver_key, _, start, duration, _, _ in calls:
+        for receiver_key, _, start, duration, _, _ in calls:  # see events.Call
             key = (origin, send.signal_key, send.sender_key, receiver_key, when)
             fold = folds.get(key)
             if fold is None:

@@ -19,6 +19,7 @@ from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.safestring import mark_safe
 
 from .conf import get_config
+from .events import Row
 from .labels import origin_label, short_label
 
 # Stands in for an object's id in a reversed URL (an integer fits both str and int converters).
@@ -31,7 +32,7 @@ ESCAPED_KEPT = 4096
 ESCAPED_LENGTH = 200
 
 
-def row_html(row: Mapping[str, Any], event_url: tuple[str, str] | None = None) -> str:
+def row_html(row: Row, event_url: tuple[str, str] | None = None) -> str:
     """One row of the stream table (see templates/signal_dashboard/_rows.html).
 
     ``event_url`` is :func:`event_url_parts`, for a caller making many rows at once.
@@ -76,7 +77,7 @@ def row_html(row: Mapping[str, Any], event_url: tuple[str, str] | None = None) -
     )
 
 
-def is_slow(row: Mapping[str, Any]) -> bool:
+def is_slow(row: Row) -> bool:
     """Whether a send took at least ``SLOW_MS``."""
     return row["duration_ns"] >= get_config()["SLOW_MS"] * 1_000_000
 

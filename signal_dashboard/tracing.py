@@ -17,7 +17,6 @@ import asyncio
 import contextvars
 import functools
 import logging
-import operator
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from time import perf_counter_ns
@@ -38,7 +37,17 @@ from .context import (
     sync_send,
 )
 from .errors import ErrorInfo
-from .events import LightSend, Pair, SignalEvent, error_info, summarize_result
+from .events import (
+    CALL_DURATION,
+    CALL_ERROR,
+    Call,
+    LightSend,
+    Pair,
+    SignalEvent,
+    call_duration,
+    error_info,
+    summarize_result,
+)
 from .labels import receiver_key
 from .recorder import recorder
 
@@ -64,7 +73,6 @@ _slow_ns = 100_000_000
 # capture() blocks open that want every send in full.
 _full_detail = 0
 _SECOND_NS = 1_000_000_000
-_duration = operator.itemgetter(3)  # of a call tuple, see SignalEvent.calls
 
 
 class _Failures:
@@ -103,7 +111,7 @@ def _finish(event: SignalEvent, end_ns: int | None = None) -> None:
             # Read by the request's Server-Timing header before the recorder gets to it.
             origin.signal_count += 1
             if event.parent is None:  # nested sends run inside their parent's receivers
-                origin.receiver_ns += sum(map(_duration, event.calls))
+                origin.receiver_ns += sum(map(call_duration, event.calls))
         recorder.record(event)
         if recorder.immediate:
             recorder.notify_immediate(event)
@@ -126,20 +134,20 @@ def _finish_light(
         send.duration_ns = end - send.start_ns
         slow_ns = _slow_ns
         for call in send.calls:
-            if call[5] is not None or call[3] >= slow_ns:
+            if call[CALL_ERROR] is not None or call[CALL_DURATION] >= slow_ns:
                 _finish(send.promote(signal, sender, method, named), end)
                 return
         origin = send.origin
         if origin is not PROCESS_ORIGIN:
             origin.signal_count += 1
             if send.parent is None:
-                origin.receiver_ns += sum(map(_duration, send.calls))
+                origin.receiver_ns += sum(map(call_duration, send.calls))
         recorder.record(send)  # type: ignore[arg-type]
     except Exception:
         _Failures.add()
 
 
-def _failed_call(receiver: Any, is_async: bool, start: int, err: BaseException) -> tuple:
+def _failed_call(receiver: Any, is_async: bool, start: int, err: BaseException) -> Call:
     end = perf_counter_ns()
     try:
         info = error_info(err)

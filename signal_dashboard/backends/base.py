@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from channels.layers import BaseChannelLayer
 
     from ..broadcast import BatchReceiver
+    from ..events import Row
     from ..stats.store import LatencyStore
 
 
@@ -23,7 +24,7 @@ class NotShared(Exception):
 class Backend:
     """Where events and statistics go and come from: this process, or every process."""
 
-    def recent_rows(self, limit: int) -> list[dict[str, Any]]:
+    def recent_rows(self, limit: int) -> list[Row]:
         """Rows of the recent events, newest first."""
         raise NotImplementedError
 

@@ -272,7 +272,7 @@ class LatencyStore:
                     continue
             by_id = send_series.by_id
             failed = False
-            for receiver, _, _, duration, _, error in event.calls:
+            for receiver, _, _, duration, _, error in event.calls:  # see events.Call
                 entry = by_id.get(id(receiver))
                 if entry is not None:
                     series = entry[0]

@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from signal_dashboard.backends import NotShared, backend
 from signal_dashboard.broadcast import GROUP
 from signal_dashboard.context import suspended
+from signal_dashboard.events import Row
 from signal_dashboard.filters import EventFilter, FilterError
 from signal_dashboard.labels import origin_label, short_label
 
@@ -154,14 +155,14 @@ class Command(BaseCommand):
                 await layer.group_discard(GROUP, channel)
 
 
-def matching_rows(message: Mapping[str, Any], event_filter: EventFilter) -> list[dict[str, Any]]:
+def matching_rows(message: Mapping[str, Any], event_filter: EventFilter) -> list[Row]:
     """The rows of a ``signal.batch`` message that pass the filter, oldest first."""
     if message.get("type") != "signal.batch":
         return []
     return [row for row in message["rows"] if event_filter.matches(row)]
 
 
-def format_row(row: Mapping[str, Any]) -> str:
+def format_row(row: Row) -> str:
     """One event as one terminal line: when, signal, sender, receivers, time taken, outcome,
     cause and process."""
     started = datetime.fromtimestamp(row["timestamp"])
