@@ -1,4 +1,4 @@
-"""Downloads of the buffered events (NDJSON) and the latency statistics (JSON)."""
+"""Downloads of the recent events (NDJSON) and the latency statistics (JSON)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
+from typing import Any
 
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
 from .access import dashboard_access
 from .backends import backend
+from .conf import get_config
 from .context import suspended
-from .events import SignalEvent
 from .filters import EventFilter, FilterError
 from .recorder import recorder
 from .stats.table import GROUPS, TableQuery
@@ -27,13 +28,17 @@ _STATS_PARAMS = tuple(name for name in TableQuery.PARAMS if name != "group")
 
 @dashboard_access
 def events_ndjson(request: HttpRequest) -> HttpResponse:
-    """The buffered events under the filter in the query string, oldest first, one per line."""
+    """The events the page starts from, under the filter in the query string, oldest first,
+    one per line (every process's with a shared backend)."""
     try:
         event_filter = EventFilter.parse(request.GET)
     except FilterError as exc:
         return _bad_request(exc)
-    # A snapshot: sends on other threads keep appending to the deque while this streams.
-    lines = _ndjson_lines(list(recorder.events), event_filter)
+    # Read once, now: sends made while the file streams are not in it. As many as the page
+    # reads (queries.recent_rows()).
+    with suspended():
+        events = backend().recent_events(get_config()["HISTORY_SIZE"], event_filter)
+    lines = _ndjson_lines(events)
     # Under ASGI a synchronous iterator would be read whole into memory (with a warning)
     # before the first byte is sent.
     content = _aiterate(lines) if isinstance(request, ASGIRequest) else lines
@@ -42,17 +47,15 @@ def events_ndjson(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _ndjson_lines(events: list[SignalEvent], event_filter: EventFilter) -> Iterator[str]:
+def _ndjson_lines(events: list[dict[str, Any]]) -> Iterator[str]:
     for event in events:
         # This runs while the response streams, after the middleware has stopped suspending
         # tracing; the suspension must not span a yield, whose resumption may be in another
         # context.
         with suspended():
-            if not event_filter.matches(event.as_row()):
-                continue
             # Payloads are JSON-ready summaries already; default=str keeps an odd value from
             # cutting the download short.
-            line = json.dumps(event.as_dict(), default=str)
+            line = json.dumps(event, default=str)
         yield line + "\n"
 
 

@@ -37,10 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers, get_channel_layer
 
+from . import tracing
 from .broadcast import GROUP, STATUS_INTERVAL, BatchReceiver, EventBatches, Fanout
 from .conf import get_config
 from .context import HOST, PID, suspended
 from .recorder import recorder
+from .recording import Switch
 from .stats.merge import MergedStore
 from .stats.store import SNAPSHOT_FORMAT, LatencyStore
 
@@ -134,6 +136,34 @@ def layer_alias() -> str:
     return ALIAS
 
 
+# --- The recording switch ---------------------------------------------------------------------
+
+RECORDING_KEY = "signal_dashboard:recording"
+# How often each process's publisher reads the switch (seconds).
+RECORDING_POLL = 1.0
+
+
+def recording_switch() -> Switch:
+    """The switch as this process's publisher last read it, or as Redis holds it."""
+    publisher = Publisher.current
+    if publisher is not None and publisher.switch is not None:
+        return publisher.switch
+    return _read_switch(_redis_client(redis_url() or ""))
+
+
+def set_recording_switch(switch: Switch) -> Switch:
+    """Store the switch for every process (their publishers apply it)."""
+    _redis_client(redis_url() or "").set(RECORDING_KEY, json.dumps(switch.as_dict()))
+    if Publisher.current is not None:
+        Publisher.current.switch = switch
+    return switch
+
+
+def _read_switch(client: Any) -> Switch:
+    stored = client.get(RECORDING_KEY)
+    return Switch() if stored is None else Switch.from_dict(json.loads(stored))
+
+
 def channel_layer() -> BaseChannelLayer:
     return get_channel_layer(layer_alias())
 
@@ -152,20 +182,38 @@ def _redis_client(url: str) -> Any:
 def history(limit: int) -> list[dict[str, Any]]:
     """The rows of every process's newest ``limit`` events, newest first; raises the client's
     error if Redis cannot be reached."""
+    return [_row(entry_id, fields) for entry_id, fields in _newest_entries(limit)]
+
+
+def history_events(limit: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every process's newest ``limit`` events, newest first, each as its row (as ``history()``
+    gives it) and its whole form (its ``as_dict()``); raises the client's error if Redis cannot
+    be reached."""
+    import msgpack
+
+    return [
+        (_row(entry_id, fields), msgpack.unpackb(fields[b"event"]))
+        for entry_id, fields in _newest_entries(limit)
+    ]
+
+
+def _newest_entries(limit: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """The history's newest ``limit`` entries, newest first (none without Redis)."""
     url = redis_url()
     if url is None:
         return []
-    import msgpack
-
     client = _redis_client(url)
     try:
-        entries = client.xrevrange(EVENTS_KEY, count=limit)
+        return client.xrevrange(EVENTS_KEY, count=limit)
     finally:
         client.close()
-    return [
-        {**msgpack.unpackb(fields[b"row"]), "history_id": entry_id.decode()}
-        for entry_id, fields in entries
-    ]
+
+
+def _row(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
+    """The row of a history entry, naming the entry as its ``history_id``."""
+    import msgpack
+
+    return {**msgpack.unpackb(fields[b"row"]), "history_id": entry_id.decode()}
 
 
 def history_event(history_id: str) -> dict[str, Any] | None:
@@ -304,6 +352,8 @@ class Publisher(EventBatches):
         self._pack_for_lua = msgpack.Packer(use_bin_type=False).pack
         super().__init__(buffer_size)
         self.error = ""  # why the last attempt failed; empty while Redis answers
+        self.switch: Switch | None = None  # the recording switch, as last read
+        self._switch_read_at = 0.0
         self._retry_at = 0.0
         self._backoff = 0.0
         self._stats_version = -1
@@ -341,6 +391,18 @@ class Publisher(EventBatches):
 
     # -- on the publisher's thread ------------------------------------------------------------
 
+    async def _follow_switch(self, client: Any) -> None:
+        """Start or stop tracing here as the recording switch in Redis says."""
+        self._switch_read_at = time.monotonic()
+        try:
+            stored = await client.get(RECORDING_KEY)
+        except Exception:
+            return  # the batches' attempts say why Redis cannot be read
+        switch = Switch() if stored is None else Switch.from_dict(json.loads(stored))
+        if switch != self.switch:
+            self.switch = switch
+            tracing.set_recording(switch.on)
+
     def _run(self) -> None:
         with suspended():  # our own Redis traffic sends no signals worth tracing
             asyncio.run(self._main())
@@ -356,6 +418,8 @@ class Publisher(EventBatches):
                 if time.monotonic() >= self._retry_at:
                     recorder.drain_quietly()  # this batch need not wait for the recorder's thread
                     await self._attempt(layer, client, append)
+                if time.monotonic() - self._switch_read_at >= RECORDING_POLL:
+                    await self._follow_switch(client)
             # Exiting: one more attempt for what is pending, whatever the back-off says.
             await self._attempt(layer, client, append)
         finally:

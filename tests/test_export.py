@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -145,6 +146,27 @@ def test_events_download_honours_the_filter(
 
 
 @pytest.mark.parametrize(
+    ("query", "expected"),
+    [({"signal": MODULE}, [1, 2, 3]), ({"sender": "pizza"}, [1]), ({"errors_only": "on"}, [2])],
+)
+def test_events_download_lists_what_the_page_lists(
+    staff_client: Client,
+    sent: list[SignalEvent],
+    settings: Any,
+    query: dict[str, str],
+    expected: list[int],
+) -> None:
+    # Both read the newest HISTORY_SIZE events: the last three of this module's sends, and
+    # the change of the setting.
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "HISTORY_SIZE": 4}
+    page = staff_client.get("/signals/", query).content.decode()
+    listed = re.findall(r'<tr class="sd-row[^"]*" data-id="([^"]+)"', page)
+    lines = ndjson(staff_client.get(EVENTS_URL, query))
+    assert [line["id"] for line in lines] == [sent[index].uid for index in expected]
+    assert listed == [line["id"] for line in reversed(lines)]
+
+
+@pytest.mark.parametrize(
     "query",
     [{"pizza": "margherita"}, {"min_duration_ms": "soon"}, {"errors_only": "maybe"}],
 )
@@ -174,19 +196,29 @@ def test_events_download_is_streamed_asynchronously_under_asgi(
     assert [json.loads(line) for line in body.decode().splitlines()] == expected
 
 
-def test_signals_sent_while_streaming_are_not_traced(
+class Announced:
+    """A value JSON cannot hold, whose text is made by sending a signal."""
+
+    def __str__(self) -> str:
+        exported.send(sender=Pizza)
+        return "announced"
+
+
+def test_signals_sent_while_making_the_download_are_not_traced(
     staff_client: Client, sent: list[SignalEvent], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     as_dict = SignalEvent.as_dict
 
     def as_dict_sending_a_signal(event: SignalEvent) -> dict[str, Any]:
         exported.send(sender=Pizza)
-        return as_dict(event)
+        return {**as_dict(event), "odd": Announced()}
 
     monkeypatch.setattr(SignalEvent, "as_dict", as_dict_sending_a_signal)
     response = staff_client.get(EVENTS_URL, {"signal": MODULE})
-    # The lines are made here, after the view and the middleware have returned.
-    assert len(ndjson(response)) == len(sent)
+    # The view reads the events; their lines, and so the odd value's text, are made here,
+    # after the view and the middleware have returned.
+    lines = ndjson(response)
+    assert [line["odd"] for line in lines] == ["announced"] * len(sent)
     assert [event for event in recorder.events if event.signal is exported] == []
     exported.send(sender=Pizza)  # traced, outside the download
     assert [event for event in recorder.events if event.signal is exported] != []

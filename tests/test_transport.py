@@ -588,3 +588,127 @@ def test_statistics_that_take_long_to_merge_are_merged_less_often(
         assert merged.sources == ["otherhost:1", SOURCE]
         assert transport._MergedCache.ttl > 3600
         client.delete(other_key, other_key + "0")
+
+
+# A command whose receiver of the custom signal saves a topping: the save's post_save (which
+# has a receiver, so it is recorded) is a send nested in the custom signal's.
+SEND_WITH_NESTED_SENDS = (
+    "from django.db.models.signals import post_save; "
+    "from tests.urls import pizza_ordered; "
+    "from signal_dashboard.demo.pizzeria.models import Topping; "
+    "post_save.connect(lambda sender, **kwargs: 'saved', sender=Topping, weak=False); "
+    "pizza_ordered.connect("
+    "lambda sender, name, **kwargs: Topping.objects.create(name=name).name, weak=False); "
+    "pizza_ordered.send(sender='shell', name='calzone')"
+)
+PAGE_ROW = re.compile(r'<tr class="sd-row[^"]*" data-id="([^"]+)"[^>]*hx-get="([^"]+)"')
+
+
+@pytest.fixture
+def merged_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the pages cache of every process's statistics is put back after the test."""
+    for name in ("store", "read_at", "ttl", "error"):
+        monkeypatch.setattr(transport._MergedCache, name, getattr(transport._MergedCache, name))
+    monkeypatch.setattr(transport._MergedCache, "store", None)
+
+
+def test_another_process_send_is_detailed_with_its_nested_sends(
+    project_db: Path,
+    redis_server: RedisServer,
+    settings: Any,
+    admin_client: Client,
+    merged_cache: None,
+) -> None:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
+    command = run_command(["shell", "-c", SEND_WITH_NESTED_SENDS], project_db, redis_server.url)
+    assert command.returncode == 0, command.stderr
+    history = transport.history(100)
+    [ordered] = [row for row in history if row["signal"] == "tests.urls.pizza_ordered"]
+    nested = [row for row in reversed(history) if row["parent_id"] == ordered["id"]]
+    assert "django.db.models.signals.post_save" in {row["signal"] for row in nested}
+    # Each send's detail URL, as the page's rows link to it.
+    urls = dict(PAGE_ROW.findall(admin_client.get("/signals/").content.decode()))
+    detail = admin_client.get(urls[ordered["id"]]).content.decode()
+    assert "command shell" in detail
+    nested_sends = detail.partition("<h3>Nested sends</h3>")[2]
+    assert re.findall(r'hx-get="([^"]+)"', nested_sends) == [urls[row["id"]] for row in nested]
+    # From a nested send, back to the send it was made in.
+    child = admin_client.get(urls[nested[-1]["id"]]).content.decode()
+    sent_inside = re.search(r'<dt>Sent inside</dt>\s*<dd><a href="#" hx-get="([^"]+)"', child)
+    assert sent_inside is not None
+    assert sent_inside.group(1) == urls[ordered["id"]]
+
+
+def test_the_events_download_lists_every_process_events_as_the_page_does(
+    project_db: Path,
+    redis_server: RedisServer,
+    settings: Any,
+    admin_client: Client,
+    merged_cache: None,
+) -> None:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
+    command = run_command(["shell", "-c", SEND_WITH_NESTED_SENDS], project_db, redis_server.url)
+    assert command.returncode == 0, command.stderr
+    # No publisher runs in the tests' process: its own send is not in Redis's history.
+    recorder.clear()
+    pizza_ordered.connect(_noted, weak=False)
+    try:
+        pizza_ordered.send(sender="here", name="margherita")
+    finally:
+        pizza_ordered.disconnect(_noted)
+    [here] = [event for event in recorder.events if event.signal is pizza_ordered]
+
+    def listed(query: dict[str, str]) -> tuple[list[str], list[dict[str, Any]]]:
+        """The ids of the rows the page lists, and the events the download lists."""
+        page = admin_client.get("/signals/", query).content.decode()
+        download = admin_client.get("/signals/events.ndjson", query)
+        lines = b"".join(download.streaming_content).decode().splitlines()
+        return [id_ for id_, _ in PAGE_ROW.findall(page)], [json.loads(line) for line in lines]
+
+    for query in ({}, {"signal": "pizza_ordered"}, {"sender": "topping"}):
+        ids, events = listed(query)
+        assert ids, query
+        # The page lists the newest first, the download the oldest first.
+        assert [event["id"] for event in events] == ids[::-1], query
+    [ordered] = listed({"signal": "pizza_ordered"})[1]
+    assert ordered["origin"]["kind"] == "command"
+    assert ordered["pid"] != here.origin.pid
+    assert ordered["receivers"][0]["result"] == "calzone"
+    [row] = [row for row in transport.history(100) if row["id"] == ordered["id"]]
+    assert ordered == transport.history_event(row["history_id"])
+    # Without Redis, both fall back to this process's own.
+    redis_server.stop()
+    ids, events = listed({"signal": "pizza_ordered"})
+    assert ids == [event["id"] for event in events] == [here.uid]
+    assert events == [json.loads(json.dumps(here.as_dict()))]
+
+
+def test_stop_recording_stops_every_process_and_says_who(
+    servers: list[DaphneServer], redis_server: RedisServer, settings: Any
+) -> None:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
+    second = servers[1]
+
+    def saves_recorded(name: str, within: float) -> bool:
+        assert http_get(f"{second.url}/toppings/save/?name={name}")[0] == 200
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            history = transport.history(500)
+            if any(row["origin"].get("path") == "/toppings/save/" for row in history):
+                return True
+            time.sleep(0.2)
+        return False
+
+    try:
+        switch = backend().set_recording(False, "chef")
+        assert (switch.on, switch.by) == (False, "chef")
+        # The other processes' publishers read the switch within RECORDING_POLL.
+        time.sleep(transport.RECORDING_POLL * 2.5)
+        assert not saves_recorded("unseen", within=3.0)  # a send reaches Redis in 0.1 s
+        stored = backend().recording()
+        assert (stored.on, stored.by) == (False, "chef")
+        backend().set_recording(True, "chef")
+        time.sleep(transport.RECORDING_POLL * 2.5)
+        assert saves_recorded("seen", within=EVENT_TIMEOUT)
+    finally:
+        backend().set_recording(True, "")

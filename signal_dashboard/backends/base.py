@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
     from ..broadcast import BatchReceiver
     from ..events import Row
+    from ..filters import EventFilter
+    from ..recording import Switch
     from ..stats.store import LatencyStore
 
 
@@ -26,6 +28,11 @@ class Backend:
 
     def recent_rows(self, limit: int) -> list[Row]:
         """Rows of the recent events, newest first."""
+        raise NotImplementedError
+
+    def recent_events(self, limit: int, event_filter: EventFilter) -> list[dict[str, Any]]:
+        """Of the events ``recent_rows(limit)`` gives, those whose rows pass ``event_filter``,
+        oldest first, each whole (``SignalEvent.as_dict()``)."""
         raise NotImplementedError
 
     def other_event(self, history_id: str) -> dict[str, Any] | None:
@@ -47,6 +54,14 @@ class Backend:
         raise NotImplementedError
 
     async def detach(self, receiver: BatchReceiver) -> None:
+        raise NotImplementedError
+
+    def recording(self) -> Switch:
+        """Whether sends are traced, in every process the backend reaches."""
+        raise NotImplementedError
+
+    def set_recording(self, on: bool, by: str) -> Switch:
+        """Start or stop tracing in every process the backend reaches (``by`` names who)."""
         raise NotImplementedError
 
     def tail_layer(self) -> BaseChannelLayer:

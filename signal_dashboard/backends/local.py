@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .. import tracing
 from ..broadcast import broadcaster
 from ..recorder import recorder
+from ..recording import Switch
 from .base import Backend, NotShared
 
 if TYPE_CHECKING:
     from channels.layers import BaseChannelLayer
 
     from ..broadcast import BatchReceiver
+    from ..filters import EventFilter
     from ..stats.store import LatencyStore
 
 NOT_SHARED = (
@@ -24,8 +27,27 @@ NOT_SHARED = (
 
 
 class LocalBackend(Backend):
+    def __init__(self) -> None:
+        self._switch = Switch()
+
+    def recording(self) -> Switch:
+        return self._switch
+
+    def set_recording(self, on: bool, by: str) -> Switch:
+        self._switch = Switch.set(on, by)
+        tracing.set_recording(on)
+        return self._switch
+
     def recent_rows(self, limit: int) -> list[dict[str, Any]]:
         return [event.as_row() for event in reversed(list(recorder.events))][:limit]
+
+    def recent_events(self, limit: int, event_filter: EventFilter) -> list[dict[str, Any]]:
+        events = list(recorder.events)
+        return [
+            event.as_dict()
+            for event in events[max(0, len(events) - limit) :]
+            if event_filter.matches(event.as_row())
+        ]
 
     def latency_store(self) -> LatencyStore:
         return recorder.latency
