@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
 from .conf import DEFAULTS, SETTING_NAME
+from .labels import NotASignal, signal_at
 
 MIDDLEWARE_PATH = "signal_dashboard.middleware.SignalDashboardMiddleware"
 AUTH_MIDDLEWARE_PATH = "django.contrib.auth.middleware.AuthenticationMiddleware"
@@ -30,6 +32,12 @@ _POSITIVE_INTS = (
     "HISTORY_SIZE",
     "HISTORY_RETENTION",
 )
+# Settings that are lists of strings, with an example of each.
+_STRING_LISTS = {
+    "SENSITIVE_KEYS": '["card_number", "iban"]',
+    "IGNORE_SIGNALS": '["django.db.models.signals.post_init"]',
+    "IGNORE_SENDERS": '["pizzeria.Topping"]',
+}
 
 
 @register()
@@ -64,15 +72,18 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                     id="signal_dashboard.E002",
                 )
             )
-    sensitive = user_config.get("SENSITIVE_KEYS", ())
-    if isinstance(sensitive, str) or not all(isinstance(key, str) for key in sensitive):
-        messages.append(
-            Error(
-                f"{SETTING_NAME}['SENSITIVE_KEYS'] must be a list of strings.",
-                hint='For example ["card_number", "iban"].',
-                id="signal_dashboard.E003",
+    for key, example in _STRING_LISTS.items():
+        if not _is_string_list(user_config.get(key, ())):
+            messages.append(
+                Error(
+                    f"{SETTING_NAME}[{key!r}] must be a list of strings.",
+                    hint=f"For example {example}.",
+                    id="signal_dashboard.E003",
+                )
             )
-        )
+    ignored_signals = user_config.get("IGNORE_SIGNALS", ())
+    if _is_string_list(ignored_signals):
+        messages.extend(_ignored_signal_warnings(ignored_signals))
     rate = user_config.get("SAMPLE_RATE", DEFAULTS["SAMPLE_RATE"])
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
         messages.append(
@@ -101,6 +112,41 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 id="signal_dashboard.E005",
             )
         )
+    return messages
+
+
+def _is_string_list(value: object) -> bool:
+    return (
+        isinstance(value, Iterable)
+        and not isinstance(value, str)
+        and all(isinstance(item, str) for item in value)
+    )
+
+
+def _ignored_signal_warnings(paths: Iterable[str]) -> list[CheckMessage]:
+    """IGNORE_SIGNALS' paths that do not import, or do not name a Signal: tracing leaves them
+    out, so the sends they were meant to leave out are traced."""
+    messages: list[CheckMessage] = []
+    for path in paths:
+        try:
+            signal_at(path)
+        except NotASignal as err:
+            messages.append(
+                Warning(
+                    f"{SETTING_NAME}['IGNORE_SIGNALS']: {err}",
+                    hint="Give the dotted path of a Signal object, such as "
+                    "'django.db.models.signals.post_init'.",
+                    id="signal_dashboard.W004",
+                )
+            )
+        except Exception as err:  # importing a module may raise anything
+            messages.append(
+                Warning(
+                    f"{SETTING_NAME}['IGNORE_SIGNALS']: {path!r} does not import.",
+                    hint=f"{type(err).__name__}: {err}",
+                    id="signal_dashboard.W004",
+                )
+            )
     return messages
 
 

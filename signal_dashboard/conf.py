@@ -28,8 +28,14 @@ DEFAULTS: dict[str, Any] = {
     "RECORD_EMPTY_SENDS": False,
     # The share of requests traced, from 0 to 1 (sends outside requests are always traced).
     "SAMPLE_RATE": 1.0,
-    # Request paths that are never traced. None: the dashboard's own URLs.
+    # Request path prefixes that are never traced. None: the dashboard's own URLs, STATIC_URL and
+    # MEDIA_URL (when this site serves them) and /favicon.ico; a list replaces all of them.
     "EXCLUDE_PATHS": None,
+    # Sends never traced: of these signals (dotted paths of Signal objects, such as
+    # "django.db.models.signals.post_init"), and from these senders (labels as the dashboard
+    # shows them, such as "pizzeria.Topping").
+    "IGNORE_SIGNALS": (),
+    "IGNORE_SENDERS": (),
     # Bounds of the payload summary.
     "MAX_STRING_LENGTH": 200,
     "MAX_ITEMS": 20,
@@ -119,8 +125,8 @@ def on_change(function: Callable[[dict[str, Any]], None]) -> Callable[[dict[str,
 
 
 def reset() -> None:
-    """Read the settings again (done when SIGNAL_DASHBOARD or DEBUG changes, and when tracing
-    is installed, which may happen before Django's settings are configured)."""
+    """Read the settings again (done when one of ``_RESET_BY`` changes, and when tracing is
+    installed, which may happen before Django's settings are configured)."""
     get_config.cache_clear()
     for value in _derived:
         value.cache_clear()
@@ -135,7 +141,12 @@ def tracing_enabled() -> bool:
     return bool(settings.DEBUG) if enabled is None else bool(enabled)
 
 
+# The settings that values derived here read: ours, DEBUG (ENABLED's default), and the URLs
+# of static and media files (EXCLUDE_PATHS's default).
+_RESET_BY = frozenset({SETTING_NAME, "DEBUG", "STATIC_URL", "MEDIA_URL"})
+
+
 @receiver(setting_changed)
 def _reset_config(*, setting: str, **kwargs: object) -> None:
-    if setting in (SETTING_NAME, "DEBUG"):
+    if setting in _RESET_BY:
         reset()

@@ -7,10 +7,10 @@ import sys
 import weakref
 from collections.abc import Mapping
 from types import CodeType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from django.dispatch import Signal
+from django.dispatch import Signal
+from django.utils.module_loading import import_string
 
 
 class OpaqueSender:
@@ -101,6 +101,22 @@ def signal_label(signal: Signal) -> str:
     """Dotted path of the module attribute that holds the signal, e.g.
     ``django.db.models.signals.post_save``."""
     return handle_of(signal).label
+
+
+class NotASignal(TypeError):
+    """A dotted path that names something other than a Signal."""
+
+
+def signal_at(path: str) -> Signal:
+    """The signal a dotted path names, such as ``django.db.models.signals.post_init``.
+
+    Raises ImportError if the path does not import (or whatever its module raises as it is
+    imported), and NotASignal if it names anything but a Signal.
+    """
+    found = import_string(path)
+    if not isinstance(found, Signal):
+        raise NotASignal(f"{path!r} names a {type(found).__qualname__}, not a Signal.")
+    return found
 
 
 def _find_signal_path(signal: Signal) -> str | None:

@@ -11,13 +11,14 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from time import perf_counter_ns
 from typing import Any
+from urllib.parse import urlsplit
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.core.handlers.wsgi import get_path_info, get_script_name
 from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
-from django.urls import NoReverseMatch, get_urlconf, reverse
+from django.urls import NoReverseMatch, get_script_prefix, get_urlconf, reverse
 from django.utils.functional import empty
 
 from . import conf
@@ -27,6 +28,7 @@ from .recorder import recorder
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_CHARS = re.compile(r"[A-Za-z0-9._:-]+")
 DASHBOARD_URL_NAME = "signal_dashboard:index"
+FAVICON_PATH = "/favicon.ico"
 
 
 class SignalDashboardMiddleware:
@@ -215,7 +217,7 @@ async def _astream_as(origin: Origin, content: AsyncIterator[bytes]) -> AsyncIte
 def _new_origin(method: str | None, path: str, incoming_id: str | None) -> Origin | None:
     """A request's origin, or None for a request that is not traced (an excluded path, or not
     sampled)."""
-    if any(path.startswith(prefix) for prefix in excluded_paths()):
+    if path.startswith(excluded_paths()):
         return None
     rate = conf.get_config()["SAMPLE_RATE"]
     if rate < 1 and random.random() >= rate:
@@ -241,19 +243,45 @@ def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
 
 
 def excluded_paths() -> tuple[str, ...]:
-    """EXCLUDE_PATHS, or by default the prefix the dashboard's URLs are included under."""
-    configured = conf.get_config()["EXCLUDE_PATHS"]
+    """The request path prefixes that are never traced: EXCLUDE_PATHS, or by default the prefix
+    the dashboard's URLs are included under, STATIC_URL, MEDIA_URL and /favicon.ico."""
+    configured = _configured_paths()
     if configured is not None:
-        return tuple(configured)
-    return _dashboard_prefix(get_urlconf() or settings.ROOT_URLCONF)
+        return configured
+    return _default_paths(get_urlconf() or settings.ROOT_URLCONF)
+
+
+@conf.derived
+def _configured_paths(config: dict[str, Any]) -> tuple[str, ...] | None:
+    paths = config["EXCLUDE_PATHS"]
+    return None if paths is None else tuple(paths)
 
 
 @functools.cache
-def _dashboard_prefix(urlconf: object) -> tuple[str, ...]:
+def _default_paths(urlconf: object) -> tuple[str, ...]:
     try:
-        return (reverse(DASHBOARD_URL_NAME, urlconf=urlconf),)
+        dashboard = reverse(DASHBOARD_URL_NAME, urlconf=urlconf)
     except NoReverseMatch:
-        return ()
+        dashboard = None
+    paths = (dashboard, _served_here(settings.STATIC_URL), _served_here(settings.MEDIA_URL))
+    return (*(path for path in paths if path), FAVICON_PATH)
+
+
+@conf.on_change
+def _forget_default_paths(config: dict[str, Any]) -> None:
+    _default_paths.cache_clear()  # STATIC_URL or MEDIA_URL may have changed
+
+
+def _served_here(url: str | None) -> str | None:
+    """The path of STATIC_URL or MEDIA_URL if this site serves its files, else None: unset, an
+    absolute URL (another host serves them), or the site's root (Django makes an unset
+    MEDIA_URL the script prefix, and excluding it would exclude every request)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc or parts.path in ("", "/", get_script_prefix()):
+        return None
+    return parts.path
 
 
 def _request_id(incoming: str | None) -> str:

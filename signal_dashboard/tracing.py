@@ -8,7 +8,9 @@ The four send methods are replaced on the ``Signal`` class, so every instance is
 whenever it was created. Each replacement dispatches exactly as Django's own method does,
 using ``Signal._live_receivers(sender) -> (sync, async)`` (stable across Django 5.2 and
 6.x), and returns ``(receiver, response)`` pairs holding the receivers themselves.
-``has_listeners()`` and the receivers' bookkeeping are left alone.
+``has_listeners()`` and the receivers' bookkeeping are left alone. A send that
+IGNORE_SIGNALS or IGNORE_SENDERS leaves out runs the same code without an event: dispatched
+alike, it leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import asyncio
 import contextvars
 import functools
 import logging
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from time import perf_counter_ns
 from typing import Any
@@ -48,7 +50,7 @@ from .events import (
     error_info,
     summarize_result,
 )
-from .labels import receiver_key
+from .labels import handle_of, receiver_key, sender_label, signal_at
 from .recorder import recorder
 
 logger = logging.getLogger("signal_dashboard")
@@ -65,10 +67,15 @@ _SYNC_BEFORE_ASYNC = _run_parallel is not None
 # The original methods, set while tracing is installed.
 _originals: dict[tuple[type, str], Callable[..., Any]] = {}
 # Read by every send: kept here, set by _read_settings() (RECORD_EMPTY_SENDS, DETAIL_LIMIT,
-# None for every send in full, and SLOW_MS).
+# None for every send in full, SLOW_MS, and IGNORE_SIGNALS and IGNORE_SENDERS: the signals
+# their paths name, held as their modules hold them, and the sender labels).
 _record_empty_sends = False
 _detail_limit: int | None = None
 _slow_ns = 100_000_000
+_ignored_signals: frozenset[Signal] = frozenset()
+_ignored_senders: frozenset[str] = frozenset()
+# False while recording is stopped (the dashboard's switch, see set_recording()).
+_recording = True
 
 # capture() blocks open that want every send in full.
 _full_detail = 0
@@ -321,6 +328,12 @@ def _new_event(
     if parent is SUSPENDED:
         return None
     try:
+        if not _recording:
+            return None
+        if _ignored_signals and signal in _ignored_signals:
+            return None
+        if _ignored_senders and _ignores_sender(sender):
+            return None
         if parent is not None:
             origin = parent.origin
         elif signal is request_started or signal is request_finished:
@@ -346,6 +359,14 @@ def _new_event(
     except Exception:
         _Failures.add()
         return None
+
+
+def _ignores_sender(sender: Any) -> bool:
+    """Whether IGNORE_SENDERS names the sender: a class by its handle's label, made once per
+    class and held weakly, as events name it."""
+    if isinstance(sender, type):
+        return handle_of(sender).label in _ignored_senders
+    return sender_label(sender) in _ignored_senders
 
 
 def _request_boundary_origin(signal: Signal, named: dict[str, Any]) -> Origin | None:
@@ -392,7 +413,8 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
         end: int | None = None
         # The receivers are called here, in this frame, as Django's send() calls them in its
         # own: the loop is _call_sync()'s, which cannot be called without adding a frame.
-        sync_send.event = event
+        if event is not None:  # else sends made by the receivers keep this send's parent
+            sync_send.event = event
         try:
             start = event.start_ns if event is not None else 0
             for receiver in sync_receivers:
@@ -428,7 +450,8 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
             end = start  # the last receiver's end (or the send's start, with none)
             if async_receivers:
                 end = None
-                token = current_event.set(event)  # copied into the receivers' context
+                # Copied into the receivers' context: the parent of the sends they make.
+                token = current_event.set(parent if event is None else event)
                 try:
                     responses.extend(
                         async_to_sync(_call_async_pairs)(
@@ -541,17 +564,46 @@ _PATCHES: tuple[tuple[type, str, Callable[[], Callable[..., Any]]], ...] = (
 )
 
 
+def set_recording(on: bool) -> None:
+    """Trace sends (the default), or run them untraced while tracing stays installed: the
+    dashboard's "Stop recording", which a backend applies in every process it reaches."""
+    global _recording
+    _recording = on
+
+
+def is_recording() -> bool:
+    return _recording
+
+
 def is_installed() -> bool:
     return bool(_originals)
 
 
+def _as_list(names: str | Iterable[str]) -> Iterable[str]:
+    # One name, not a sequence of one-letter names (system check E003 reports it).
+    return (names,) if isinstance(names, str) else names
+
+
+def _signals_at(paths: Iterable[str]) -> Iterator[Signal]:
+    """The signals the dotted paths name, leaving out those that do not name one: system check
+    W004 reports them. (A module that cannot be imported yet, before the apps are ready, is
+    tried again whenever the settings are read again, as install() does.)"""
+    for path in paths:
+        try:
+            yield signal_at(path)
+        except Exception:
+            continue
+
+
 @conf.on_change
 def _read_settings(config: dict[str, Any]) -> None:
-    global _record_empty_sends, _detail_limit, _slow_ns
+    global _record_empty_sends, _detail_limit, _slow_ns, _ignored_signals, _ignored_senders
     _record_empty_sends = bool(config["RECORD_EMPTY_SENDS"])
     limit = config["DETAIL_LIMIT"]
     _detail_limit = None if limit is None else int(limit)
     _slow_ns = int(config["SLOW_MS"] * 1_000_000)
+    _ignored_signals = frozenset(_signals_at(_as_list(config["IGNORE_SIGNALS"])))
+    _ignored_senders = frozenset(_as_list(config["IGNORE_SENDERS"]))
 
 
 def install() -> None:

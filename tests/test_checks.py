@@ -93,3 +93,56 @@ def test_sample_rate_is_a_share(settings: Any) -> None:
         assert [m.id for m in check_settings()] == ["signal_dashboard.E006"], rate
     settings.SIGNAL_DASHBOARD = {"SAMPLE_RATE": 0}
     assert check_settings() == []
+
+
+def test_ignore_settings_must_be_lists_of_strings(settings: Any) -> None:
+    settings.SIGNAL_DASHBOARD = {
+        "IGNORE_SIGNALS": "django.db.models.signals.post_init",
+        "IGNORE_SENDERS": [None],
+    }
+    assert check_settings() == [
+        Error(
+            "SIGNAL_DASHBOARD['IGNORE_SIGNALS'] must be a list of strings.",
+            hint='For example ["django.db.models.signals.post_init"].',
+            id="signal_dashboard.E003",
+        ),
+        Error(
+            "SIGNAL_DASHBOARD['IGNORE_SENDERS'] must be a list of strings.",
+            hint='For example ["pizzeria.Topping"].',
+            id="signal_dashboard.E003",
+        ),
+    ]
+
+
+def test_ignored_signals_must_name_signals(settings: Any) -> None:
+    settings.SIGNAL_DASHBOARD = {
+        "IGNORE_SIGNALS": [
+            "django.db.models.signals.post_init",
+            "tests.urls.pizza_ordered",
+            "myapp.signals.order_placed",
+            "django.db.models.signals.post_iinit",
+            "tests.urls.order_pizza",
+        ],
+        "IGNORE_SENDERS": ["pizzeria.Topping"],
+    }
+    assert check_settings() == [
+        Warning(
+            "SIGNAL_DASHBOARD['IGNORE_SIGNALS']: 'myapp.signals.order_placed' does not import.",
+            hint="ModuleNotFoundError: No module named 'myapp'",
+            id="signal_dashboard.W004",
+        ),
+        Warning(
+            "SIGNAL_DASHBOARD['IGNORE_SIGNALS']: 'django.db.models.signals.post_iinit' does not "
+            "import.",
+            hint='ImportError: Module "django.db.models.signals" does not define a "post_iinit" '
+            "attribute/class",
+            id="signal_dashboard.W004",
+        ),
+        Warning(
+            "SIGNAL_DASHBOARD['IGNORE_SIGNALS']: 'tests.urls.order_pizza' names a function, "
+            "not a Signal.",
+            hint="Give the dotted path of a Signal object, such as "
+            "'django.db.models.signals.post_init'.",
+            id="signal_dashboard.W004",
+        ),
+    ]

@@ -18,6 +18,7 @@ from django.db.models.signals import post_save
 from django.test import AsyncClient
 
 from signal_dashboard.demo.pizzeria.models import Topping
+from signal_dashboard.middleware import excluded_paths
 from signal_dashboard.queries import request_summary
 from signal_dashboard.recorder import recorder
 from signal_dashboard.tracing import capture
@@ -292,3 +293,37 @@ def test_without_the_middleware_request_boundaries_belong_to_the_process(
         client.get("/toppings/save/")
     started, finished = boundaries(events)
     assert started.origin.kind == finished.origin.kind == "process"
+
+
+# --- Paths not traced by default --------------------------------------------------------------
+
+NOISE = ["/static/signal_dashboard/dashboard.css", "/media/menus/spring.pdf", "/favicon.ico"]
+
+
+@pytest.mark.parametrize("path", NOISE)
+def test_static_media_and_favicon_requests_are_not_traced_by_default(
+    client: Any, settings: Any, path: str
+) -> None:
+    settings.MEDIA_URL = "/media/"
+    with capture() as events:
+        client.get(path)
+    assert events == []
+    assert path not in [origin.path for origin in recorder.requests]
+
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "EXCLUDE_PATHS": []}
+    with capture() as events:
+        client.get(path)
+    started, finished = boundaries(events)
+    assert started.origin is finished.origin
+    assert started.origin.path == path
+    assert recorder.requests[-1] is started.origin
+
+
+def test_default_excluded_paths_follow_the_settings(settings: Any) -> None:
+    # MEDIA_URL is unset: Django makes it "/", which is every request, not media.
+    assert excluded_paths() == ("/signals/", "/static/", "/favicon.ico")
+    settings.STATIC_URL = "https://cdn.example.com/static/"  # served elsewhere
+    settings.MEDIA_URL = "uploads/"  # relative: under the script prefix
+    assert excluded_paths() == ("/signals/", "/uploads/", "/favicon.ico")
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "EXCLUDE_PATHS": ["/health/"]}
+    assert excluded_paths() == ("/health/",)

@@ -11,7 +11,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from html import escape
 from types import FrameType
 from typing import Any
@@ -22,10 +22,11 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.dispatch import Signal, dispatcher
 
+from signal_dashboard import conf, tracing
 from signal_dashboard import events as events_module
-from signal_dashboard import tracing
 from signal_dashboard.consumers import DashboardConsumer
 from signal_dashboard.context import PROCESS_ORIGIN, Origin, current_origin
+from signal_dashboard.demo.pizzeria.models import Topping
 from signal_dashboard.recorder import recorder
 from signal_dashboard.registry import signal_registry
 from signal_dashboard.stats.table import TableQuery
@@ -117,11 +118,15 @@ SEND_METHODS = ["send", "send_robust"]
 ASEND_METHODS = ["asend", "asend_robust"]
 
 
-def scenario_for(method: str, build: Callable[[Signal, Receivers], dict[str, Callable[..., Any]]]):
+def scenario_for(
+    method: str,
+    build: Callable[[Signal, Receivers], dict[str, Callable[..., Any]]],
+    make_signal: Callable[[], Signal] = Signal,
+):
     """A scenario: a fresh signal, its receivers, one send with ``method``."""
 
     def scenario() -> tuple[Any, list[str]]:
-        signal = Signal()
+        signal = make_signal()
         log = Receivers()
         receivers = build(signal, log)
         send = getattr(signal, method)
@@ -287,13 +292,18 @@ def frames_seen(method: str, is_async: bool) -> tuple[list[tuple[str, int, str]]
     return frames, f"{warning.filename}:{warning.lineno}"
 
 
+@pytest.mark.parametrize("ignored", [False, True], ids=["traced", "ignored_sender"])
 @pytest.mark.parametrize("is_async", [False, True], ids=["sync_receiver", "async_receiver"])
 @pytest.mark.parametrize("method", SEND_METHODS + ASEND_METHODS)
-def test_a_receiver_sees_the_frames_it_sees_without_tracing(method: str, is_async: bool) -> None:
+def test_a_receiver_sees_the_frames_it_sees_without_tracing(
+    method: str, is_async: bool, ignored: bool, ignoring: Callable[..., None]
+) -> None:
     if is_async and method == "asend" and DJANGO_5:
         pytest.skip("Django 5.2 runs asend()'s async receivers as tasks of their own")
     if is_async and method == "send" and DJANGO_5:
         pytest.skip("Django 5.2 runs send()'s async receivers as tasks of their own")
+    if ignored:
+        ignoring(senders=[IGNORED_SENDER])
     tracing.uninstall()
     try:
         untraced_frames, untraced_warning = frames_seen(method, is_async)
@@ -301,7 +311,7 @@ def test_a_receiver_sees_the_frames_it_sees_without_tracing(method: str, is_asyn
         tracing.install()
     with tracing.capture() as events:
         traced_frames, traced_warning = frames_seen(method, is_async)
-    assert len(events) == 1, "the send was traced"
+    assert len(events) == (0 if ignored else 1), "the send was traced unless ignored"
     # The frame that calls the receiver is ours instead of Django's; every frame above it is
     # the same, so a warning's stacklevel names the same line.
     assert len(traced_frames) == len(untraced_frames)
@@ -309,8 +319,13 @@ def test_a_receiver_sees_the_frames_it_sees_without_tracing(method: str, is_asyn
     assert traced_warning == untraced_warning
 
 
+@pytest.mark.parametrize("ignored", [False, True], ids=["traced", "ignored_sender"])
 @pytest.mark.parametrize("method", SEND_METHODS)
-def test_a_receivers_warning_names_the_line_that_sent(method: str) -> None:
+def test_a_receivers_warning_names_the_line_that_sent(
+    method: str, ignored: bool, ignoring: Callable[..., None]
+) -> None:
+    if ignored:
+        ignoring(senders=[IGNORED_SENDER])
     signal = Signal()
 
     def warns(sender: Any, **kwargs: Any) -> None:
@@ -323,7 +338,7 @@ def test_a_receivers_warning_names_the_line_that_sent(method: str) -> None:
     signal.connect(warns, weak=False)
     with tracing.capture() as events, pytest.warns(UserWarning, match="look at") as caught:
         line = send_here()
-    assert len(events) == 1
+    assert len(events) == (0 if ignored else 1)
     [warning] = caught
     assert (warning.filename, warning.lineno) == (__file__, line)
 
@@ -881,3 +896,143 @@ def test_folded_sends_keep_no_sender_alive(detail_limit: int) -> None:
     assert folded() is None
     assert recorder.folds[-1].count == 7
     assert recorder.folds[-1].as_dict()["sender"].endswith("<locals>.Folded")
+
+
+# --- IGNORE_SIGNALS and IGNORE_SENDERS: sends that are never traced ---------------------------
+
+ignored_signal = Signal()
+IGNORED_SIGNAL_PATH = f"{__name__}.ignored_signal"
+IGNORED_SENDER = f"{__name__}.Sender"
+
+
+def new_ignored_signal() -> Signal:
+    """A fresh signal at IGNORED_SIGNAL_PATH, where the settings, read again, find it."""
+    global ignored_signal
+    ignored_signal = Signal()
+    conf.reset()
+    return ignored_signal
+
+
+@pytest.fixture
+def ignoring(settings: Any) -> Callable[..., None]:
+    """Set IGNORE_SIGNALS and IGNORE_SENDERS (for this test)."""
+
+    def ignore(signals: Sequence[str] = (), senders: Sequence[str] = ()) -> None:
+        settings.SIGNAL_DASHBOARD = {
+            **settings.SIGNAL_DASHBOARD,
+            "IGNORE_SIGNALS": signals,
+            "IGNORE_SENDERS": senders,
+        }
+
+    return ignore
+
+
+@pytest.mark.parametrize("method", SEND_METHODS + ASEND_METHODS)
+@pytest.mark.parametrize("build", BUILDERS.values(), ids=BUILDERS.keys())
+def test_an_ignored_signal_is_sent_as_django_sends_it_and_not_traced(
+    ignoring: Callable[..., None], method: str, build: Callable[..., Any]
+) -> None:
+    ignoring(signals=[IGNORED_SIGNAL_PATH])
+    scenario = scenario_for(method, build, make_signal=new_ignored_signal)
+    untraced_result, traced_result, events = run_traced_and_untraced(scenario)
+    assert traced_result == untraced_result
+    assert events == []
+
+
+@pytest.mark.parametrize("method", SEND_METHODS + ASEND_METHODS)
+@pytest.mark.parametrize("build", BUILDERS.values(), ids=BUILDERS.keys())
+def test_a_send_from_an_ignored_sender_is_sent_as_django_sends_it_and_not_traced(
+    ignoring: Callable[..., None], method: str, build: Callable[..., Any]
+) -> None:
+    ignoring(senders=[IGNORED_SENDER])
+    untraced_result, traced_result, events = run_traced_and_untraced(scenario_for(method, build))
+    assert traced_result == untraced_result
+    assert events == []
+
+
+def test_only_what_is_ignored_is_left_out(ignoring: Callable[..., None], settings: Any) -> None:
+    ignoring(
+        signals=[IGNORED_SIGNAL_PATH],
+        senders=["pizzeria.Topping", "order_pizza", f"<{__name__}.OtherSender instance>"],
+    )
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "RECORD_EMPTY_SENDS": True}
+    ignored, traced, empty = new_ignored_signal(), Signal(), Signal()
+    for signal in (ignored, traced):
+        signal.connect(on_anything, weak=False)
+    with tracing.capture() as events:
+        assert ignored.send(sender=Sender) == [(on_anything, "seen")]
+        assert ignored.send(sender=None) == [(on_anything, "seen")]
+        for sender in (Topping, "order_pizza", OtherSender()):
+            assert traced.send(sender=sender) == [(on_anything, "seen")]
+        assert empty.send(sender=Topping) == []
+        traced.send(sender=Sender)
+        traced.send(sender="order_pizza_2")
+        traced.send(sender=OtherSender)
+        empty.send(sender=Sender)
+    assert [(event.signal, event.sender_label) for event in events] == [
+        (traced, f"{__name__}.Sender"),
+        (traced, "order_pizza_2"),
+        (traced, f"{__name__}.OtherSender"),
+        (empty, f"{__name__}.Sender"),
+    ]
+
+
+def test_ignore_settings_take_effect_when_they_change(
+    ignoring: Callable[..., None], settings: Any
+) -> None:
+    signal = new_ignored_signal()
+    signal.connect(on_anything, weak=False)
+    with tracing.capture() as events:
+        signal.send(sender=Sender)
+        ignoring(signals=IGNORED_SIGNAL_PATH)  # one path, not a list of one-letter ones
+        signal.send(sender=Sender)
+        ignoring(senders=[IGNORED_SENDER])
+        signal.send(sender=Sender)
+        signal.send(sender=OtherSender)
+        ignoring()
+        signal.send(sender=Sender)
+    assert [event.sender for event in events.filter(signal=signal)] == [Sender, OtherSender, Sender]
+
+
+def test_sends_made_by_an_ignored_signals_receivers_keep_their_parent(
+    ignoring: Callable[..., None],
+) -> None:
+    ignoring(signals=[IGNORED_SIGNAL_PATH])
+    outer, ignored, inner = Signal(), new_ignored_signal(), Signal()
+
+    async def async_relay(sender: Any, **kwargs: Any) -> None:
+        await inner.asend(sender=OtherSender)
+
+    outer.connect(lambda sender, **kwargs: ignored.send(sender=sender), weak=False)
+    ignored.connect(lambda sender, **kwargs: inner.send(sender=sender), weak=False)
+    ignored.connect(async_relay, weak=False)
+    inner.connect(on_anything, weak=False)
+    with tracing.capture() as events:
+        outer.send(sender=Sender)
+        ignored.send(sender=OtherSender)
+    [outer_event] = events.filter(signal=outer)
+    assert [(event.sender, event.parent) for event in events.filter(signal=inner)] == [
+        (Sender, outer_event),
+        (OtherSender, outer_event),
+        (OtherSender, None),
+        (OtherSender, None),
+    ]
+    assert events.filter(signal=ignored) == []
+
+
+def test_an_ignored_sender_is_not_kept_alive(ignoring: Callable[..., None]) -> None:
+    def send_once() -> weakref.ref[Any]:
+        class ShortLived:
+            pass
+
+        ignoring(senders=[f"{ShortLived.__module__}.{ShortLived.__qualname__}"])
+        signal = Signal()
+        signal.connect(on_anything, weak=False)
+        with tracing.capture() as events:
+            signal.send(sender=ShortLived)
+        assert events == []
+        return weakref.ref(ShortLived)
+
+    sender = send_once()
+    gc.collect()
+    assert sender() is None
