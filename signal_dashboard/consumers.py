@@ -4,11 +4,14 @@ With the two caches every socket of the process shares (rendered rows, rendered 
 exist only for the sockets: one module.
 
 Messages from the page are JSON objects sent by htmx's ws extension (form values plus a
-``HEADERS`` object) with an ``action``: ``filter``, ``pause``, ``resume``, ``clear`` or
-``table`` (the latency table's ``group``, ``span``, ``sort`` and ``order``). Everything sent
-back is HTML that htmx swaps in by element id. Besides the stream's rows, the latency table and
-the request list are pushed again whenever they changed, at most every ``TABLES_INTERVAL``
-(less often when they take long to make, see ``TABLES_SHARE``).
+``HEADERS`` object) with an ``action``: ``filter``, ``hide`` (a ``field``, hide_signals,
+hide_senders or hide_receivers, and a ``label`` added to it), ``pause``, ``resume``, ``clear``
+or ``table`` (the latency table's ``group``, ``span``, ``sort`` and ``order``). A filter or
+table query the server accepts comes back as the page's state (``_state.html``), from which the
+page sets its URL and links; one it rejects comes back as an error naming what stays in effect.
+Everything sent back is HTML that htmx swaps in by element id. Besides the stream's rows, the
+latency table and the request list are pushed again whenever they changed, at most every
+``TABLES_INTERVAL`` (less often when they take long to make, see ``TABLES_SHARE``).
 
 Every message changes the socket's state at once, in the order they come. The re-renders that
 filter and table messages ask for come at most once per ``RERENDER_INTERVAL``, under the newest
@@ -44,7 +47,7 @@ from .conf import get_config
 from .context import suspended
 from .events import Row
 from .filters import EventFilter, FilterError
-from .queries import recent_rows, tables_context
+from .queries import page_state, recent_rows, tables_context
 from .recorder import recorder
 from .rows import event_url_parts, push_html, row_html
 from .stats.table import TableQuery
@@ -65,7 +68,7 @@ MAX_PUSH_BYTES = 1024 * 1024
 MAX_ROWS_BYTES = MAX_PUSH_BYTES // 2
 # Rendered rows kept for the sockets still to show them (and for the next page filter).
 ROW_CACHE_SIZE = 2000
-ACTIONS = ("filter", "pause", "resume", "clear", "table")
+ACTIONS = ("filter", "hide", "pause", "resume", "clear", "table")
 # The latency table and the request list are pushed at most this often (seconds).
 TABLES_INTERVAL = 1.0
 # The share of the process's time making tables may take: tables that take long to make (many
@@ -111,6 +114,9 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.next_row: dict[str, int] = {}
         self.sources: dict[str, dict[str, float]] = {}
         self.cleared_at = 0.0
+        # The rows of the last replacement of the stream: a batch may bring some of them again
+        # (they reached the recorder before it was read, and the broadcaster after).
+        self.replaced_keys: set[tuple[str, str | None]] = set()
         self.senders_sent: set[str] = set()
         self.table = TableQuery()
         self.tables_sent_at = 0.0
@@ -135,9 +141,13 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             return
         query = dict(parse_qsl(self.scope.get("query_string", b"").decode("latin-1")))
         try:
-            self.filter = EventFilter.parse(query)
+            self.filter = EventFilter.parse(query, ignore=TableQuery.PARAMS)
         except FilterError as error:
             self.filter_error = str(error)
+        try:
+            self.table = TableQuery.parse(query)
+        except ValueError as error:
+            self.filter_error = self.filter_error or str(error)
         # Join before accepting, so nothing sent after the page sees the socket open is missed.
         try:
             await self.backend.attach(self.deliver)
@@ -186,7 +196,19 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         try:
             self.filter = EventFilter.parse(message, ignore=_ENVELOPE_KEYS)
         except FilterError as error:
-            await self.send_error(str(error))
+            await self.send_rejection(str(error))
+            return
+        self._rerender_soon(stream=True)
+
+    async def action_hide(self, message: dict[str, Any]) -> None:
+        """Hide a signal, sender or receiver: the page filter gains it (and the URL with it)."""
+        try:
+            self.filter = self.filter.with_hidden(
+                str(message.get("field"))[:40],
+                message.get("label"),  # type: ignore[arg-type]
+            )
+        except FilterError as error:
+            await self.send_rejection(str(error))
             return
         self._rerender_soon(stream=True)
 
@@ -210,7 +232,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         try:
             self.table = TableQuery.parse({**current, **wanted})
         except ValueError as error:
-            await self.send_error(str(error))
+            await self.send_rejection(str(error))
             return
         self._rerender_soon(stream=False)
 
@@ -228,6 +250,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.cleared_at = max((event.timestamp for event in list(recorder.events)), default=0.0)
         self.held.clear()
         await self.push([], replace=True)
+        await self.send(text_data=render_to_string("signal_dashboard/_cleared.html"))
 
     def _rerender_soon(self, *, stream: bool) -> None:
         """Re-render the stream and the tables (``stream``), or the tables alone, under the
@@ -250,6 +273,11 @@ class DashboardConsumer(AsyncWebsocketConsumer):
                     await self._replace_rows()
                 self.tables_stale = False
                 await self.push_tables()
+                await self.send(
+                    text_data=render_to_string(
+                        "signal_dashboard/_state.html", page_state(self.filter, self.table)
+                    )
+                )
                 if self.superseded != self.superseded_shown:
                     self.superseded_shown = self.superseded
                     await self.send(
@@ -275,6 +303,8 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             row for row in rows if row["timestamp"] > self.cleared_at and self.filter.matches(row)
         ]
         self.held.clear()
+        matching = matching[: self.max_rows]
+        self.replaced_keys = {_row_key(row) for row in matching}
         await self.push(matching, replace=True)
 
     # -- from the broadcaster ---------------------------------------------------------------
@@ -315,7 +345,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         }
         if self.paused:
             for row in rows:
-                if self.filter.matches(row):
+                if self._shows(row):
                     if len(self.held) == self.held.maxlen:
                         self.dropped += 1
                     self.held.append(row)
@@ -339,11 +369,18 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             # of this socket (and, in-process, of every socket) must not wait with it.
             self.tables_refresh = asyncio.ensure_future(self._refresh_tables())
 
+    def _shows(self, row: Row) -> bool:
+        """Whether a row of a batch goes on the page: the filter admits it, and the last
+        replacement of the stream did not show it already."""
+        return self.filter.matches(row) and not (
+            self.replaced_keys and _row_key(row) in self.replaced_keys
+        )
+
     def _newest_matching(self, rows: Sequence[Row]) -> list[Row]:
         """Newest first, as many as the page keeps: older ones would scroll off at once."""
-        matching: list[Mapping[str, Any]] = []
+        matching: list[Row] = []
         for row in reversed(rows):
-            if self.filter.matches(row):
+            if self._shows(row):
                 matching.append(row)
                 if len(matching) == self.max_rows:
                     break
@@ -371,6 +408,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
                 paused=self.paused,
                 held=len(self.held),
                 new_senders=new_senders,
+                recording=status["recording"],
             )
             replace = False
             await self.send(text_data=html)
@@ -384,6 +422,7 @@ class DashboardConsumer(AsyncWebsocketConsumer):
             "rate": sum(s["rate"] for s in recent),
             "dropped": sum(int(s["dropped"]) for s in self.sources.values()) + self.dropped,
             "transport": transport,
+            "recording": self.backend.recording(),
         }
 
     async def push_tables(self) -> None:
@@ -409,6 +448,15 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         if self.tables_refresh is not None:
             self.tables_refresh.cancel()
             self.tables_refresh = None
+
+    async def send_rejection(self, reason: str) -> None:
+        """A filter or table query refused: why, and what the page still shows."""
+        table = ", ".join(f"{key}={value}" for key, value in self.table.changed_query().items())
+        await self.send_error(
+            f"{reason} Still in effect: {self.filter.describe()}"
+            + (f"; latency table {table}" if table else "")
+            + "."
+        )
 
     async def send_error(self, text: str) -> None:
         html = render_to_string("signal_dashboard/_error.html", {"error": text})

@@ -8,6 +8,7 @@ connection, so its needles are prepared once, when the filter is made.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ _MAX_QUOTED = 40
 _MAX_UNKNOWN_LISTED = 5
 
 _TEXT_FIELDS = ("sender", "signal", "receiver", "path", "process")
+# Exact labels, comma-separated, of what the page hides (its "hide" buttons add to them).
+_HIDE_FIELDS = ("hide_signals", "hide_senders", "hide_receivers")
+MAX_HIDDEN = 50
 
 
 class FilterError(ValueError):
@@ -44,8 +48,17 @@ class EventFilter:
     process: str = ""  # case-insensitive substring of "host:pid" of the process that sent it
     min_duration_ms: float | None = None
     errors_only: bool = False
+    hide_signals: frozenset[str] = frozenset()  # rows of these signals are hidden
+    hide_senders: frozenset[str] = frozenset()  # ... and of these senders
+    # ... and rows whose every receiver is one of these
+    hide_receivers: frozenset[str] = frozenset()
 
-    FIELDS: ClassVar[tuple[str, ...]] = (*_TEXT_FIELDS, "min_duration_ms", "errors_only")
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        *_TEXT_FIELDS,
+        "min_duration_ms",
+        "errors_only",
+        *_HIDE_FIELDS,
+    )
 
     _sender: str = field(init=False, repr=False, compare=False)
     _signal: str = field(init=False, repr=False, compare=False)
@@ -82,10 +95,12 @@ class EventFilter:
                 f"Unknown filter field(s): {_list_keys(unknown)}. Known: {', '.join(cls.FIELDS)}."
             )
         text = {name: _parse_text(name, data.get(name)) for name in _TEXT_FIELDS}
+        hidden = {name: _parse_labels(name, data.get(name)) for name in _HIDE_FIELDS}
         return cls(
             **text,
             min_duration_ms=_parse_duration(data.get("min_duration_ms")),
             errors_only=_parse_flag(data.get("errors_only")),
+            **hidden,
         )
 
     def matches(self, row: Row) -> bool:
@@ -106,8 +121,36 @@ class EventFilter:
             origin = row["origin"]
             if self._process not in f"{origin.get('host')}:{origin.get('pid')}".lower():
                 return False
+        if self.hide_signals and row["signal"] in self.hide_signals:
+            return False
+        if self.hide_senders and row["sender"] in self.hide_senders:
+            return False
+        receivers = row["receivers"]
+        if self.hide_receivers and receivers and self.hide_receivers.issuperset(receivers):
+            return False
         if self.path:
             path = row["origin"].get("path")
+            return path is not None and path.startswith(self.path)
+        return True
+
+    def matches_request(self, summary: Mapping[str, Any]) -> bool:
+        """Whether a request or command summary (``queries.request_summary()``) passes the
+        fields a request can answer: path, process, receiver (one it ran), minimum duration
+        (the request's) and errors only (a 5xx answer, or a command that raised)."""
+        if self.errors_only and not summary["failed"]:
+            return False
+        if self._min_duration_ns is not None:
+            duration = summary["duration_ns"]
+            if duration is None or duration < self._min_duration_ns:
+                return False
+        if self._process and self._process not in f"{summary['host']}:{summary['pid']}".lower():
+            return False
+        if self._receiver and not any(
+            self._receiver in receiver.lower() for receiver in summary["receivers"]
+        ):
+            return False
+        if self.path:
+            path = summary.get("path")
             return path is not None and path.startswith(self.path)
         return True
 
@@ -131,6 +174,22 @@ class EventFilter:
         """This filter with path, minimum duration and errors only cleared."""
         return EventFilter(sender=self.sender, signal=self.signal, receiver=self.receiver)
 
+    def with_hidden(self, field_name: str, label: str) -> EventFilter:
+        """This filter hiding one more signal, sender or receiver (``hide_signals``, ...)."""
+        if field_name not in _HIDE_FIELDS:
+            raise FilterError(f"Only {', '.join(_HIDE_FIELDS)} can hide; got {_quote(field_name)}.")
+        labels = getattr(self, field_name) | {_parse_text(field_name, label)}
+        if len(labels) > MAX_HIDDEN:
+            raise FilterError(f"{field_name} can hold at most {MAX_HIDDEN} labels.")
+        return dataclasses.replace(self, **{field_name: frozenset(labels)})
+
+    def describe(self) -> str:
+        """The filter in words, for messages: "sender=pizzeria.Topping, errors_only=on"."""
+        query = self.to_query()
+        if not query:
+            return "no filter (every event is shown)"
+        return ", ".join(f"{name}={value}" for name, value in query.items())
+
     def to_query(self) -> dict[str, str]:
         """The fields that differ from the defaults, as strings for a URL's query."""
         query = {name: getattr(self, name) for name in _TEXT_FIELDS if getattr(self, name)}
@@ -138,6 +197,9 @@ class EventFilter:
             query["min_duration_ms"] = _format_number(self.min_duration_ms)
         if self.errors_only:
             query["errors_only"] = "on"  # what a checked HTML checkbox sends
+        for name in _HIDE_FIELDS:
+            if getattr(self, name):
+                query[name] = ",".join(sorted(getattr(self, name)))
         return query
 
     @property
@@ -151,7 +213,26 @@ class EventFilter:
             or self.process
             or self.min_duration_ms is not None
             or self.errors_only
+            or self.hide_signals
+            or self.hide_senders
+            or self.hide_receivers
         )
+
+
+def _parse_labels(name: str, value: object) -> frozenset[str]:
+    """Comma-separated labels (or, from JSON, a list of them), each as long as a text field."""
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        parts: list[object] = list(value.split(","))
+    elif isinstance(value, list | tuple):
+        parts = list(value)
+    else:
+        raise FilterError(f"{name} must be comma-separated labels; got {_kind(value)}.")
+    labels = frozenset(label for label in (_parse_text(name, part) for part in parts) if label)
+    if len(labels) > MAX_HIDDEN:
+        raise FilterError(f"{name} can hold at most {MAX_HIDDEN} labels; got {len(labels)}.")
+    return labels
 
 
 def _parse_text(name: str, value: object) -> str:

@@ -4,6 +4,7 @@ through: the recent rows, the latency table with the request list, and a request
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from .backends import backend
 from .conf import get_config
@@ -31,12 +32,48 @@ def tables_context(event_filter: EventFilter, query: TableQuery) -> dict[str, An
         "window_seconds": store.window_seconds,
         "from_buffer": event_filter.needs_events,
         "unreadable": len(store.unreadable),
-        "request_rows": [
-            request_summary(origin) for origin in list(recorder.requests)[-MAX_REQUEST_ROWS:][::-1]
-        ],
+        "request_rows": _matching_requests(event_filter),
+        "requests_filtered": event_filter.active,
         "storm_threshold": store.storm_threshold,
         "slow_ms": config["SLOW_MS"],
     }
+
+
+def page_state(event_filter: EventFilter, query: TableQuery) -> dict[str, Any]:
+    """What a page's URL, socket URL and download links say, once the server has accepted a
+    filter and a table query (see templates/signal_dashboard/_state.html)."""
+    filter_query = event_filter.to_query()
+    page = urlencode({**filter_query, **query.changed_query()})
+    stats = urlencode({**filter_query, "span": query.to_query()["span"]})
+    hidden_fields = [
+        (name, sorted(getattr(event_filter, name)))
+        for name in ("hide_signals", "hide_senders", "hide_receivers")
+    ]
+    return {
+        "hidden_fields": hidden_fields,
+        "hidden_labels": [
+            (name, name.removeprefix("hide_").removesuffix("s"), label)
+            for name, labels in hidden_fields
+            for label in labels
+        ],
+        "page_query": f"?{page}" if page else "",
+        "events_query": f"?{urlencode(filter_query)}" if filter_query else "",
+        "stats_query": f"?{stats}",
+        "filter_words": event_filter.describe(),
+        "filter_active": event_filter.active,
+    }
+
+
+def _matching_requests(event_filter: EventFilter) -> list[dict[str, Any]]:
+    """The newest finished requests and commands that the filter admits, newest first."""
+    rows = []
+    for origin in reversed(list(recorder.requests)):
+        summary = request_summary(origin)
+        if event_filter.matches_request(summary):
+            rows.append(summary)
+            if len(rows) == MAX_REQUEST_ROWS:
+                break
+    return rows
 
 
 def recent_rows() -> list[dict[str, Any]]:
@@ -62,4 +99,6 @@ def request_summary(origin: Origin) -> dict[str, Any]:
         "slowest_receiver": None if slowest is None else receiver_label(slowest)[0],
         "slowest_receiver_ns": origin.slowest_receiver_ns,
         "storms": [{"receiver": label, "calls": calls} for label, calls in origin.storms],
+        "failed": bool(origin.error) or (origin.status is not None and origin.status >= 500),
+        "receivers": sorted({receiver_label(key)[0] for key in origin.receiver_call_counts()}),
     }

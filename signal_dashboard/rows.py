@@ -21,6 +21,7 @@ from django.utils.safestring import mark_safe
 from .conf import get_config
 from .events import Row
 from .labels import origin_label, short_label
+from .recording import Switch
 
 # Stands in for an object's id in a reversed URL (an integer fits both str and int converters).
 _ID = 999_999_999
@@ -53,7 +54,7 @@ def row_html(row: Row, event_url: tuple[str, str] | None = None) -> str:
     )
     outcome = "ok" if not failed else f'<span class="sd-error-text">{_text(row["error"])}</span>'
     origin = row["origin"]
-    caused_by = _text(origin_label(origin))
+    caused_by = caused_by_title = _text(origin_label(origin))
     if history_id:
         caused_by += (
             f' <span class="sd-muted sd-process">{_text(origin["host"])}:{_text(origin["pid"])}'
@@ -67,12 +68,12 @@ def row_html(row: Row, event_url: tuple[str, str] | None = None) -> str:
         f'  <td class="sd-time">{clock(row["timestamp"])}</td>\n'
         f'  <td title="{signal} ({_text(row["method"])})">{_text(short_label(row["signal"]))}'
         "</td>\n"
-        f"  <td>{sender}</td>\n"
+        f'  <td title="{sender}">{sender}</td>\n'
         f"  <td>{_text(row['receiver_count'])}</td>\n"
         f'  <td class="sd-num">{ms(row["duration_ns"])}</td>\n'
-        f"  <td>{slowest_cell}</td>\n"
-        f"  <td>{outcome}</td>\n"
-        f"  <td>{caused_by}</td>\n"
+        f'  <td title="{_text(slowest or "")}">{slowest_cell}</td>\n'
+        f'  <td title="{"ok" if not failed else _text(row["error"])}">{outcome}</td>\n'
+        f'  <td title="{caused_by_title}">{caused_by}</td>\n'
         "</tr>"
     )
 
@@ -92,6 +93,7 @@ def push_html(
     paused: bool,
     held: int,
     new_senders: list[str],
+    recording: Switch | None = None,
 ) -> str:
     """One WebSocket push (templates/signal_dashboard/_push.html): rows (``rows_html``,
     already escaped) for the top of the stream table, or to replace it, with the status line
@@ -110,6 +112,7 @@ def push_html(
             "paused": paused,
             "held": held,
             "new_senders": new_senders,
+            "recording": recording or Switch(),
         },
     )
 

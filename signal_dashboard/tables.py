@@ -38,6 +38,8 @@ class Sparkline(NamedTuple):
 
     title: str
     path: str
+    low: str  # the fastest call and the slowest, as labels at either end
+    high: str
     width: int = SPARKLINE_WIDTH
     height: int = SPARKLINE_HEIGHT
 
@@ -88,7 +90,15 @@ def sparkline_bars(histogram: Histogram) -> Sparkline | None:
         f"{histogram.min_ns / 1e6:.3f} ms to {histogram.max_ns / 1e6:.3f} ms, log scale; "
         f"calls per step: {', '.join(str(count) for count in counts if count)}"
     )
-    return Sparkline(title, "".join(bars))
+    return Sparkline(title, "".join(bars), _short_ms(histogram.min_ns), _short_ms(histogram.max_ns))
+
+
+def _short_ms(nanoseconds: int) -> str:
+    """A duration to three significant digits, or whole above 100 ms: 0.0123, 1.23, 1230 ms."""
+    millis = nanoseconds / 1e6
+    if millis >= 100:
+        return f"{millis:.0f} ms"
+    return f"{millis:.3g} ms"
 
 
 def sparkline(histogram: Histogram) -> str:

@@ -12,6 +12,7 @@ urlpatterns = [
     path("receivers/", views.receiver_detail, name="receiver"),
     path("requests/<int:origin_id>/", views.request_detail, name="request"),
     path("registry/", views.registry, name="registry"),
+    path("recording/", views.recording, name="recording"),
     path("events.ndjson", export.events_ndjson, name="events_ndjson"),
     path("stats.json", export.stats_json, name="stats_json"),
 ]

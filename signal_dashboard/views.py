@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlencode
 
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseForbidden,
+)
 from django.shortcuts import render
+from django.views.decorators.http import require_POST
 
 from . import waterfall
 from .access import dashboard_access
@@ -15,8 +21,9 @@ from .backends import backend
 from .broadcast import broadcaster
 from .conf import get_config
 from .context import Origin
+from .events import Row
 from .filters import EventFilter, FilterError
-from .queries import recent_rows, request_summary, tables_context
+from .queries import page_state, recent_rows, request_summary, tables_context
 from .recorder import recorder
 from .registry import signal_registry
 from .stats.table import TableQuery
@@ -32,12 +39,16 @@ def index(request: HttpRequest) -> HttpResponse:
     config = get_config()
     error = None
     try:
-        event_filter = EventFilter.parse(request.GET)
+        event_filter = EventFilter.parse(request.GET, ignore=TableQuery.PARAMS)
     except FilterError as exc:
-        event_filter, error = EventFilter(), str(exc)
+        event_filter, error = EventFilter(), f"{exc} Showing every event instead."
+    try:
+        table = TableQuery.parse(request.GET)
+    except ValueError as exc:
+        table, error = TableQuery(), error or f"{exc} Showing the default latency table."
     events = list(recorder.events)
     rows = [row for row in recent_rows() if event_filter.matches(row)][: config["MAX_ROWS"]]
-    query = urlencode(event_filter.to_query())
+    state = page_state(event_filter, table)
     return render(
         request,
         "signal_dashboard/index.html",
@@ -47,13 +58,14 @@ def index(request: HttpRequest) -> HttpResponse:
             "error": error,
             "senders": sorted({row["sender"] for row in rows} | {e.sender_label for e in events}),
             "transport": backend().status(),
-            "ws_url": f"/{config['WEBSOCKET_PATH']}" + (f"?{query}" if query else ""),
+            "recording": backend().recording(),
+            "ws_url": f"/{config['WEBSOCKET_PATH']}" + state["page_query"],
             "max_rows": config["MAX_ROWS"],
             "dropped": broadcaster.dropped,
             "tracing_installed": is_installed(),
             "tracing_failures": tracing_failures(),
-            "query": query,
-            **tables_context(event_filter, TableQuery()),
+            **state,
+            **tables_context(event_filter, table),
         },
     )
 
@@ -81,8 +93,28 @@ def event_detail(request: HttpRequest, event_id: str) -> HttpResponse:
             return HttpResponse(f"Redis unreachable: {error}", status=503)
     if data is None or data.get("id") != event_id:
         raise Http404("That send is no longer in the buffer.")
-    context = {"event": _recorded(data), "children": [], "parent": None, "origin": data["origin"]}
+    # Its nested sends, and the send it was made in, from the rows the page lists (by their
+    # parent_id): publishing an event costs nothing more for them.
+    rows = recent_rows()
+    parent_id = data["parent_id"]
+    context = {
+        "event": _recorded(data),
+        "children": [_listed(row) for row in reversed(rows) if row["parent_id"] == event_id],
+        "parent": next((_listed(row) for row in rows if row["id"] == parent_id), None),
+        "origin": data["origin"],
+    }
     return render(request, "signal_dashboard/_detail.html", context)
+
+
+def _listed(row: Row) -> SimpleNamespace:
+    """A row the page lists with the attributes the detail shows of a related send."""
+    return SimpleNamespace(
+        uid=row["id"],
+        signal_label=row["signal"],
+        sender_label=row["sender"],
+        duration_ns=row["duration_ns"],
+        history_id=row.get("history_id"),
+    )
 
 
 def _recorded(data: dict[str, Any]) -> SimpleNamespace:
@@ -178,3 +210,16 @@ def registry(request: HttpRequest) -> HttpResponse:
             ),
         },
     )
+
+
+@require_POST
+@dashboard_access
+def recording(request: HttpRequest) -> HttpResponse:
+    """Start or stop tracing in every process (``on``: true or false); staff only."""
+    if not request.user.is_staff:
+        return HttpResponseForbidden("Only staff users can start or stop recording.")
+    on = request.POST.get("on")
+    if on not in ("true", "false"):
+        return HttpResponseBadRequest("on must be true or false.")
+    switch = backend().set_recording(on == "true", request.user.get_username())
+    return render(request, "signal_dashboard/_recording.html", {"recording": switch, "oob": True})

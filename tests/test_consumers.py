@@ -798,3 +798,72 @@ def test_tables_that_take_long_to_make_are_made_less_often(
 
     async_to_sync(test)()
     assert len(made) == makings
+
+
+def test_an_accepted_filter_comes_back_as_the_pages_state() -> None:
+    async def test() -> None:
+        communicator = await connect(staff(), "group=signal&span=all")
+        await communicator.send_to(text_data=filter_message(sender="Pizza", path="/o/"))
+        state = await next_push(communicator, 'id="sd-state"')
+        assert 'data-page="?sender=Pizza&amp;path=%2Fo%2F&amp;group=signal&amp;span=all"' in state
+        assert 'data-events="?sender=Pizza&amp;path=%2Fo%2F"' in state
+        assert 'data-stats="?sender=Pizza&amp;path=%2Fo%2F&amp;span=all"' in state
+        assert 'data-active="true"' in state
+        await communicator.disconnect()
+
+    run(test)
+
+
+def test_a_rejected_filter_names_what_stays_in_effect() -> None:
+    async def test() -> None:
+        communicator = await connect(staff(), "sender=Pizza&sort=count")
+        await communicator.send_to(text_data=filter_message(min_duration_ms="-5"))
+        error = await next_push(communicator, 'id="sd-error"')
+        assert "min_duration_ms cannot be negative. Still in effect: sender=Pizza; " in error
+        assert "latency table sort=count" in error
+        # No state follows: the page keeps its URL and links.
+        send_pizza()
+        pushes = await pushes_until(communicator, "data-sender")
+        assert not [push for push in pushes if 'id="sd-state"' in push]
+        await communicator.disconnect()
+
+    run(test)
+
+
+def test_hide_adds_to_the_filter_and_hides_live_rows() -> None:
+    async def test() -> None:
+        communicator = await connect(staff())
+        hide = {"action": "hide", "field": "hide_senders", "label": "tests.test_consumers.Pizza"}
+        await communicator.send_to(text_data=json.dumps(hide))
+        state = await next_push(communicator, 'id="sd-state"')
+        assert "hide_senders=tests.test_consumers.Pizza" in state
+        assert 'data-label="tests.test_consumers.Pizza"' in state  # the chip to show it again
+        send_pizza()
+        send_order()
+        live = await next_push(communicator, "data-sender")
+        assert senders(live) == ["tests.test_consumers.Order"]
+        await communicator.send_to(text_data=json.dumps({**hide, "field": "sender"}))
+        assert "Only hide_signals" in await next_push(communicator, 'id="sd-error"')
+        await communicator.disconnect()
+
+    run(test)
+
+
+def test_a_batch_never_brings_a_row_the_replacement_showed() -> None:
+    async def test() -> None:
+        communicator = await connect(staff())
+        send_pizza()
+        row = list(recorder.events)[-1].as_row()
+        await communicator.send_to(text_data=filter_message(sender="Pizza"))
+        replaced = await next_push(communicator, 'hx-swap-oob="innerHTML"')
+        assert f'data-id="{row["id"]}"' in replaced
+        # The broadcaster hands the same row over after the re-render read the buffer.
+        batch = {"type": "signal.batch", "rows": [row], "first": 0, "rate": 0.0, "dropped": 0}
+        await broadcaster.hand_over(batch)
+        send_pizza()
+        live = await next_push(communicator, "data-sender")
+        assert f'data-id="{row["id"]}"' not in live
+        assert senders(live) == ["tests.test_consumers.Pizza"]
+        await communicator.disconnect()
+
+    run(test)

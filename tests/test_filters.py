@@ -13,7 +13,10 @@ from django.http import QueryDict
 
 from signal_dashboard.filters import EventFilter, FilterError
 
-KNOWN = "Known: sender, signal, receiver, path, process, min_duration_ms, errors_only."
+KNOWN = (
+    "Known: sender, signal, receiver, path, process, min_duration_ms, errors_only, "
+    "hide_signals, hide_senders, hide_receivers."
+)
 HTMX_ENVELOPE = frozenset({"HEADERS", "action"})
 
 
@@ -63,6 +66,9 @@ def test_fields_are_the_dataclass_fields_in_order() -> None:
         "process",
         "min_duration_ms",
         "errors_only",
+        "hide_signals",
+        "hide_senders",
+        "hide_receivers",
     )
 
 
@@ -493,5 +499,42 @@ def test_prepared_needles_do_not_affect_equality_or_repr() -> None:
     assert hash(EventFilter(sender="Pizza")) == hash(EventFilter.parse({"sender": "Pizza"}))
     assert repr(EventFilter(sender="x")) == (
         "EventFilter(sender='x', signal='', receiver='', path='', process='', "
-        "min_duration_ms=None, errors_only=False)"
+        "min_duration_ms=None, errors_only=False, hide_signals=frozenset(), "
+        "hide_senders=frozenset(), hide_receivers=frozenset())"
     )
+
+
+def test_hidden_signals_senders_and_receivers_hide_their_rows() -> None:
+    hiding = EventFilter.parse(
+        {
+            "hide_signals": "django.core.signals.request_started, django.core.signals.x",
+            "hide_senders": ["pizzeria.Topping"],
+            "hide_receivers": "a.only,b.other",
+        }
+    )
+    assert hiding.hide_signals == {"django.core.signals.request_started", "django.core.signals.x"}
+    assert not hiding.matches(make_row(signal="django.core.signals.request_started"))
+    assert hiding.matches(make_row(signal="django.core.signals.request_started_late"))
+    assert not hiding.matches(make_row(sender="pizzeria.Topping"))
+    assert hiding.matches(make_row(sender="pizzeria.Toppings"))
+    assert not hiding.matches(make_row(receivers=["a.only"]))
+    assert not hiding.matches(make_row(receivers=["a.only", "b.other"]))
+    assert hiding.matches(make_row(receivers=["a.only", "c.shown"]))  # one receiver still shown
+    assert hiding.matches(make_row(receivers=[]))
+    assert hiding.to_query()["hide_receivers"] == "a.only,b.other"
+    assert EventFilter.parse(hiding.to_query()) == hiding
+
+
+def test_hiding_adds_to_the_filter_and_is_bounded() -> None:
+    first = EventFilter(sender="Pizza").with_hidden("hide_signals", "app.signals.baked")
+    second = first.with_hidden("hide_signals", "app.signals.sliced")
+    assert second.hide_signals == {"app.signals.baked", "app.signals.sliced"}
+    assert second.sender == "Pizza"
+    assert "hide_signals=app.signals.baked,app.signals.sliced" in second.describe()
+    assert EventFilter().describe() == "no filter (every event is shown)"
+    with pytest.raises(FilterError, match="can hold at most"):
+        EventFilter.parse({"hide_senders": ",".join(f"s{n}" for n in range(51))})
+    with pytest.raises(FilterError, match="Only hide_signals"):
+        first.with_hidden("sender", "x")
+    with pytest.raises(FilterError, match="hide_senders must be comma-separated labels"):
+        EventFilter.parse({"hide_senders": 5})

@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.dispatch import Signal
+from django.urls import reverse
 
 from signal_dashboard.demo.pizzeria.models import Topping
 from signal_dashboard.recorder import recorder
+from signal_dashboard.tracing import capture
 from signal_dashboard.waterfall import build
 from tests.urls import pizza_ordered
 
@@ -194,3 +197,59 @@ def test_a_failing_command_is_an_origin_with_its_error(staff_client: Any) -> Non
         Failing().execute(verbosity=0, no_color=True, force_color=False, skip_checks=True)
     [origin] = [o for o in recorder.requests if o.kind == "command"]
     assert origin.error == "_Unprintable: "
+
+
+def test_staff_stop_and_start_recording_and_everyone_is_told(client: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    from signal_dashboard import tracing
+    from signal_dashboard.backends import backend
+
+    staff = get_user_model().objects.create_user("chef", password="pw", is_staff=True)
+    client.force_login(staff)
+    url = reverse("signal_dashboard:recording")
+    assert client.get(url).status_code == 405
+    assert client.post(url, {"on": "maybe"}).status_code == 400
+    try:
+        stopped = client.post(url, {"on": "false"})
+        assert stopped.status_code == 200
+        assert 'data-on="false"' in stopped.content.decode()
+        assert "recording stopped</strong> by chef at" in stopped.content.decode()
+        assert not tracing.is_recording()
+        baked = Signal()
+        baked.connect(on_baked)
+        with capture() as events:
+            assert baked.send(sender="oven") == [(on_baked, "baked")]
+        assert list(events) == []  # nothing is traced while stopped
+        page = client.get(reverse("signal_dashboard:index")).content.decode()
+        assert "recording stopped</strong> by chef" in page
+        assert 'value="true"' in page  # the button would start it again
+        assert backend().recording().by == "chef"
+        started = client.post(url, {"on": "true"})
+        assert 'data-on="true"' in started.content.decode()
+        with capture() as events:
+            baked.send(sender="oven")
+        assert [event.sender_label for event in events] == ["oven"]
+    finally:
+        backend().set_recording(True, "")
+
+
+def test_only_staff_may_switch_recording(client: Any, settings: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    from signal_dashboard import tracing
+
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "ACCESS": "tests.test_views.anyone"}
+    user = get_user_model().objects.create_user("guest", password="pw")
+    client.force_login(user)
+    response = client.post(reverse("signal_dashboard:recording"), {"on": "false"})
+    assert response.status_code == 403
+    assert tracing.is_recording()
+
+
+def anyone(user: Any) -> bool:
+    return True
+
+
+def on_baked(sender: Any, **kwargs: Any) -> str:
+    return "baked"

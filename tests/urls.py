@@ -49,6 +49,29 @@ async def astream_toppings(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(chunks())
 
 
+kitchen_inventory_recounted_after_the_evening_delivery = Signal()
+"""Sent by the ``long/`` view, with a long sender, to a receiver with a long name that raises
+with a long message: labels wider than any column."""
+
+
+def reconcile_the_walk_in_refrigerator_inventory_with_the_supplier_invoice(
+    sender: object, **kwargs: object
+) -> None:
+    raise ValueError("the supplier invoice lists " + ", ".join(["forty crates of tomatoes"] * 8))
+
+
+kitchen_inventory_recounted_after_the_evening_delivery.connect(
+    reconcile_the_walk_in_refrigerator_inventory_with_the_supplier_invoice
+)
+
+
+def long_labels(request: HttpRequest) -> HttpResponse:
+    kitchen_inventory_recounted_after_the_evening_delivery.send_robust(
+        sender="central_kitchen.deliveries.EveningDeliveryFromTheSupplierWarehouse"
+    )
+    return HttpResponse("counted")
+
+
 def broken(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("view failed")
 
@@ -65,5 +88,6 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("toppings/async-stream/", astream_toppings),
     path("broken/", broken),
     path("order/", order_pizza),
+    path("long/", long_labels),
     path("signals/", include("signal_dashboard.urls")),
 ]

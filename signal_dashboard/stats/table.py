@@ -47,6 +47,15 @@ class TableQuery:
             raise ValueError(f"span must be window or all; got {str(span)[:40]!r}.")
         return cls(group=group, sort=sort, descending=order == "desc", window=span == "window")
 
+    def changed_query(self) -> dict[str, str]:
+        """The fields that differ from the defaults (a page's URL carries only those)."""
+        default = TableQuery.parse({"sort": self.sort}).to_query()  # the column's own order
+        ours = self.to_query()
+        changed = {key: value for key, value in ours.items() if value != default[key]}
+        if self.sort != TableQuery.sort:
+            changed["sort"] = self.sort
+        return changed
+
     def to_query(self) -> dict[str, str]:
         return {
             "group": self.group,

@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django import template
+from django.utils.html import conditional_escape
 from django.utils.safestring import mark_safe
 
 from ..labels import origin_label, short_label
@@ -26,6 +27,12 @@ register.filter("slow", is_slow)
 def row(row: Mapping[str, Any]) -> str:
     """A row of the stream table (escaped inside)."""
     return mark_safe(row_html(row))
+
+
+@register.filter
+def wrap_dots(label: str) -> str:
+    """A dotted label, escaped, that may wrap after each dot (``<wbr>``)."""
+    return mark_safe(conditional_escape(label).replace(".", ".<wbr>"))
 
 
 @register.filter

@@ -7,10 +7,20 @@
   }
   const status = document.getElementById("sd-status");
   const filters = document.getElementById("sd-filters");
+  const hideForm = document.getElementById("sd-hide");
+  const rowsBody = document.getElementById("sd-rows");
+  const empty = document.getElementById("sd-empty");
+  const layout = document.getElementById("sd-layout");
+  const detail = document.getElementById("sd-detail");
+  const detailIntro = detail.innerHTML;
+  const help = document.getElementById("sd-help");
   const maxRows = parseInt(root.dataset.maxRows, 10) || 200;
   const tabs = Array.from(root.querySelectorAll("[data-tab]"));
   const panels = Array.from(root.querySelectorAll("[data-panel]"));
-  const downloads = Array.from(root.querySelectorAll(".sd-downloads a[data-base]"));
+  const eventsLink = document.getElementById("sd-download-events");
+  const statsLink = document.getElementById("sd-download-stats");
+  const baseTitle = "Signal dashboard";
+  let paused = false;
 
   root.addEventListener("htmx:wsOpen", function () {
     status.textContent = "connected";
@@ -26,12 +36,71 @@
     }
   });
 
-  // Keep at most maxRows rows: new ones arrive at the top.
-  root.addEventListener("htmx:wsAfterMessage", function () {
-    const rows = document.querySelectorAll("#sd-rows > tr");
-    for (let i = maxRows; i < rows.length; i += 1) {
-      rows[i].remove();
+  // The state the server accepted (templates/signal_dashboard/_state.html): only then do the
+  // page URL (bookmarkable), the socket URL (reconnects keep it) and the download links change.
+  function applyState() {
+    const state = document.getElementById("sd-state");
+    if (!state) {
+      return;
     }
+    const page = state.dataset.page || "";
+    history.replaceState(null, "", (page || window.location.pathname) + window.location.hash);
+    root.setAttribute("ws-connect", root.dataset.wsPath + page);
+    eventsLink.href = eventsLink.dataset.base + (state.dataset.events || "");
+    statsLink.href = statsLink.dataset.base + (state.dataset.stats || "");
+    const active = state.dataset.active === "true";
+    empty.textContent = active
+      ? "No events match the filter (" + state.dataset.words + ")."
+      : "No events yet: they appear here as your project sends signals.";
+    updateTitle();
+  }
+
+  function updateTitle() {
+    const state = document.getElementById("sd-state");
+    const selected = tabs.find((tab) => tab.getAttribute("aria-selected") === "true");
+    const what = selected ? selected.textContent.trim() : "Stream";
+    const words = state && state.dataset.active === "true" ? " · " + state.dataset.words : "";
+    document.title = what + words + " · " + baseTitle;
+  }
+
+  // After every message: no row twice (a re-rendered stream may already hold a pushed row), at
+  // most maxRows rows (new ones arrive at the top), and a word when there is none.
+  function tidyRows() {
+    const seen = new Set();
+    let kept = 0;
+    for (const row of Array.from(rowsBody.children)) {
+      const id = row.dataset.id;
+      if ((id && seen.has(id)) || kept >= maxRows) {
+        row.remove();
+        continue;
+      }
+      seen.add(id);
+      kept += 1;
+    }
+    empty.hidden = kept > 0;
+  }
+
+  // The staff's recording switch says what pressing it would do.
+  function applyRecording() {
+    const state = document.getElementById("sd-recording-state");
+    const form = document.getElementById("sd-recording");
+    if (!state || !form) {
+      return;
+    }
+    const on = state.dataset.on === "true";
+    form.elements.on.value = on ? "false" : "true";
+    document.getElementById("sd-recording-toggle").textContent = on
+      ? "Stop recording"
+      : "Start recording";
+  }
+  document.body.addEventListener("htmx:oobAfterSwap", applyRecording);
+
+  root.addEventListener("htmx:wsAfterMessage", function () {
+    tidyRows();
+    applyState();
+    applyRecording();
+    const held = document.getElementById("sd-held");
+    paused = Boolean(held) && !held.hidden;
   });
 
   // Tabs: one panel shown at a time, named in the URL's fragment.
@@ -45,6 +114,7 @@
     for (const tab of tabs) {
       tab.setAttribute("aria-selected", String(tab.dataset.tab === name));
     }
+    updateTitle();
   }
   for (const tab of tabs) {
     tab.addEventListener("click", function (event) {
@@ -54,21 +124,142 @@
     });
   }
   showTab(window.location.hash.slice(1));
+  applyState();
+  tidyRows();
 
-  // Reflect the filter in the page URL (bookmarkable), the socket URL (reconnects keep it) and
-  // the download links (they export what the page shows).
-  filters.addEventListener("htmx:wsConfigSend", function () {
-    const params = new URLSearchParams();
-    for (const [name, value] of new FormData(filters)) {
-      if (name !== "action" && value !== "") {
-        params.set(name, value);
-      }
+  // Hiding: a signal, sender or receiver joins the page filter (and its URL).
+  function hide(field, label) {
+    hideForm.elements.field.value = field;
+    hideForm.elements.label.value = label;
+    htmx.trigger(hideForm, "submit");
+  }
+  function submitFilters() {
+    htmx.trigger(filters, "submit");
+  }
+  root.addEventListener("click", function (event) {
+    const hideButton = event.target.closest("[data-hide-field]");
+    if (hideButton) {
+      hide(hideButton.dataset.hideField, hideButton.dataset.hideLabel);
+      return;
     }
-    const query = params.toString() ? "?" + params.toString() : "";
-    history.replaceState(null, "", (query || window.location.pathname) + window.location.hash);
-    root.setAttribute("ws-connect", root.dataset.wsPath + query);
-    for (const link of downloads) {
-      link.href = link.dataset.base + query;
+    const unhide = event.target.closest(".sd-unhide");
+    if (unhide) {
+      const chip = unhide.closest(".sd-chip");
+      const input = document.querySelector(
+        '#sd-state input[name="' + chip.dataset.field + '"]'
+      );
+      input.value = input.value
+        .split(",")
+        .filter((label) => label && label !== chip.dataset.label)
+        .join(",");
+      submitFilters();
+      return;
+    }
+    const row = event.target.closest("#sd-rows > tr");
+    if (row) {
+      select(row);
+    }
+  });
+  document.getElementById("sd-hide-requests").addEventListener("click", function (event) {
+    for (const label of event.currentTarget.dataset.labels.split(",")) {
+      const input = document.querySelector('#sd-state input[name="hide_signals"]');
+      const labels = input.value ? input.value.split(",") : [];
+      if (!labels.includes(label)) {
+        labels.push(label);
+      }
+      input.value = labels.join(",");
+    }
+    submitFilters();
+  });
+  document.getElementById("sd-clear-filters").addEventListener("click", function () {
+    for (const input of filters.querySelectorAll("input[type=text], input[type=number]")) {
+      input.value = "";
+    }
+    filters.querySelector("[name=errors_only]").checked = false;
+    for (const input of document.querySelectorAll("#sd-state input")) {
+      input.value = "";
+    }
+    submitFilters();
+  });
+
+  // The selected row: marked, moved with j/k, opened with Enter or a click.
+  function select(row) {
+    for (const marked of rowsBody.querySelectorAll("tr.sd-selected")) {
+      marked.classList.remove("sd-selected");
+      marked.removeAttribute("aria-selected");
+    }
+    if (row) {
+      row.classList.add("sd-selected");
+      row.setAttribute("aria-selected", "true");
+      row.scrollIntoView({ block: "nearest" });
+    }
+  }
+  function move(step) {
+    const rows = Array.from(rowsBody.children);
+    if (!rows.length) {
+      return;
+    }
+    const current = rows.findIndex((row) => row.classList.contains("sd-selected"));
+    const next = current < 0 ? 0 : Math.min(rows.length - 1, Math.max(0, current + step));
+    select(rows[next]);
+  }
+  function closeDetail() {
+    detail.innerHTML = detailIntro;
+    select(null);
+  }
+  document.getElementById("sd-close").addEventListener("click", closeDetail);
+  document.getElementById("sd-widen").addEventListener("click", function (event) {
+    const wide = layout.classList.toggle("sd-wide");
+    event.currentTarget.setAttribute("aria-pressed", String(wide));
+    event.currentTarget.textContent = wide ? "Narrow" : "Widen";
+  });
+
+  // Keyboard shortcuts, listed in the help dialog (?); never while typing in a field.
+  document.getElementById("sd-help-open").addEventListener("click", function () {
+    help.showModal();
+  });
+  document.addEventListener("keydown", function (event) {
+    const target = event.target;
+    const typing =
+      target instanceof HTMLElement &&
+      (target.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName));
+    if (event.key === "Escape") {
+      if (typing) {
+        target.blur();
+      } else if (!help.open) {
+        closeDetail();
+      }
+      return;
+    }
+    if (typing || event.altKey || event.ctrlKey || event.metaKey || help.open) {
+      return;
+    }
+    const selected = rowsBody.querySelector("tr.sd-selected");
+    switch (event.key) {
+      case "/":
+        event.preventDefault();
+        filters.querySelector("[name=sender]").focus();
+        break;
+      case "p":
+        document.getElementById(paused ? "sd-resume" : "sd-pause").click();
+        paused = !paused;
+        break;
+      case "j":
+        move(1);
+        break;
+      case "k":
+        move(-1);
+        break;
+      case "Enter":
+        if (selected) {
+          selected.click();
+        }
+        break;
+      case "?":
+        help.showModal();
+        break;
+      default:
+        return;
     }
   });
 })();

@@ -1,0 +1,403 @@
+"""The dashboard as a developer keeps it open: it fits, says what it does, and never surprises.
+
+Headless Chromium against a live Daphne server, at a laptop's 1280 by 800, in light and dark.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from playwright.sync_api import Browser, Page, ViewportSize, expect
+
+from tests.browser import DashboardLiveServerTestCase, launch_browser, login
+
+pytestmark = pytest.mark.browser
+
+STAFF = "staff"
+PASSWORD = "pw"
+LAPTOP: ViewportSize = {"width": 1280, "height": 800}
+LIVE_WITHIN_MS = 3000
+TOPPING_SAVES = 'tr.sd-row[data-sender="pizzeria.Topping"]'
+LONG_SIGNAL = "tests.urls.kitchen_inventory_recounted_after_the_evening_delivery"
+REQUEST_STARTED = "django.core.signals.request_started"
+REQUEST_FINISHED = "django.core.signals.request_finished"
+# Times the duplicate-row race is driven: a request, then at once a filter change.
+RACES = 20
+
+# Elements wider than the page, or cut without an ellipsis: what a user would scroll to or miss.
+OVERFLOW = """() => {
+  const page = document.documentElement;
+  const cut = [];
+  for (const cell of document.querySelectorAll(".sd-events td")) {
+    const style = getComputedStyle(cell);
+    if (cell.scrollWidth > cell.clientWidth + 1 && style.textOverflow !== "ellipsis") {
+      cut.push(cell.textContent.trim().slice(0, 40));
+    }
+  }
+  const detail = document.querySelector(".sd-detail");
+  return {
+    pageScroll: page.scrollWidth - page.clientWidth,
+    detailScroll: detail.scrollWidth - detail.clientWidth,
+    cut,
+    rightmost: Math.max(...Array.from(
+      document.querySelectorAll(".sd-events th"), (th) => th.getBoundingClientRect().right)),
+    width: window.innerWidth,
+  };
+}"""
+
+# WCAG contrast ratio of an element's text against the page background.
+CONTRAST = """(selector) => {
+  const channel = (value) => {
+    value /= 255;
+    return value <= 0.03928 ? value / 12.92 : Math.pow((value + 0.055) / 1.055, 2.4);
+  };
+  const luminance = (color) => {
+    const [r, g, b] = color.match(/[\\d.]+/g).map(Number);
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  };
+  const element = document.querySelector(selector);
+  const fg = luminance(getComputedStyle(element).color);
+  const bg = luminance(getComputedStyle(document.body).backgroundColor);
+  return (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+}"""
+
+
+class UxTestCase(DashboardLiveServerTestCase):
+    def setUp(self) -> None:
+        super().setUp()
+        get_user_model().objects.create_user(STAFF, password=PASSWORD, is_staff=True)
+
+    def request(self, path: str) -> int:
+        try:
+            with urllib.request.urlopen(self.live_server_url + path, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    def open_dashboard(self, browser: Browser, path: str = "/signals/", **options: Any) -> Page:
+        page = browser.new_page(viewport=LAPTOP, **options)
+        login(page, self.live_server_url, STAFF, PASSWORD)
+        page.goto(self.live_server_url + path)
+        expect(page.locator("#sd-status")).to_have_text(re.compile(r"\bconnected\b"))
+        return page
+
+    def filter_by(self, page: Page, name: str, value: str) -> None:
+        field = page.locator(f'#sd-filters [name="{name}"]')
+        field.fill(value)
+        field.press("Tab")
+
+
+class FitTests(UxTestCase):
+    def check_fit(self, page: Page) -> None:
+        self.request("/long/")
+        self.request("/toppings/save/?name=basil")
+        # (The class's live server keeps the rows of its earlier test.)
+        row = page.locator(f'#sd-rows tr.sd-row[data-signal="{LONG_SIGNAL}"]').first
+        expect(row).to_be_visible(timeout=LIVE_WITHIN_MS)
+        layout = page.evaluate(OVERFLOW)
+        assert layout["pageScroll"] <= 0, layout
+        assert layout["rightmost"] <= layout["width"], layout
+        assert layout["cut"] == [], layout
+        # Long cells end in an ellipsis, with the whole text on hover.
+        outcome = row.locator("td").nth(6)
+        assert outcome.evaluate("(cell) => cell.scrollWidth > cell.clientWidth")
+        assert "forty crates of tomatoes" in (outcome.get_attribute("title") or "")
+        sender = row.locator("td").nth(2)
+        assert sender.get_attribute("title") == (
+            "central_kitchen.deliveries.EveningDeliveryFromTheSupplierWarehouse"
+        )
+
+        row.click()
+        expect(row).to_have_class(re.compile(r"\bsd-selected\b"))
+        receiver = page.locator("#sd-detail .sd-receiver-label")
+        expect(receiver).to_contain_text(
+            "reconcile_the_walk_in_refrigerator_inventory_with_the_supplier_invoice"
+        )
+        # The title and labels wrap at their dots, never inside a word.
+        assert page.locator("#sd-detail h2 wbr").count() >= 2
+        layout = page.evaluate(OVERFLOW)
+        assert layout["detailScroll"] <= 0, layout
+        assert layout["pageScroll"] <= 0, layout
+        traceback = page.locator("#sd-detail pre.sd-traceback")
+        assert traceback.evaluate("(pre) => pre.scrollWidth <= pre.clientWidth + 1")
+
+        panel = page.locator(".sd-detail")
+        narrow = panel.bounding_box()
+        page.click("#sd-widen")
+        expect(page.locator("#sd-widen")).to_have_attribute("aria-pressed", "true")
+        wide = panel.bounding_box()
+        assert narrow is not None
+        assert wide is not None
+        assert wide["width"] > narrow["width"] * 1.5
+        assert page.evaluate(OVERFLOW)["pageScroll"] <= 0
+
+    def test_everything_is_readable_at_1280_by_800(self) -> None:
+        with launch_browser() as browser:
+            self.check_fit(self.open_dashboard(browser))
+
+    def test_everything_is_readable_at_1280_by_800_in_dark_mode(self) -> None:
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser, color_scheme="dark")
+            assert page.evaluate("getComputedStyle(document.body).backgroundColor") == (
+                "rgb(13, 17, 23)"
+            )
+            self.check_fit(page)
+
+
+class ThemeTests(UxTestCase):
+    def test_dark_mode_follows_the_system_and_the_toggle_is_kept(self) -> None:
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser, color_scheme="dark")
+            self.request("/long/")
+            expect(page.locator("#sd-rows tr.sd-failed")).to_have_count(1, timeout=LIVE_WITHIN_MS)
+            background = "getComputedStyle(document.body).backgroundColor"
+            assert page.evaluate(background) == "rgb(13, 17, 23)"
+            for selector in ("#sd-rows td", ".sd-status", ".sd-error-text", "a"):
+                assert page.evaluate(CONTRAST, selector) >= 4.5, selector
+
+            page.click("#sd-theme")
+            assert page.evaluate(background) == "rgb(255, 255, 255)"
+            for selector in ("#sd-rows td", ".sd-status", ".sd-error-text", "a"):
+                assert page.evaluate(CONTRAST, selector) >= 4.5, selector
+            page.reload()
+            assert page.evaluate(background) == "rgb(255, 255, 255)"  # kept in localStorage
+            assert page.evaluate("localStorage.getItem('signal-dashboard-theme')") == "light"
+            page.click("#sd-theme")
+            assert page.evaluate(background) == "rgb(13, 17, 23)"
+
+
+class DuplicateRowTests(UxTestCase):
+    def test_a_filter_changed_right_after_a_request_never_shows_a_row_twice(self) -> None:
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser)
+            sender = page.locator('#sd-filters [name="sender"]')
+            for attempt in range(RACES):
+                self.request(f"/toppings/save/?name=race{attempt}")
+                sender.fill("pizzeria" if attempt % 2 else "Topping")
+                sender.press("Tab")
+                expect(page.locator(f"#sd-rows {TOPPING_SAVES}")).to_have_count(
+                    attempt + 1, timeout=LIVE_WITHIN_MS
+                )
+                ids = page.locator("#sd-rows tr").evaluate_all(
+                    "(rows) => rows.map((row) => row.dataset.id)"
+                )
+                assert len(ids) == len(set(ids)), (attempt, ids)
+
+
+class FilterFeedbackTests(UxTestCase):
+    def test_a_rejected_filter_says_so_and_changes_no_link(self) -> None:
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser, path="/signals/?sender=Topping")
+            events = page.locator("#sd-download-events")
+            expect(events).to_have_attribute("href", re.compile(r"\?sender=Topping$"))
+            before = page.url
+
+            self.filter_by(page, "min_duration_ms", "-5")
+            error = page.locator("#sd-error")
+            expect(error).to_be_visible()
+            expect(error).to_contain_text("min_duration_ms cannot be negative.")
+            expect(error).to_contain_text("Still in effect: sender=Topping")
+            assert page.url == before
+            expect(events).to_have_attribute("href", re.compile(r"\?sender=Topping$"))
+
+            self.filter_by(page, "min_duration_ms", "1.5")
+            expect(page).to_have_url(re.compile(r"min_duration_ms=1\.5"))
+            expect(error).to_be_hidden()
+            expect(events).to_have_attribute("href", re.compile(r"min_duration_ms=1\.5"))
+            href = events.get_attribute("href")
+            response = page.request.get(self.live_server_url + (href or ""))
+            assert response.status == 200
+
+    def test_empty_results_clear_and_selection_are_said(self) -> None:
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser)
+            self.request("/toppings/save/?name=basil")
+            rows = page.locator(f"#sd-rows {TOPPING_SAVES}")
+            expect(rows).to_have_count(1, timeout=LIVE_WITHIN_MS)
+            expect(page.locator("#sd-empty")).to_be_hidden()
+
+            self.filter_by(page, "sender", "no.such.Sender")
+            empty = page.locator("#sd-empty")
+            expect(empty).to_be_visible()
+            expect(empty).to_have_text("No events match the filter (sender=no.such.Sender).")
+            assert "sender=no.such.Sender" in page.title()
+
+            page.click("#sd-clear-filters")
+            expect(rows).to_have_count(1)
+            rows.first.click()
+            expect(rows.first).to_have_attribute("aria-selected", "true")
+
+            page.click("#sd-clear")
+            notice = page.locator("#sd-notice")
+            expect(notice).to_be_visible()
+            expect(notice).to_contain_text("Cleared")
+            expect(notice).to_contain_text("Reloading it shows the buffered events again")
+            expect(page.locator("#sd-rows tr")).to_have_count(0)
+            expect(page.locator("#sd-empty")).to_be_visible()
+
+
+class HideTests(UxTestCase):
+    def test_hiding_a_signal_sender_or_receiver_is_a_filter_in_the_url(self) -> None:
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser)
+            self.request("/toppings/save/?name=basil")
+            started = page.locator(f'#sd-rows tr[data-signal="{REQUEST_STARTED}"]')
+            toppings = page.locator(f"#sd-rows {TOPPING_SAVES}")
+            expect(toppings).to_have_count(1, timeout=LIVE_WITHIN_MS)
+            expect(started.first).to_be_visible()
+
+            page.click("#sd-hide-requests")
+            expect(started).to_have_count(0)
+            expect(page).to_have_url(re.compile(r"hide_signals=django\.core\.signals\.request"))
+            chips = page.locator("#sd-state .sd-chip")
+            expect(chips).to_have_count(2)
+
+            toppings.first.click()
+            page.locator('#sd-detail [data-hide-field="hide_receivers"]').click()
+            expect(toppings).to_have_count(0)
+            expect(page).to_have_url(re.compile(r"hide_receivers=tests\.asgi\.topping_saved"))
+            self.request("/toppings/save/?name=oregano")
+            expect(page.locator("#sd-rows tr")).to_have_count(0)  # hidden live as well
+            expect(page.locator("#sd-empty")).to_be_visible()
+
+            page.reload()  # the URL keeps what is hidden
+            expect(page.locator("#sd-state .sd-chip")).to_have_count(3)
+            expect(page.locator("#sd-rows tr")).to_have_count(0)
+            page.locator('.sd-chip[data-label="tests.asgi.topping_saved"] .sd-unhide').click()
+            expect(toppings).to_have_count(2)
+            expect(page).not_to_have_url(re.compile("hide_receivers"))
+
+
+class KeyboardTests(UxTestCase):
+    def test_the_stream_can_be_driven_from_the_keyboard(self) -> None:
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser)
+            self.request("/toppings/save/?name=basil")
+            expect(page.locator(f"#sd-rows {TOPPING_SAVES}")).to_have_count(
+                1, timeout=LIVE_WITHIN_MS
+            )
+            selected = page.locator("#sd-rows tr.sd-selected")
+            # Rows may still arrive on top: the selection is followed by id, not by position.
+            order = "(rows) => rows.map((row) => row.dataset.id)"
+            page.keyboard.press("j")
+            expect(selected).to_have_count(1)
+            first = selected.get_attribute("data-id")
+            page.keyboard.press("j")
+            second = selected.get_attribute("data-id")
+            ids = page.locator("#sd-rows tr").evaluate_all(order)
+            assert ids.index(second) == ids.index(first) + 1, (first, second, ids)
+            page.keyboard.press("k")
+            expect(selected).to_have_attribute("data-id", first or "")
+            page.keyboard.press("Enter")
+            expect(page.locator("#sd-detail .sd-detail-body")).to_be_visible()
+            page.keyboard.press("Escape")
+            expect(page.locator("#sd-detail .sd-detail-body")).to_have_count(0)
+
+            page.keyboard.press("p")
+            expect(page.locator("#sd-held")).to_be_visible()
+            self.request("/toppings/save/?name=oregano")
+            expect(page.locator("#sd-held")).to_contain_text(re.compile(r"[1-9]\d* held back"))
+            page.keyboard.press("p")
+            expect(page.locator("#sd-held")).to_be_hidden()
+            expect(page.locator(f"#sd-rows {TOPPING_SAVES}")).to_have_count(2)
+
+            page.keyboard.press("/")
+            expect(page.locator('#sd-filters [name="sender"]')).to_be_focused()
+            page.keyboard.press("Escape")
+            page.keyboard.press("?")
+            help_list = page.locator("#sd-help")
+            expect(help_list).to_be_visible()
+            expect(help_list).to_contain_text("Pause or resume the stream")
+            page.keyboard.press("Escape")
+            expect(help_list).to_be_hidden()
+
+
+class TabsTests(UxTestCase):
+    def test_every_tab_follows_the_filters_and_keeps_its_state_in_the_url(self) -> None:
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser)
+            self.request("/toppings/save/?name=basil")
+            self.request("/order/?name=margherita")
+            assert self.request("/static/signal_dashboard/dashboard.css") == 200
+            assert self.request("/favicon.ico") == 404
+
+            page.click('a[data-tab="requests"]')
+            requests = page.locator("#sd-request-rows tr.sd-req-row")
+            expect(requests).to_have_count(2, timeout=LIVE_WITHIN_MS * 2)
+            expect(page.locator("#sd-request-rows")).not_to_contain_text("/static/")
+            expect(page.locator("#sd-request-rows")).not_to_contain_text("favicon")
+            self.filter_by(page, "path", "/order/")
+            expect(requests).to_have_count(1)
+            expect(requests.first).to_contain_text("GET /order/")
+            assert page.title().startswith("Requests")
+
+            page.click('a[data-tab="latency"]')
+            page.select_option('#sd-table-controls [name="group"]', "signal")
+            expect(page).to_have_url(re.compile(r"group=signal"))
+            page.select_option('#sd-table-controls [name="span"]', "all")
+            expect(page).to_have_url(re.compile(r"span=all"))
+            stats = page.locator("#sd-download-stats")
+            expect(stats).to_have_attribute("href", re.compile(r"span=all"))
+            page.locator('#sd-latency button[data-sort="count"]').click()
+            expect(page).to_have_url(re.compile(r"sort=count"))
+            expect(page.locator("#sd-latency .sd-spark-range").first).to_contain_text(" ms")
+
+            page.reload()
+            expect(page.locator('#sd-table-controls [name="group"]')).to_have_value("signal")
+            expect(page.locator('#sd-table-controls [name="span"]')).to_have_value("all")
+            expect(page.locator('#sd-latency button[data-sort="count"]')).to_contain_text("▼")
+            expect(page.locator('#sd-filters [name="path"]')).to_have_value("/order/")
+
+
+class PageTests(UxTestCase):
+    def test_the_favicon_and_titles_say_what_is_shown(self) -> None:
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser)
+            icon = page.locator('link[rel="icon"]').get_attribute("href")
+            assert icon is not None
+            assert icon.endswith(".svg")
+            assert page.request.get(self.live_server_url + icon).status == 200
+            expect(page).to_have_title("Stream · Signal dashboard")
+            page.click('a[data-tab="latency"]')
+            expect(page).to_have_title("Latency · Signal dashboard")
+            self.filter_by(page, "sender", "Topping")
+            expect(page).to_have_title("Latency · sender=Topping · Signal dashboard")
+
+
+class RecordingTests(UxTestCase):
+    def test_staff_stop_recording_for_everyone_and_pause_stays_per_page(self) -> None:
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser)
+            toggle = page.locator("#sd-recording-toggle")
+            expect(toggle).to_have_text("Stop recording")
+            try:
+                toggle.click()
+                expect(toggle).to_have_text("Start recording")
+                state = page.locator("#sd-recording-state")
+                expect(state).to_contain_text(re.compile(r"recording stopped by staff at \S+ UTC"))
+                self.request("/toppings/save/?name=unrecorded")
+                other = self.open_dashboard(browser)  # another user's page says so too
+                expect(other.locator("#sd-recording-state")).to_contain_text("recording stopped")
+                expect(other.locator(f"#sd-rows {TOPPING_SAVES}")).to_have_count(0)
+                toggle.click()
+                expect(toggle).to_have_text("Stop recording")
+                expect(state).not_to_contain_text("stopped")
+                self.request("/toppings/save/?name=recorded")
+                expect(page.locator(f"#sd-rows {TOPPING_SAVES}")).to_have_count(
+                    1, timeout=LIVE_WITHIN_MS
+                )
+            finally:
+                page.request.post(
+                    self.live_server_url + "/signals/recording/",
+                    form={"on": "true"},
+                    headers={
+                        "X-CSRFToken": page.evaluate(
+                            "document.querySelector('[name=csrfmiddlewaretoken]').value"
+                        )
+                    },
+                )
