@@ -117,7 +117,10 @@ def tables_context(latency_rows: int, requests: int) -> dict[str, Any]:
         "window_seconds": 300,
         "from_buffer": False,
         "unreadable": 0,
-        "request_rows": [{**summary, "id": index} for index in range(requests)],
+        "request_rows": [
+            {**summary, "id": index, "url": f"/signals/requests/{index}/"}
+            for index in range(requests)
+        ],
         "storm_threshold": 50,
         "slow_ms": 100,
     }

@@ -143,7 +143,21 @@ def tracing_enabled() -> bool:
 
 # The settings that values derived here read: ours, DEBUG (ENABLED's default), and the URLs
 # of static and media files (EXCLUDE_PATHS's default).
-_RESET_BY = frozenset({SETTING_NAME, "DEBUG", "STATIC_URL", "MEDIA_URL"})
+# Ours, and Django's that what we derive depends on: paths excluded by default, and the
+# number formats of the markup kept made (rows.STATUS_KEPT).
+_RESET_BY = frozenset(
+    {
+        SETTING_NAME,
+        "DEBUG",
+        "STATIC_URL",
+        "MEDIA_URL",
+        "USE_THOUSAND_SEPARATOR",
+        "NUMBER_GROUPING",
+        "THOUSAND_SEPARATOR",
+        "DECIMAL_SEPARATOR",
+        "LANGUAGE_CODE",
+    }
+)
 
 
 @receiver(setting_changed)

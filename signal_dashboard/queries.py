@@ -12,6 +12,7 @@ from .context import Origin
 from .filters import EventFilter
 from .labels import receiver_label
 from .recorder import recorder
+from .rows import url_parts
 from .stats.table import TableQuery
 
 # Rows of the latency table and of the request list a page or a socket shows.
@@ -86,9 +87,11 @@ def request_summary(origin: Origin) -> dict[str, Any]:
     """A finished request (or command) as JSON-ready data."""
     slowest = origin.slowest_receiver_key
     duration = origin.duration_ns
+    before, after = url_parts("signal_dashboard:request")
     return {
         **origin.as_dict(),
         "id": origin.id,
+        "url": f"{before}{origin.id}{after}",  # its waterfall
         "status": origin.status,
         "error": origin.error,
         "duration_ns": duration,

@@ -9,6 +9,7 @@ Everything else a push carries is in templates.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from html import escape
 from typing import Any
@@ -18,6 +19,7 @@ from django.template.loader import render_to_string
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.safestring import mark_safe
 
+from . import conf
 from .conf import get_config
 from .events import Row
 from .labels import origin_label, short_label
@@ -31,6 +33,8 @@ _url_parts: dict[tuple[str, Any, str], tuple[str, str]] = {}
 _escaped: dict[str, str] = {}
 ESCAPED_KEPT = 4096
 ESCAPED_LENGTH = 200
+# Status lines kept made (see _status_html()).
+STATUS_KEPT = 64
 
 
 def row_html(row: Row, event_url: tuple[str, str] | None = None) -> str:
@@ -101,20 +105,46 @@ def push_html(
 
     Every element carries an id that htmx swaps in place (hx-swap-oob).
     """
+    status = _status_html(
+        rate, dropped, tuple(transport.items()), paused, held, recording or Switch()
+    )
     return render_to_string(
         "signal_dashboard/_push.html",
         {
             "rows_html": mark_safe(rows_html),
             "replace": replace,
-            "rate": rate,
-            "dropped": dropped,
-            "transport": transport,
-            "paused": paused,
-            "held": held,
+            "status_html": status,
             "new_senders": new_senders,
-            "recording": recording or Switch(),
         },
     )
+
+
+@functools.lru_cache(maxsize=STATUS_KEPT)
+def _status_html(
+    rate: float,
+    dropped: int,
+    transport: tuple[tuple[str, Any], ...],
+    paused: bool,
+    held: int,
+    recording: Switch,
+) -> str:
+    """The status line (``_status.html``): the same for every socket of a process at a
+    moment, so made once for them all."""
+    context = {
+        "rate": rate,
+        "dropped": dropped,
+        "transport": dict(transport),
+        "paused": paused,
+        "held": held,
+        "recording": recording,
+    }
+    return mark_safe(render_to_string("signal_dashboard/_status.html", context))
+
+
+@conf.on_change
+def _forget_status_lines(config: dict[str, Any]) -> None:
+    """Status lines made under other number formats are not shown again."""
+    _status_html.cache_clear()
 
 
 def transport_html(transport: Mapping[str, Any]) -> str:

@@ -72,7 +72,8 @@ def summary(**changes: Any) -> dict[str, Any]:
         "slowest_receiver_ns": 1_500_000,
         "storms": [],
     }
-    return {**values, **changes}
+    summary = {**values, **changes}
+    return {**summary, "url": reverse("signal_dashboard:request", args=[summary["id"]])}
 
 
 class _Cells(HTMLParser):
