@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import urllib.request
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -32,8 +33,11 @@ TOPPING_RECEIVER = "tests.asgi.topping_saved"
 LIVE_WITHIN_MS = 2000
 VIEWPORT: ViewportSize = {"width": 1400, "height": 900}
 
-# Set to a path to save a picture of the dashboard there (docs/dashboard.png, say).
-SCREENSHOT = os.environ.get("SIGNAL_DASHBOARD_SCREENSHOT", "")
+# Set to a folder (docs/, say) to save the README's pictures of the dashboard there, at a
+# laptop's 1280 by 800: the stream with a send's detail open, light and dark, the latency tab and
+# a request's waterfall.
+SCREENSHOTS = os.environ.get("SIGNAL_DASHBOARD_SCREENSHOTS", "")
+LAPTOP: ViewportSize = {"width": 1280, "height": 800}
 
 # In the page: open a raw WebSocket and resolve with how it ended and what came before.
 WATCH_SOCKET = """(url) => new Promise((resolve) => {
@@ -125,19 +129,38 @@ class DashboardInBrowserTests(BrowserTestCase):
         ending = endings[-1]
         assert (ending["code"], ending["messages"], ending["opened"]) == (4403, 0, True), endings
 
-    @pytest.mark.skipif(not SCREENSHOT, reason="SIGNAL_DASHBOARD_SCREENSHOT is not set")
-    def test_screenshot(self) -> None:
+    @pytest.mark.skipif(not SCREENSHOTS, reason="SIGNAL_DASHBOARD_SCREENSHOTS is not set")
+    def test_screenshots(self) -> None:
+        folder = Path(SCREENSHOTS)
         names = ("basil", "oregano", "mozzarella", "olives", "anchovies", "rocket")
         with launch_browser() as browser:
-            page = self.open_dashboard(browser)
-            for name in names:
-                self.request(f"/toppings/save/?name={name}")
-            self.request("/toppings/async-save/?name=chili")
-            toppings = page.locator(f"#sd-rows {TOPPING_SAVES}")
-            expect(toppings).to_have_count(len(names) + 1)
-            toppings.first.click()
-            expect(page.locator("#sd-detail .sd-receiver")).to_have_count(1)
-            page.screenshot(path=SCREENSHOT, full_page=True)
+            for scheme, name in (("light", "dashboard.png"), ("dark", "dashboard-dark.png")):
+                page = browser.new_page(viewport=LAPTOP, color_scheme=scheme)
+                login(page, self.live_server_url, STAFF, PASSWORD)
+                page.goto(self.live_server_url + "/signals/")
+                expect(page.locator("#sd-status")).to_have_text(re.compile(r"\bconnected\b"))
+                for topping in names:
+                    self.request(f"/toppings/save/?name={topping}-{scheme}")
+                self.request(f"/toppings/async-save/?name=chili-{scheme}")
+                self.request("/order/?name=margherita")
+                toppings = page.locator(f"#sd-rows {TOPPING_SAVES}")
+                expect(toppings.nth(len(names))).to_be_visible()
+                toppings.first.click()
+                expect(page.locator("#sd-detail .sd-receiver")).to_have_count(1)
+                page.screenshot(path=folder / name)
+                if scheme == "light":
+                    page.click('a[data-tab="latency"]')
+                    topping = page.locator(f'tr.sd-lat-row[data-name="{TOPPING_RECEIVER}"]')
+                    expect(topping).to_be_visible()
+                    topping.click()
+                    expect(page.locator("#sd-receiver-detail .sd-slowest")).to_be_visible()
+                    page.screenshot(path=folder / "latency.png", full_page=True)
+                    page.click('a[data-tab="requests"]')
+                    request = page.locator("#sd-request-rows tr.sd-req-row", has_text="save")
+                    request.first.click()
+                    expect(page.locator("#sd-request-detail .sd-bar").first).to_be_visible()
+                    page.screenshot(path=folder / "waterfall.png", full_page=True)
+                page.close()
 
 
 class LatencyInBrowserTests(BrowserTestCase):
