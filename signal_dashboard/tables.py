@@ -13,12 +13,15 @@ from typing import Any, NamedTuple
 
 from django.template.loader import render_to_string
 
+from . import conf
 from .stats.histogram import Histogram
 from .stats.table import TableQuery
 
 SPARKLINE_WIDTH = 96
 SPARKLINE_HEIGHT = 20
 SPARKLINE_BINS = 24
+# Request rows kept made: the request list shows 50 (queries.MAX_REQUEST_ROWS) per filter.
+REQUEST_ROWS_KEPT = 512
 # The columns a latency table can be sorted by, after its first (the group), with headings.
 SORTABLE = (
     ("count", "Calls"),
@@ -59,9 +62,63 @@ def request_table_html(context: Mapping[str, Any], oob: bool = False) -> str:
     return render_to_string("signal_dashboard/_request_table.html", {**context, "oob": oob})
 
 
-def request_rows_html(summaries: list[Mapping[str, Any]]) -> str:
-    """A row per request summary (see ``queries.request_summary()``)."""
-    return render_to_string("signal_dashboard/_request_rows.html", {"request_rows": summaries})
+def request_rows_html(summaries: list[Mapping[str, Any]], filtered: bool = False) -> str:
+    """A row per request summary (see ``queries.request_summary()``), or a word on why there
+    is none (``filtered``: the page's filter admits none)."""
+    if not summaries:
+        return render_to_string(
+            "signal_dashboard/_request_none.html", {"requests_filtered": filtered}
+        )
+    return "".join(map(_request_row_html, summaries))
+
+
+def _row_key(summary: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a request's row shows; a finished request's never changes, so the tables made
+    every second render only the requests new since."""
+    storms = tuple((storm["receiver"], storm["calls"]) for storm in summary["storms"])
+    return (*(summary.get(name) for name in _ROW_FIELDS), storms)
+
+
+_ROW_FIELDS = (
+    "id",
+    "host",
+    "pid",
+    "url",
+    "kind",
+    "name",
+    "method",
+    "path",
+    "status",
+    "error",
+    "duration_ns",
+    "signal_count",
+    "receiver_ns",
+    "receiver_share",
+    "slowest_receiver",
+    "slowest_receiver_ns",
+)
+
+
+# Made rows by _row_key(), oldest first (tables are made on worker threads: a dict's single
+# operations are atomic, and a row made twice is made alike).
+_request_rows: dict[tuple[Any, ...], str] = {}
+
+
+def _request_row_html(summary: Mapping[str, Any]) -> str:
+    key = _row_key(summary)
+    html = _request_rows.get(key)
+    if html is None:
+        html = render_to_string("signal_dashboard/_request_row.html", {"r": summary})
+        _request_rows[key] = html
+        while len(_request_rows) > REQUEST_ROWS_KEPT:
+            _request_rows.pop(next(iter(_request_rows)), None)
+    return html
+
+
+@conf.on_change
+def _forget_request_rows(config: dict[str, Any]) -> None:
+    """Rows made under other number formats are not shown again."""
+    _request_rows.clear()
 
 
 def sort_headings(table: TableQuery) -> list[tuple[str, str, str]]:

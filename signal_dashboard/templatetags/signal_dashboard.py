@@ -10,7 +10,7 @@ from django.utils.safestring import mark_safe
 
 from ..labels import origin_label, short_label
 from ..rows import clock, is_slow, ms, percent, row_html
-from ..tables import request_failed, sort_headings, sparkline_bars
+from ..tables import request_failed, request_rows_html, sort_headings, sparkline_bars
 
 register = template.Library()
 
@@ -50,3 +50,9 @@ def ws_path(url: str) -> str:
 register.filter("sort_headings", sort_headings)
 register.filter("sparkline_bars", sparkline_bars)
 register.filter("failed", request_failed)
+
+
+@register.simple_tag
+def request_rows(summaries: list[Mapping[str, Any]], filtered: bool = False) -> str:
+    """The request list's rows (``_request_row.html`` each), made once per request."""
+    return mark_safe(request_rows_html(summaries, filtered))
