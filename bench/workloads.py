@@ -8,10 +8,12 @@ request (an ``Origin``, as the middleware makes), as Django's docs warn they get
 - iterate ``--rows`` rows with one ``post_init`` receiver (``list(Topping.objects.all())``);
 - ``save()`` ``--saves`` new rows with a ``pre_save`` and a ``post_save`` receiver.
 
-Three sides alternate within each round, in a rotating order, so that machine noise hits them
-alike: vanilla (tracing not installed), "full" (every send in full detail) and "folded"
+Four sides alternate within each round, in a rotating order, so that machine noise hits them
+alike: vanilla (tracing not installed), "full" (every send in full detail), "folded"
 (``DETAIL_LIMIT`` at its value in ``FOLDED_LIMIT``: past it, sends are timed, counted and
-folded). The best time of each side over the rounds is printed with its ratio to vanilla. The
+folded) and "otel" (full, and exported as OpenTelemetry spans through the SDK's batch processor,
+to an exporter that drops them, as one that ships them would run on its own thread). The best
+time of each side over the rounds is printed with its ratio to vanilla. The
 recorder drains on its own thread as in a server, and once more, timed, at the end of each
 workload run, so its work is counted.
 """
@@ -85,7 +87,24 @@ def workloads(rows: int, saves: int) -> dict[str, Callable[[], None]]:
     return {f"iterate {rows} rows, post_init": iterate, f"save() {saves} rows": save}
 
 
-def timed(workload: Callable[[], None], side: str) -> float:
+def span_exporter() -> Any:
+    """signal_dashboard.otel's exporter, to spans that go nowhere."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from signal_dashboard.otel import Exporter
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Dropped()))
+    return Exporter(provider, MeterProvider())
+
+
+def timed(workload: Callable[[], None], side: str, otel: Any) -> float:
     from signal_dashboard import tracing
     from signal_dashboard.context import Origin, current_origin
     from signal_dashboard.recorder import recorder
@@ -95,6 +114,8 @@ def timed(workload: Callable[[], None], side: str) -> float:
     else:
         tracing.install()
         tracing._detail_limit = FOLDED_LIMIT if side == "folded" else None
+    if side == "otel":
+        otel.start()
     token = current_origin.set(Origin(kind="request", name="GET /bench/"))
     try:
         start = time.perf_counter()
@@ -103,6 +124,8 @@ def timed(workload: Callable[[], None], side: str) -> float:
         return time.perf_counter() - start
     finally:
         current_origin.reset(token)
+        if side == "otel":
+            otel.stop()
 
 
 def main() -> None:
@@ -114,20 +137,23 @@ def main() -> None:
     setup()
     import django
 
-    sides = ["vanilla", "full", "folded"]
+    sides = ["vanilla", "full", "folded", "otel"]
+    otel = span_exporter()
     print(
         f"Python {platform.python_version()}, Django {django.get_version()}, "
         f"best of {args.rounds} rounds; folded: DETAIL_LIMIT={FOLDED_LIMIT}"
     )
     print(
-        f"{'workload':<32}" + "".join(f"{side:>10}" for side in sides) + f"{'full':>8}{'folded':>8}"
+        f"{'workload':<32}"
+        + "".join(f"{side:>10}" for side in sides)
+        + "".join(f"{side:>8}" for side in sides[1:])
     )
     for label, workload in workloads(args.rows, args.saves).items():
         best = dict.fromkeys(sides, float("inf"))
         for round_ in range(args.rounds):
-            for side in sides[round_ % 3 :] + sides[: round_ % 3]:
-                best[side] = min(best[side], timed(workload, side))
-        ratios = [best[side] / best["vanilla"] for side in ("full", "folded")]
+            for side in sides[round_ % 4 :] + sides[: round_ % 4]:
+                best[side] = min(best[side], timed(workload, side, otel))
+        ratios = [best[side] / best["vanilla"] for side in sides[1:]]
         print(
             f"{label:<32}"
             + "".join(f"{best[side] * 1000:>8.1f}ms" for side in sides)

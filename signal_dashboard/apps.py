@@ -14,3 +14,9 @@ class SignalDashboardConfig(AppConfig):
         if conf.tracing_enabled():
             tracing.install()
             transport.start_publisher()
+            if conf.get_config()["OPENTELEMETRY"]:
+                try:
+                    from . import otel
+                except ImportError:  # check E007 says what to install
+                    return
+                otel.start()

@@ -112,6 +112,15 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 id="signal_dashboard.E005",
             )
         )
+    if user_config.get("OPENTELEMETRY") and importlib.util.find_spec("opentelemetry.sdk") is None:
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['OPENTELEMETRY'] is on but the OpenTelemetry SDK is not "
+                "installed.",
+                hint="pip install 'signal-dashboard[opentelemetry]'",
+                id="signal_dashboard.E007",
+            )
+        )
     return messages
 
 

@@ -60,6 +60,9 @@ DEFAULTS: dict[str, Any] = {
     # folded, and only those whose receiver raised or took SLOW_MS are kept in full.
     # None: every send in full.
     "DETAIL_LIMIT": None,
+    # Export traced sends as OpenTelemetry spans (and folded sends' receiver durations as a
+    # histogram), to the global tracer and meter providers: needs the opentelemetry extra.
+    "OPENTELEMETRY": False,
     # The rolling window of the latency statistics, beside the totals since start.
     "STATS_WINDOW_SECONDS": 300,
     # A receiver that runs more than this many times inside one request or command is a storm.

@@ -86,6 +86,8 @@ class Recorder:
         # Called on the sending thread as each send finishes, for capture(): tests read what
         # they captured before anything is drained.
         self.immediate: tuple[Subscriber, ...] = ()
+        # Called in a drain with each send folded by DETAIL_LIMIT (a LightSend).
+        self.folded: tuple[Callable[[LightSend], None], ...] = ()
         self.subscriber_failures = 0
         self._lock = threading.RLock()
         self._draining = False
@@ -157,6 +159,8 @@ class Recorder:
                 if item.origin is not process:
                     item.origin.count_calls(item)  # type: ignore[arg-type]
                 self._fold(item)
+                for folded in self.folded:
+                    self._call(folded, item)  # type: ignore[arg-type]
                 continue
             event: SignalEvent = item  # type: ignore[assignment]
             batch.append(event)
@@ -269,6 +273,18 @@ class Recorder:
                 return
             self.drain()  # what was sent before unsubscribing still is
             self.subscribers = tuple(s for s in self.subscribers if s is not subscriber)
+
+        return unsubscribe
+
+    def subscribe_folded(self, subscriber: Callable[[LightSend], None]) -> Callable[[], None]:
+        """Call ``subscriber(send)`` in a drain for every send folded from now on; returns the
+        unsubscribe function."""
+        self.drain()
+        self.folded = (*self.folded, subscriber)
+
+        def unsubscribe() -> None:
+            self.drain()
+            self.folded = tuple(s for s in self.folded if s is not subscriber)
 
         return unsubscribe
 

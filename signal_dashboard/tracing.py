@@ -119,9 +119,9 @@ def _finish(event: SignalEvent, end_ns: int | None = None) -> None:
             origin.signal_count += 1
             if event.parent is None:  # nested sends run inside their parent's receivers
                 origin.receiver_ns += sum(map(call_duration, event.calls))
-        recorder.record(event)
-        if recorder.immediate:
+        if recorder.immediate:  # first: a drain may take the event as soon as it is recorded
             recorder.notify_immediate(event)
+        recorder.record(event)
     except Exception:
         _Failures.add()
 
