@@ -86,23 +86,27 @@ class SignalsReport:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if self.is_controller:
             return  # the workers run the tests
-        from django.test import override_settings
-
-        from . import conf, tracing
+        from . import tracing
+        from .conf import get_config
         from .pytest_report import SignalCoverage
         from .recorder import recorder
 
-        # Every send in full, sends that reach no receiver counted: for as long as the run.
-        config = {**conf.get_config(), "RECORD_EMPTY_SENDS": True, "DETAIL_LIMIT": None}
-        overrides = override_settings(SIGNAL_DASHBOARD=config)
-        overrides.enable()
+        # Traced for the run, whatever ENABLED says: tracing changes nothing the tests see.
+        installed_here = not tracing.is_installed()
         tracing.install()
-        self.coverage = SignalCoverage(int(config["STORM_THRESHOLD"]))
-        unsubscribe = recorder.subscribe(self.coverage.record, immediate=True)
+        self.coverage = coverage = SignalCoverage(int(get_config()["STORM_THRESHOLD"]))
+        stops = [
+            recorder.subscribe(coverage.record, immediate=True),
+            recorder.subscribe_folded(coverage.record_folded),
+            tracing.watch_empty_sends(coverage.record_empty),
+        ]
 
         def stop() -> None:
-            unsubscribe()
-            overrides.disable()
+            recorder.drain()  # the folded sends not counted yet
+            for unsubscribe in stops:
+                unsubscribe()
+            if installed_here:
+                tracing.uninstall()
 
         self._stop = stop
 
@@ -127,8 +131,8 @@ class SignalsReport:
         from .pytest_report import merge, registry_view, summary
 
         if self.coverage is not None:
-            self.parts.append(self.coverage.data(*registry_view()))
             self._stop()
+            self.parts.append(self.coverage.data(*registry_view()))
             self.coverage = None
         if self.is_worker:
             self.config.workeroutput[WORKER_OUTPUT_KEY] = json.dumps(self.parts[-1])  # type: ignore[attr-defined]

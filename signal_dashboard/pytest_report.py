@@ -1,16 +1,20 @@
 """Signal coverage of a test run (``pytest --signals``): which receivers ran, which never did.
 
-The collector sees every traced send as it finishes, on the sending thread, and keeps only
-counts and log-bucketed histograms, never the events. Its figures are plain data
-(:meth:`SignalCoverage.data`), so that pytest-xdist's workers can hand them to the controller,
-which merges them (:func:`merge`) and writes the report (:func:`report_lines`).
+The collector sees every traced send as it finishes, on the sending thread (sends folded by
+``DETAIL_LIMIT`` in a drain, placed in their test by their start time), and every send that
+reached no receiver; it keeps only counts and log-bucketed histograms, never the events. Its
+figures are plain data (:meth:`SignalCoverage.data`), so that pytest-xdist's workers can hand
+them to the controller, which merges them (:func:`merge`) and writes the report
+(:func:`report_lines`).
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import sys
 import sysconfig
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -19,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 from .stats.histogram import Histogram
 
 if TYPE_CHECKING:
-    from .events import SignalEvent
+    from django.dispatch import Signal
+
+    from .events import LightSend, SignalEvent
 
 # How many rows the report's lists show.
 SLOWEST_SHOWN = 10
@@ -41,23 +47,52 @@ class SignalCoverage:
         self.locations: dict[str, str] = {}
         self.sent: set[str] = set()
         self.sends_per_test: Counter[str] = Counter()
-        self.storms: list[tuple[str, str, int]] = []
+        self.calls_per_test: Counter[tuple[str, str]] = Counter()
         self.test: str | None = None
-        self._test_calls: Counter[str] = Counter()
+        # The tests run so far, by start (perf_counter_ns), for sends counted in a drain.
+        self._test_starts: list[int] = []
+        self._test_spans: list[tuple[int, int, str]] = []
+        self._started = 0
         self._labels: dict[int, tuple[Any, str, str]] = {}
 
     def record(self, event: SignalEvent) -> None:
         """A send finished (a ``recorder`` subscriber, on the sending thread)."""
-        self.sent.add(event.signal_label)
+        self._count(event, self.test)
+
+    def record_folded(self, send: LightSend) -> None:
+        """A send folded by DETAIL_LIMIT (in a drain, perhaps after its test ended)."""
+        self._count(send, self._test_at(send.start_ns))
+
+    def record_empty(self, signal: Signal) -> None:
+        """A send that reached no receiver (on the sending thread)."""
+        from .labels import signal_label
+
+        self.sent.add(signal_label(signal))
         if self.test is not None:
             self.sends_per_test[self.test] += 1
+
+    def _count(self, event: SignalEvent | LightSend, test: str | None) -> None:
+        self.sent.add(event.signal_key.label)
+        if test is not None:
+            self.sends_per_test[test] += 1
         for key, _, _, duration, _, error in event.calls:  # see events.Call
             label = self._label(key)
             histogram = self.calls.get(label)
             if histogram is None:
                 histogram = self.calls[label] = Histogram()
             histogram.add(duration, error=error is not None)
-            self._test_calls[label] += 1
+            if test is not None:
+                self.calls_per_test[test, label] += 1
+
+    def _test_at(self, when: int) -> str | None:
+        if self.test is not None and when >= self._started:
+            return self.test
+        index = bisect.bisect_right(self._test_starts, when) - 1
+        if index >= 0:
+            start, end, nodeid = self._test_spans[index]
+            if start <= when <= end:
+                return nodeid
+        return None
 
     def _label(self, key: Any) -> str:
         from .labels import receiver_label
@@ -72,16 +107,13 @@ class SignalCoverage:
 
     def start_test(self, nodeid: str) -> None:
         self.test = nodeid
-        self._test_calls.clear()
+        self._started = time.perf_counter_ns()
 
     def finish_test(self) -> None:
-        """Name the receivers that storm inside the test that just ran."""
         if self.test is not None:
-            for label, calls in self._test_calls.items():
-                if calls > self.storm_threshold:
-                    self.storms.append((self.test, label, calls))
+            self._test_starts.append(self._started)
+            self._test_spans.append((self._started, time.perf_counter_ns(), self.test))
         self.test = None
-        self._test_calls.clear()
 
     def data(self, connected: Mapping[str, str], defined: Mapping[str, str]) -> dict[str, Any]:
         """The figures as JSON-ready data, with the receivers connected at the end of the run
@@ -96,7 +128,12 @@ class SignalCoverage:
             "defined": dict(defined),
             "sent": sorted(self.sent),
             "sends_per_test": dict(self.sends_per_test),
-            "storms": [list(storm) for storm in self.storms],
+            # Receivers run more than the threshold inside one test.
+            "storms": [
+                [test, label, calls]
+                for (test, label), calls in self.calls_per_test.items()
+                if calls > self.storm_threshold
+            ],
         }
 
 

@@ -74,6 +74,8 @@ _detail_limit: int | None = None
 _slow_ns = 100_000_000
 _ignored_signals: frozenset[Signal] = frozenset()
 _ignored_senders: frozenset[str] = frozenset()
+# Called with the signal of each send that reached no receiver (see watch_empty_sends()).
+_empty_watchers: tuple[Callable[[Signal], None], ...] = ()
 # False while recording is stopped (the dashboard's switch, see set_recording()).
 _recording = True
 
@@ -380,6 +382,13 @@ def _request_boundary_origin(signal: Signal, named: dict[str, Any]) -> Origin | 
 
 
 def _record_empty(signal: Signal, sender: Any, named: dict[str, Any], method: str) -> None:
+    for watcher in _empty_watchers:
+        try:
+            watcher(signal)
+        except Exception:
+            _Failures.add()
+    if not _record_empty_sends:
+        return
     event = _new_event(signal, sender, named, method, _current_parent())
     if type(event) is LightSend:
         _finish_light(event, None, signal, sender, method, named)
@@ -392,12 +401,12 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
 
     def send(self: Signal, sender: Any, **named: Any) -> list[tuple[Any, Any]]:
         if not self.receivers or self.sender_receivers_cache.get(sender) is NO_RECEIVERS:
-            if _record_empty_sends:
+            if _record_empty_sends or _empty_watchers:
                 _record_empty(self, sender, named, method)
             return []
         sync_receivers, async_receivers = self._live_receivers(sender)
         if not sync_receivers and not async_receivers:
-            if _record_empty_sends:
+            if _record_empty_sends or _empty_watchers:
                 _record_empty(self, sender, named, method)
             return []
         outer = sync_send.event
@@ -476,12 +485,12 @@ def _make_asend(method: str, robust: bool) -> Callable[..., Any]:
 
     async def asend(self: Signal, sender: Any, **named: Any) -> list[tuple[Any, Any]]:
         if not self.receivers or self.sender_receivers_cache.get(sender) is NO_RECEIVERS:
-            if _record_empty_sends:
+            if _record_empty_sends or _empty_watchers:
                 _record_empty(self, sender, named, method)
             return []
         sync_receivers, async_receivers = self._live_receivers(sender)
         if not sync_receivers and not async_receivers:
-            if _record_empty_sends:
+            if _record_empty_sends or _empty_watchers:
                 _record_empty(self, sender, named, method)
             return []
         event = _new_event(self, sender, named, method, _current_parent())
@@ -562,6 +571,19 @@ _PATCHES: tuple[tuple[type, str, Callable[[], Callable[..., Any]]], ...] = (
     (Signal, "asend_robust", lambda: _make_asend("asend_robust", robust=True)),
     (BaseCommand, "execute", _make_execute),
 )
+
+
+def watch_empty_sends(watcher: Callable[[Signal], None]) -> Callable[[], None]:
+    """Call ``watcher(signal)`` on the sending thread for every send that reaches no receiver
+    (which is recorded only with RECORD_EMPTY_SENDS); returns the function that stops it."""
+    global _empty_watchers
+    _empty_watchers = (*_empty_watchers, watcher)
+
+    def unwatch() -> None:
+        global _empty_watchers
+        _empty_watchers = tuple(w for w in _empty_watchers if w is not watcher)
+
+    return unwatch
 
 
 def set_recording(on: bool) -> None:

@@ -196,3 +196,19 @@ def test_without_the_option_nothing_is_reported(kitchen: pytest.Pytester) -> Non
     result = run(kitchen)
     assert result.ret == pytest.ExitCode.OK
     assert "Receiver coverage" not in result.stdout.str()
+
+
+def test_sends_folded_by_the_detail_limit_count_in_their_test(kitchen: pytest.Pytester) -> None:
+    folded = SETTINGS.replace('"STORM_THRESHOLD": 50}', '"STORM_THRESHOLD": 50, "DETAIL_LIMIT": 2}')
+    (kitchen.path / "folded_settings.py").write_text(folded)
+    report = kitchen.path / "signals.json"
+    result = run(kitchen, "--ds=folded_settings", f"--signals-json={report}")
+    assert result.ret == pytest.ExitCode.OK
+    assert "settings: folded_settings (from option)" in result.stdout.str()
+    data = json.loads(report.read_text())
+    assert {item["calls"] for item in data["slowest"]} == {61}
+    assert {"test": "test_orders.py::test_rush_hour", "sends": 60} in data["busiest_tests"]
+    assert sorted((storm["receiver"], storm["calls"]) for storm in data["storms"]) == [
+        ("kitchen.receivers.count_order", 60),
+        ("kitchen.receivers.notify_chef", 60),
+    ]
