@@ -36,6 +36,8 @@ _POSITIVE_INTS = (
 _STRING_LISTS = {
     "SENSITIVE_KEYS": '["card_number", "iban"]',
     "IGNORE_SIGNALS": '["django.db.models.signals.post_init"]',
+    "TRACE_ONLY_SIGNALS": '["myapp.signals.order_placed"]',
+
     "IGNORE_SENDERS": '["pizzeria.Topping"]',
 }
 
@@ -81,9 +83,10 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                     id="signal_dashboard.E003",
                 )
             )
-    ignored_signals = user_config.get("IGNORE_SIGNALS", ())
-    if _is_string_list(ignored_signals):
-        messages.extend(_ignored_signal_warnings(ignored_signals))
+    for key in ("IGNORE_SIGNALS", "TRACE_ONLY_SIGNALS"):
+        paths = user_config.get(key, ())
+        if _is_string_list(paths):
+            messages.extend(_signal_path_warnings(key, paths))
     rate = user_config.get("SAMPLE_RATE", DEFAULTS["SAMPLE_RATE"])
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
         messages.append(
@@ -132,9 +135,10 @@ def _is_string_list(value: object) -> bool:
     )
 
 
-def _ignored_signal_warnings(paths: Iterable[str]) -> list[CheckMessage]:
-    """IGNORE_SIGNALS' paths that do not import, or do not name a Signal: tracing leaves them
-    out, so the sends they were meant to leave out are traced."""
+def _signal_path_warnings(key: str, paths: Iterable[str]) -> list[CheckMessage]:
+    """IGNORE_SIGNALS' (or TRACE_ONLY_SIGNALS') paths that do not import, or do not name a
+    Signal: tracing leaves them out, so the sends they were meant to leave out are traced (or
+    those meant to be traced are not)."""
     messages: list[CheckMessage] = []
     for path in paths:
         try:
@@ -142,7 +146,7 @@ def _ignored_signal_warnings(paths: Iterable[str]) -> list[CheckMessage]:
         except NotASignal as err:
             messages.append(
                 Warning(
-                    f"{SETTING_NAME}['IGNORE_SIGNALS']: {err}",
+                    f"{SETTING_NAME}[{key!r}]: {err}",
                     hint="Give the dotted path of a Signal object, such as "
                     "'django.db.models.signals.post_init'.",
                     id="signal_dashboard.W004",
@@ -151,7 +155,7 @@ def _ignored_signal_warnings(paths: Iterable[str]) -> list[CheckMessage]:
         except Exception as err:  # importing a module may raise anything
             messages.append(
                 Warning(
-                    f"{SETTING_NAME}['IGNORE_SIGNALS']: {path!r} does not import.",
+                    f"{SETTING_NAME}[{key!r}]: {path!r} does not import.",
                     hint=f"{type(err).__name__}: {err}",
                     id="signal_dashboard.W004",
                 )

@@ -35,6 +35,8 @@ DEFAULTS: dict[str, Any] = {
     # "django.db.models.signals.post_init"), and from these senders (labels as the dashboard
     # shows them, such as "pizzeria.Topping").
     "IGNORE_SIGNALS": (),
+    # The allow list: when not empty, only these signals (dotted paths) are traced.
+    "TRACE_ONLY_SIGNALS": (),
     "IGNORE_SENDERS": (),
     # Bounds of the payload summary.
     "MAX_STRING_LENGTH": 200,

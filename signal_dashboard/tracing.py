@@ -74,6 +74,7 @@ _detail_limit: int | None = None
 _slow_ns = 100_000_000
 _ignored_signals: frozenset[Signal] = frozenset()
 _ignored_senders: frozenset[str] = frozenset()
+_only_signals: frozenset[Signal] = frozenset()  # TRACE_ONLY_SIGNALS; empty: every signal
 # Called with the signal of each send that reached no receiver (see watch_empty_sends()).
 _empty_watchers: tuple[Callable[[Signal], None], ...] = ()
 # False while recording is stopped (the dashboard's switch, see set_recording()).
@@ -333,6 +334,8 @@ def _new_event(
         if not _recording:
             return None
         if _ignored_signals and signal in _ignored_signals:
+            return None
+        if _only_signals and signal not in _only_signals:
             return None
         if _ignored_senders and _ignores_sender(sender):
             return None
@@ -619,13 +622,15 @@ def _signals_at(paths: Iterable[str]) -> Iterator[Signal]:
 
 @conf.on_change
 def _read_settings(config: dict[str, Any]) -> None:
-    global _record_empty_sends, _detail_limit, _slow_ns, _ignored_signals, _ignored_senders
+    global _record_empty_sends, _detail_limit, _slow_ns
+    global _ignored_signals, _ignored_senders, _only_signals
     _record_empty_sends = bool(config["RECORD_EMPTY_SENDS"])
     limit = config["DETAIL_LIMIT"]
     _detail_limit = None if limit is None else int(limit)
     _slow_ns = int(config["SLOW_MS"] * 1_000_000)
     _ignored_signals = frozenset(_signals_at(_as_list(config["IGNORE_SIGNALS"])))
     _ignored_senders = frozenset(_as_list(config["IGNORE_SENDERS"]))
+    _only_signals = frozenset(_signals_at(_as_list(config["TRACE_ONLY_SIGNALS"])))
 
 
 def install() -> None:

@@ -140,6 +140,12 @@ class FitTests(UxTestCase):
         with launch_browser() as browser:
             self.check_fit(self.open_dashboard(browser))
 
+    def test_everything_is_readable_at_1440_by_900(self) -> None:
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser)
+            page.set_viewport_size({"width": 1440, "height": 900})
+            self.check_fit(page)
+
     def test_everything_is_readable_at_1280_by_800_in_dark_mode(self) -> None:
         with launch_browser() as browser:
             page = self.open_dashboard(browser, color_scheme="dark")

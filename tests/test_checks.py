@@ -146,3 +146,14 @@ def test_ignored_signals_must_name_signals(settings: Any) -> None:
             id="signal_dashboard.W004",
         ),
     ]
+
+
+def test_trace_only_signals_must_name_signals(settings: Any) -> None:
+    settings.SIGNAL_DASHBOARD = {"TRACE_ONLY_SIGNALS": ["tests.urls.pizza_ordered", "nowhere.x"]}
+    assert check_settings() == [
+        Warning(
+            "SIGNAL_DASHBOARD['TRACE_ONLY_SIGNALS']: 'nowhere.x' does not import.",
+            hint="ModuleNotFoundError: No module named 'nowhere'",
+            id="signal_dashboard.W004",
+        ),
+    ]

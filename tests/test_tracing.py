@@ -1036,3 +1036,21 @@ def test_an_ignored_sender_is_not_kept_alive(ignoring: Callable[..., None]) -> N
     sender = send_once()
     gc.collect()
     assert sender() is None
+
+
+def test_trace_only_signals_leaves_every_other_signal_untraced(settings: Any) -> None:
+    settings.SIGNAL_DASHBOARD = {
+        **settings.SIGNAL_DASHBOARD,
+        "TRACE_ONLY_SIGNALS": [IGNORED_SIGNAL_PATH],
+    }
+    allowed, other = new_ignored_signal(), Signal()
+    for signal in (allowed, other):
+        signal.connect(on_anything, weak=False)
+    with tracing.capture() as events:
+        assert other.send(sender=Sender) == [(on_anything, "seen")]
+        assert allowed.send(sender=Sender) == [(on_anything, "seen")]
+    assert [event.signal for event in events] == [allowed]
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "TRACE_ONLY_SIGNALS": []}
+    with tracing.capture() as events:
+        other.send(sender=Sender)
+    assert [event.signal for event in events] == [other]
