@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from channels.routing import ProtocolTypeRouter
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 from django.db.models.signals import post_save
 
@@ -20,9 +21,9 @@ def topping_saved(sender: type[Topping], instance: Topping, **kwargs: Any) -> No
 # not reach it.
 post_save.connect(topping_saved, sender=Topping, dispatch_uid="tests.asgi.topping_saved")
 
-application = ProtocolTypeRouter(
-    {
-        "http": get_asgi_application(),
-        "websocket": websocket_application,
-    }
+django_application = get_asgi_application()
+application = ProtocolTypeRouter({"http": django_application, "websocket": websocket_application})
+# The same, serving the static files too, for a browser on a server run by tests.processes.
+application_with_static = ProtocolTypeRouter(
+    {"http": ASGIStaticFilesHandler(django_application), "websocket": websocket_application}
 )

@@ -112,13 +112,17 @@ def session_cookie(db_path: Path | str, redis_url: str, username: str, password:
 
 
 class DaphneServer:
-    """``tests.asgi:application`` served by Daphne in a child process, on a free port.
+    """``tests.asgi:application`` (or another ``application`` of tests/asgi.py) served by
+    Daphne in a child process, on a free port.
 
     The database at ``db_path`` must be migrated first (``migrate()``): readiness is a 200
     from ``/toppings/``, which lists the toppings.
     """
 
-    def __init__(self, db_path: Path | str, redis_url: str) -> None:
+    def __init__(
+        self, db_path: Path | str, redis_url: str, application: str = "application"
+    ) -> None:
+        self.application = f"tests.asgi:{application}"
         self.db_path = Path(db_path)
         self.redis_url = redis_url
         self.port = free_port()
@@ -147,7 +151,7 @@ class DaphneServer:
         command = [sys.executable, "-c", _DAPHNE, "-b", "127.0.0.1", "-p", str(self.port)]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [*command, "tests.asgi:application"],
+                [*command, self.application],
                 cwd=REPO,
                 env=project_env(self.db_path, self.redis_url),
                 stdin=subprocess.DEVNULL,

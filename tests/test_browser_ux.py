@@ -5,6 +5,7 @@ Headless Chromium against a live Daphne server, at a laptop's 1280 by 800, in li
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.error
 import urllib.request
@@ -407,3 +408,38 @@ class RecordingTests(UxTestCase):
                         )
                     },
                 )
+
+
+@pytest.mark.redis
+def test_with_redis_another_process_send_is_detailed_and_exported_as_shown(
+    project_db: Any, redis_server: Any
+) -> None:
+    from tests.processes import DaphneServer, run_command, session_cookie
+    from tests.test_transport import SEND_WITH_NESTED_SENDS
+
+    session = session_cookie(project_db, redis_server.url, "staff", "pw")
+    with (
+        DaphneServer(project_db, redis_server.url, "application_with_static") as server,
+        launch_browser() as browser,
+    ):
+        page = browser.new_page(viewport=LAPTOP)
+        page.context.add_cookies([{"name": "sessionid", "value": session, "url": server.url}])
+        page.goto(server.url + "/signals/")
+        expect(page.locator("#sd-status")).to_have_text(re.compile(r"\bconnected\b"))
+        command = run_command(["shell", "-c", SEND_WITH_NESTED_SENDS], project_db, redis_server.url)
+        assert command.returncode == 0, command.stderr
+        ordered = page.locator('#sd-rows tr[data-signal="tests.urls.pizza_ordered"]')
+        expect(ordered).to_have_count(1, timeout=15_000)  # from the other process, via Redis
+        ordered.click()
+        nested = page.locator("#sd-detail h3:text('Nested sends') + ul a")
+        expect(nested.first).to_contain_text("signals.post_save")
+        nested.first.click()
+        expect(page.locator("#sd-detail h2")).to_contain_text("post_save")
+        expect(page.locator("#sd-detail")).to_contain_text("Sent inside")
+        # The download lists what the page lists: the other process's send included.
+        shown = page.locator("#sd-rows tr").evaluate_all("(rows) => rows.map((r) => r.dataset.id)")
+        href = page.locator("#sd-download-events").get_attribute("href") or ""
+        lines = page.request.get(server.url + href).text().splitlines()
+        exported = [json.loads(line)["id"] for line in lines]
+        assert set(shown) <= set(exported)
+        assert ordered.get_attribute("data-id") in exported
