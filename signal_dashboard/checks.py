@@ -37,7 +37,6 @@ _STRING_LISTS = {
     "SENSITIVE_KEYS": '["card_number", "iban"]',
     "IGNORE_SIGNALS": '["django.db.models.signals.post_init"]',
     "TRACE_ONLY_SIGNALS": '["myapp.signals.order_placed"]',
-
     "IGNORE_SENDERS": '["pizzeria.Topping"]',
 }
 
@@ -161,6 +160,25 @@ def _signal_path_warnings(key: str, paths: Iterable[str]) -> list[CheckMessage]:
                 )
             )
     return messages
+
+
+@register()
+def check_doubled_receivers(**kwargs: Any) -> list[CheckMessage]:
+    """A receiver connected twice to one signal runs twice per send."""
+    from .registry import doubled_receivers
+
+    return [
+        Warning(
+            f"{doubled.receiver} ({doubled.location}) is connected "
+            f"{len(doubled.senders)} times to {doubled.signal}: it runs "
+            f"{len(doubled.senders)} times per send.",
+            hint="Its module is probably imported under two names, or connect() runs more "
+            "than once. Give connect() (or @receiver) a dispatch_uid, such as "
+            f"dispatch_uid={doubled.receiver!r}, so that connecting it again replaces it.",
+            id="signal_dashboard.W005",
+        )
+        for doubled in doubled_receivers()
+    ]
 
 
 @register()

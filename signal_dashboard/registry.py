@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import weakref
 from dataclasses import dataclass
+from types import MethodType
 from typing import Any
 
 from django.apps import apps
@@ -46,6 +47,8 @@ class ReceiverInfo:
     dead: bool
     calls: int  # since start, for this signal (and this sender, when filtered to one)
     last_called: float | None  # wall-clock seconds since the epoch
+    # For a bound method, the id of its instance: methods of two instances are two receivers.
+    instance_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,36 @@ def signal_registry(store: LatencyStore | None = None) -> list[SignalInfo]:
     return registry
 
 
+@dataclass(frozen=True)
+class Doubled:
+    """One receiver (the same code, so the same label and location) connected to a signal
+    more than once, for senders that overlap: it runs that many times per send."""
+
+    signal: str
+    receiver: str
+    location: str
+    senders: list[str | None]  # each connection's sender (None: any)
+
+
+def doubled_receivers(registry: list[SignalInfo] | None = None) -> list[Doubled]:
+    """Receivers connected more than once to one signal under different lookup keys, for
+    senders that overlap (one of them any sender, or the same one): a module imported under
+    two names, or a connect() that runs more than once without a ``dispatch_uid``."""
+    found = []
+    for info in signal_registry() if registry is None else registry:
+        by_code: dict[tuple[str, str, int | None], list[ReceiverInfo]] = {}
+        for receiver in info.receivers:
+            if not receiver.dead and receiver.location:
+                key = (receiver.label, receiver.location, receiver.instance_id)
+                by_code.setdefault(key, []).append(receiver)
+        for (label, location, _), same in by_code.items():
+            senders = [receiver.sender for receiver in same]
+            overlapping = None in senders or len(set(senders)) < len(senders)
+            if len(same) > 1 and overlapping:
+                found.append(Doubled(info.label, label, location, senders))
+    return found
+
+
 def _default_store() -> LatencyStore:
     # Read at call time: the recorder replaces its store when the stats window setting changes.
     from .recorder import recorder
@@ -193,6 +226,7 @@ def _receiver_info(
         dead=receiver is None or sender_gone,
         calls=calls,
         last_called=last_ns / 1e9 if calls else None,
+        instance_id=id(receiver.__self__) if isinstance(receiver, MethodType) else None,
     )
 
 

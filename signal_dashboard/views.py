@@ -25,7 +25,7 @@ from .events import Row
 from .filters import EventFilter, FilterError
 from .queries import page_state, recent_rows, request_summary, tables_context
 from .recorder import recorder
-from .registry import signal_registry
+from .registry import doubled_receivers, signal_registry
 from .stats.table import TableQuery
 from .tracing import is_installed, tracing_failures
 
@@ -203,6 +203,7 @@ def registry(request: HttpRequest) -> HttpResponse:
         "signal_dashboard/registry.html",
         {
             "signals": signals,
+            "doubled": doubled_receivers(signals),
             "record_empty_sends": get_config()["RECORD_EMPTY_SENDS"],
             "receiver_count": sum(len(info.receivers) for info in signals),
             "never_fired": sum(

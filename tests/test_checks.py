@@ -157,3 +157,69 @@ def test_trace_only_signals_must_name_signals(settings: Any) -> None:
             id="signal_dashboard.W004",
         ),
     ]
+
+
+def test_a_receiver_connected_twice_is_a_warning_naming_dispatch_uid() -> None:
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from django.dispatch import Signal
+
+    # The same module imported under a second name: a second code object, the same code.
+    path = Path(__file__).parent / "doubled_receiver.py"
+    spec = importlib.util.spec_from_file_location("tests_doubled_copy", path)
+    assert spec is not None
+    assert spec.loader is not None
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+    from tests import doubled_receiver
+
+    signal: Signal = doubled_receiver.kitchen_opened
+    signal.connect(copy.open_windows)  # the copy's function, same code, another lookup key
+    try:
+        assert signal.send(sender=None) == [  # sent: the registry knows it now
+            (doubled_receiver.open_windows, "open"),
+            (copy.open_windows, "open"),
+        ]
+        messages = [m for m in check_settings_and_doubles() if m.id == "signal_dashboard.W005"]
+        location = f"{path}:{doubled_receiver.open_windows.__code__.co_firstlineno}"
+        assert messages == [
+            Warning(
+                f"tests.doubled_receiver.open_windows ({location}) is connected 2 times to "
+                "tests.doubled_receiver.kitchen_opened: it runs 2 times per send.",
+                hint="Its module is probably imported under two names, or connect() runs more "
+                "than once. Give connect() (or @receiver) a dispatch_uid, such as "
+                "dispatch_uid='tests.doubled_receiver.open_windows', so that connecting it "
+                "again replaces it.",
+                id="signal_dashboard.W005",
+            )
+        ]
+    finally:
+        signal.disconnect(copy.open_windows)
+        sys.modules.pop("tests_doubled_copy", None)
+    assert [m for m in check_settings_and_doubles() if m.id == "signal_dashboard.W005"] == []
+
+
+def check_settings_and_doubles() -> list[Any]:
+    from signal_dashboard.checks import check_doubled_receivers
+
+    return check_doubled_receivers()
+
+
+def test_the_registry_page_lists_doubled_receivers(admin_client: Any) -> None:
+    from tests import doubled_receiver
+
+    signal = doubled_receiver.kitchen_opened
+
+    signal.connect(doubled_receiver.open_windows, sender="morning", dispatch_uid="again")
+    try:
+        signal.send(sender="morning")
+        page = admin_client.get("/signals/registry/").content.decode()
+        assert "Receivers connected more than once" in page
+        assert 'data-receiver="tests.doubled_receiver.open_windows"' in page
+        assert "connected 2 times,\n        for any sender, morning" in page
+    finally:
+        assert signal.disconnect(dispatch_uid="again", sender="morning")
+    page = admin_client.get("/signals/registry/").content.decode()
+    assert "Receivers connected more than once" not in page
