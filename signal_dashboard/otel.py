@@ -20,13 +20,13 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from .events import WALL_OFFSET_NS, call_start
+from .events import WALL_OFFSET_NS, SignalEvent, call_start
 from .labels import key_label, receiver_label
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .events import LightSend, SignalEvent
+    from .events import LightSend
 
 SCOPE = "signal_dashboard"
 DURATION_METRIC = "django.signal.receiver.duration"
@@ -64,6 +64,8 @@ class Exporter:
     # -- in a drain, off the sending thread ----------------------------------------------
 
     def recorded(self, event: SignalEvent) -> None:
+        if type(event) is not SignalEvent:
+            return  # a signal-hygiene finding: no send, no span
         parent = event.parent
         if parent is not None:
             self._children.setdefault(id(parent), []).append(event)

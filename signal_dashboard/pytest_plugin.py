@@ -88,6 +88,7 @@ class SignalsReport:
             return  # the workers run the tests
         from . import tracing
         from .conf import get_config
+        from .hygiene import hygiene
         from .pytest_report import SignalCoverage
         from .recorder import recorder
 
@@ -99,6 +100,7 @@ class SignalsReport:
             recorder.subscribe(coverage.record, immediate=True),
             recorder.subscribe_folded(coverage.record_folded),
             tracing.watch_empty_sends(coverage.record_empty),
+            hygiene.watch(coverage.record_finding),
         ]
 
         def stop() -> None:

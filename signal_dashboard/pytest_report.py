@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from django.dispatch import Signal
 
     from .events import LightSend, SignalEvent
+    from .hygiene import Finding
 
 # How many rows the report's lists show.
 SLOWEST_SHOWN = 10
@@ -48,6 +49,7 @@ class SignalCoverage:
         self.sent: set[str] = set()
         self.sends_per_test: Counter[str] = Counter()
         self.calls_per_test: Counter[tuple[str, str]] = Counter()
+        self.findings: list[dict[str, Any]] = []
         self.test: str | None = None
         # The tests run so far, by start (perf_counter_ns), for sends counted in a drain.
         self._test_starts: list[int] = []
@@ -70,6 +72,18 @@ class SignalCoverage:
         self.sent.add(signal_label(signal))
         if self.test is not None:
             self.sends_per_test[self.test] += 1
+
+    def record_finding(self, finding: Finding) -> None:
+        """A lost, doubled or run-time receiver, or a disconnect that removed nothing."""
+        self.findings.append(
+            {
+                "type": finding.kind,
+                "signal": finding.signal,
+                "receiver": finding.receiver,
+                "locations": finding.locations,
+                "test": self.test,
+            }
+        )
 
     def _count(self, event: SignalEvent | LightSend, test: str | None) -> None:
         self.sent.add(event.signal_key.label)
@@ -128,6 +142,7 @@ class SignalCoverage:
             "defined": dict(defined),
             "sent": sorted(self.sent),
             "sends_per_test": dict(self.sends_per_test),
+            "findings": self.findings,
             # Receivers run more than the threshold inside one test.
             "storms": [
                 [test, label, calls]
@@ -167,6 +182,7 @@ def merge(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "sent": set(),
         "sends_per_test": Counter(),
         "storms": [],
+        "findings": [],
     }
     for part in parts:
         for label, figures in part["receivers"].items():
@@ -178,6 +194,7 @@ def merge(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         merged["sent"].update(part["sent"])
         merged["sends_per_test"].update(part["sends_per_test"])
         merged["storms"] += part["storms"]
+        merged["findings"] += part["findings"]
     merged["receivers"] = {
         label: {"location": locations[label], **histogram.to_dict()}
         for label, histogram in histograms.items()
@@ -247,6 +264,12 @@ def summary(data: Mapping[str, Any], root: Path, all_receivers: bool) -> dict[st
             {"test": test, "receiver": label, "calls": calls}
             for test, label, calls in sorted(data["storms"], key=lambda storm: -storm[2])
         ],
+        # Lost, doubled and run-time receivers, disconnects that removed nothing.
+        "hygiene": [
+            finding
+            for finding in data["findings"]
+            if all_receivers or any(is_own(where, root) for where in finding["locations"])
+        ],
     }
 
 
@@ -278,7 +301,23 @@ def report_lines(result: Mapping[str, Any], storm_threshold: int) -> list[str]:
         lines += [
             f"  {item['receiver']} x{item['calls']}  in {item['test']}" for item in result["storms"]
         ]
+    if result["hygiene"]:
+        lines.append("Signal hygiene (see the dashboard's registry):")
+        lines += [
+            f"  {_HYGIENE[item['type']]}: {item['receiver']} on {item['signal']}"
+            f" at {' and '.join(item['locations'])}"
+            + (f"  in {item['test']}" if item["test"] else "")
+            for item in result["hygiene"]
+        ]
     return lines
+
+
+_HYGIENE = {
+    "lost": "lost (garbage-collected while connected)",
+    "doubled": "doubled (connected twice)",
+    "connected": "connected while a test ran",
+    "disconnect_missed": "disconnect() removed nothing",
+}
 
 
 def _ms(nanoseconds: int) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import conf, context
 from .events import Fold, LightSend
+from .hygiene import FINDINGS_KEPT, Finding
 from .stats.store import LatencyStore
 
 if TYPE_CHECKING:
@@ -79,6 +80,7 @@ class Recorder:
         self._sizes: _Sizes | bool | None = None if follows else False
         self._latency = LatencyStore()
         self._folds: dict[tuple[Any, ...], Fold] = {}
+        self._findings: deque[Finding] = deque(maxlen=FINDINGS_KEPT)
         # Never replaced: the sending threads append to it through ``recorder.pending``.
         self.pending: deque[SignalEvent | Origin] = deque()
         self.lost = 0  # events and requests that found ``pending`` full
@@ -154,6 +156,11 @@ class Recorder:
                 item.storms = latency.record_origin(item)
                 self._requests.append(item)
                 continue
+            if type(item) is Finding:
+                self._findings.append(item)
+                for subscriber in subscribers:  # rows of their own, for dashboards and Redis
+                    self._call(subscriber, item)  # type: ignore[arg-type]
+                continue
             if type(item) is LightSend:
                 batch.append(item)  # type: ignore[arg-type]
                 if item.origin is not process:
@@ -208,6 +215,12 @@ class Recorder:
         self.drain()
         with self._lock:
             return list(self._folds.values())
+
+    @property
+    def findings(self) -> deque[Finding]:
+        """The most recent signal-hygiene findings (see hygiene.py), oldest first."""
+        self.drain()
+        return self._findings
 
     @property
     def requests(self) -> deque[Origin]:
@@ -321,6 +334,7 @@ class Recorder:
             self.drain()
             self._events.clear()
             self._folds.clear()
+            self._findings.clear()
             self._requests.clear()
             self._latency.clear()
 

@@ -44,6 +44,8 @@ def row_html(row: Row, event_url: tuple[str, str] | None = None) -> str:
     """
     failed = not row["ok"]
     classes = "sd-row" + (" sd-failed" if failed else "") + (" sd-slow" if is_slow(row) else "")
+    if "type" in row:  # a signal-hygiene finding (see hygiene.py)
+        classes += " sd-finding"
     signal, sender, history_id = _text(row["signal"]), _text(row["sender"]), row.get("history_id")
     before, after = event_url or event_url_parts()
     url = before + quote(row["id"], safe="!$&'()*+,;=/~:@") + after  # as reverse() quotes

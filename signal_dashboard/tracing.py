@@ -29,7 +29,7 @@ from django.core.management.base import BaseCommand
 from django.core.signals import request_finished, request_started
 from django.dispatch import Signal, dispatcher
 
-from . import conf, payload
+from . import conf, hygiene, payload
 from .context import (
     PROCESS_ORIGIN,
     SUSPENDED,
@@ -573,6 +573,11 @@ _PATCHES: tuple[tuple[type, str, Callable[[], Callable[..., Any]]], ...] = (
     (Signal, "asend", lambda: _make_asend("asend", robust=False)),
     (Signal, "asend_robust", lambda: _make_asend("asend_robust", robust=True)),
     (BaseCommand, "execute", _make_execute),
+    # Signal hygiene (hygiene.py): connect() and disconnect() as Django's, then noted.
+    *(
+        (Signal, name, functools.partial(make, Signal.__dict__[name]))
+        for name, make in hygiene.PATCHES
+    ),
 )
 
 

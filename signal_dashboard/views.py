@@ -23,6 +23,7 @@ from .conf import get_config
 from .context import Origin
 from .events import Row
 from .filters import EventFilter, FilterError
+from .hygiene import KINDS, hygiene
 from .queries import page_state, recent_rows, request_summary, tables_context
 from .recorder import recorder
 from .registry import doubled_receivers, signal_registry
@@ -83,6 +84,9 @@ def event_detail(request: HttpRequest, event_id: str) -> HttpResponse:
                 "origin": event.origin.as_dict(),
             }
             return render(request, "signal_dashboard/_detail.html", context)
+    for finding in list(recorder.findings):
+        if finding.id == event_id:
+            return render(request, "signal_dashboard/_finding.html", {"finding": finding.as_dict()})
     # Another process's send: what the backend kept of it.
     history_id = request.GET.get("h", "")
     data = None
@@ -93,6 +97,8 @@ def event_detail(request: HttpRequest, event_id: str) -> HttpResponse:
             return HttpResponse(f"Redis unreachable: {error}", status=503)
     if data is None or data.get("id") != event_id:
         raise Http404("That send is no longer in the buffer.")
+    if data.get("type") in KINDS:  # a signal-hygiene finding
+        return render(request, "signal_dashboard/_finding.html", {"finding": data})
     # Its nested sends, and the send it was made in, from the rows the page lists (by their
     # parent_id): publishing an event costs nothing more for them.
     rows = recent_rows()
@@ -198,11 +204,17 @@ def _find_origin(origin_id: int) -> Origin:
 def registry(request: HttpRequest) -> HttpResponse:
     """Every known signal with its receivers, and how often each fired."""
     signals = signal_registry()
+    findings = list(recorder.findings)
     return render(
         request,
         "signal_dashboard/registry.html",
         {
             "signals": signals,
+            "lost": [finding for finding in findings if finding.kind == "lost"][::-1],
+            "missed": [finding for finding in findings if finding.kind == "disconnect_missed"][
+                ::-1
+            ],
+            "runtime_connects": sorted(hygiene.runtime_connects.items()),
             "doubled": doubled_receivers(signals),
             "record_empty_sends": get_config()["RECORD_EMPTY_SENDS"],
             "receiver_count": sum(len(info.receivers) for info in signals),

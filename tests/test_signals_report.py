@@ -212,3 +212,38 @@ def test_sends_folded_by_the_detail_limit_count_in_their_test(kitchen: pytest.Py
         ("kitchen.receivers.count_order", 60),
         ("kitchen.receivers.notify_chef", 60),
     ]
+
+
+HYGIENE_TESTS = """import gc
+
+from kitchen.signals import order_placed
+
+
+def test_a_receiver_that_gets_lost():
+    def notify_waiter(sender, **kwargs):
+        return None
+
+    order_placed.connect(notify_waiter)
+    del notify_waiter
+    gc.collect()
+    order_placed.disconnect(dispatch_uid="no-such-receiver")
+"""
+
+
+def test_signal_hygiene_is_reported_with_its_test(kitchen: pytest.Pytester) -> None:
+    (kitchen.path / "test_hygiene_cases.py").write_text(HYGIENE_TESTS)
+    result = run(kitchen, "--signals", "test_hygiene_cases.py")
+    assert result.ret == pytest.ExitCode.OK
+    where = f"{kitchen.path}/test_hygiene_cases.py"
+    result.stdout.fnmatch_lines(
+        [
+            "Signal hygiene (see the dashboard's registry):",
+            "  lost (garbage-collected while connected): "
+            "test_hygiene_cases.test_a_receiver_that_gets_lost.<locals>.notify_waiter "
+            f"on kitchen.signals.order_placed at {where}:10  "
+            "in test_hygiene_cases.py::test_a_receiver_that_gets_lost",
+            "  disconnect() removed nothing: dispatch_uid='no-such-receiver' "
+            f"on kitchen.signals.order_placed at {where}:13  "
+            "in test_hygiene_cases.py::test_a_receiver_that_gets_lost",
+        ]
+    )

@@ -72,6 +72,25 @@ def long_labels(request: HttpRequest) -> HttpResponse:
     return HttpResponse("counted")
 
 
+def on_every_order(sender: object, **kwargs: object) -> None:
+    """Connected by the ``connect/`` view, while it runs: what a request must not do."""
+
+
+def connect_in_view(request: HttpRequest) -> HttpResponse:
+    pizza_ordered.connect(on_every_order, weak=False)
+    return HttpResponse("connected")
+
+
+def lose_a_receiver(request: HttpRequest) -> HttpResponse:
+    """Connects a local function, held weakly: it is lost once the view returns."""
+
+    def forgotten_receiver(sender: object, **kwargs: object) -> None:
+        return None
+
+    pizza_ordered.connect(forgotten_receiver)
+    return HttpResponse("connected, for now")
+
+
 def broken(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("view failed")
 
@@ -89,5 +108,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("broken/", broken),
     path("order/", order_pizza),
     path("long/", long_labels),
+    path("connect/", connect_in_view),
+    path("lose/", lose_a_receiver),
     path("signals/", include("signal_dashboard.urls")),
 ]

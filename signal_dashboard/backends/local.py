@@ -39,15 +39,10 @@ class LocalBackend(Backend):
         return self._switch
 
     def recent_rows(self, limit: int) -> list[dict[str, Any]]:
-        return [event.as_row() for event in reversed(list(recorder.events))][:limit]
+        return [item.as_row() for item in reversed(_recent(limit))]
 
     def recent_events(self, limit: int, event_filter: EventFilter) -> list[dict[str, Any]]:
-        events = list(recorder.events)
-        return [
-            event.as_dict()
-            for event in events[max(0, len(events) - limit) :]
-            if event_filter.matches(event.as_row())
-        ]
+        return [item.as_dict() for item in _recent(limit) if event_filter.matches(item.as_row())]
 
     def latency_store(self) -> LatencyStore:
         return recorder.latency
@@ -63,3 +58,13 @@ class LocalBackend(Backend):
 
     def tail_layer(self) -> BaseChannelLayer:
         raise NotShared(NOT_SHARED)
+
+
+def _recent(limit: int) -> list[Any]:
+    """The newest ``limit`` of this process's events and signal-hygiene findings, oldest
+    first."""
+    events: list[Any] = list(recorder.events)
+    findings = list(recorder.findings)
+    if findings:
+        events = sorted([*events, *findings], key=lambda item: item.timestamp)
+    return events[max(0, len(events) - limit) :]

@@ -85,3 +85,6 @@ LOGIN_URL = "/admin/login/"
 # REDIS_URL=redis://127.0.0.1:6379/0 puts the demo on the Redis transport: events and statistics
 # of every process (this server, `manage.py` commands, scripts) reach the dashboard.
 SIGNAL_DASHBOARD = {"ENABLED": True, "REDIS_URL": os.environ.get("REDIS_URL") or None}
+# The pizzeria makes three signal mistakes on purpose, for the dashboard's signal hygiene to show
+# (signal_dashboard/demo/pizzeria/mistakes.py).
+PIZZERIA_SIGNAL_MISTAKES = True

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class PizzeriaConfig(AppConfig):
@@ -25,3 +26,8 @@ class PizzeriaConfig(AppConfig):
         auth.user_logged_in.connect(signals.count_login)
         auth.user_logged_out.connect(signals.count_logout)
         auth.user_login_failed.connect(signals.log_login_failed)
+        if getattr(settings, "PIZZERIA_SIGNAL_MISTAKES", False):
+            from . import mistakes
+
+            mistakes.connect_a_receiver_that_gets_lost()
+            mistakes.import_the_kitchen_display_twice()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import authenticate, login, logout
 from django.db import transaction
@@ -80,6 +81,10 @@ def log_in(request: HttpRequest) -> HttpResponse:
     else:
         login(request, user)
         messages.success(request, f"Logged in as {user}.")
+        if getattr(settings, "PIZZERIA_SIGNAL_MISTAKES", False):
+            from . import mistakes
+
+            mistakes.connect_in_the_login_view()
     return redirect("pizzeria:home")
 
 

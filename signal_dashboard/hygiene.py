@@ -1,0 +1,305 @@
+"""Signal hygiene: what Django's signal docs warn about, seen as it happens.
+
+``connect()`` and ``disconnect()`` are patched on the ``Signal`` class (with the send methods,
+by ``tracing.install()``); each calls Django's own first, so it returns and raises exactly as
+before, then notes:
+
+- **lost**: a weakly connected receiver (a local function, a bound method) that was
+  garbage-collected, and so stopped running, without being disconnected;
+- **doubled**: the same code connected to one signal again under another lookup key, for
+  senders that overlap, so that it runs twice per send (``dispatch_uid`` is the fix);
+- **connected**: a ``connect()`` made while a request or command runs (each one makes every
+  later send slower);
+- **disconnect missed**: a ``disconnect()`` that removed nothing (usually a wrong ``sender``
+  or ``dispatch_uid``).
+
+Each is a :class:`Finding`: handed to the recorder like an event, so that it reaches the
+dashboards, the Redis history and ``events.ndjson`` as a row and a record of its own type.
+Nothing here keeps a receiver alive: a lost receiver must still be lost.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import threading
+import time
+import weakref
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import MethodType
+from typing import Any
+
+from django.dispatch import Signal, dispatcher
+
+from .context import HOST, PID, PROCESS_ORIGIN, current_origin
+from .labels import receiver_key, receiver_label, short_label, signal_label
+
+KINDS = ("lost", "doubled", "connected", "disconnect_missed")
+# Findings kept in this process, newest last (the registry lists them).
+FINDINGS_KEPT = 500
+_DISPATCHER_FILE = dispatcher.__file__
+_next_id = itertools.count(1).__next__
+
+
+@dataclass
+class Finding:
+    """One thing that went wrong with a signal's receivers, as it happened."""
+
+    kind: str  # one of KINDS
+    signal: str
+    receiver: str
+    locations: list[str]  # where it was connected (and, doubled, connected again)
+    origin: dict[str, Any] = field(default_factory=PROCESS_ORIGIN.as_dict)
+    timestamp: float = field(default_factory=time.time)
+    id: str = field(default_factory=lambda: f"{HOST}:{PID}:f{_next_id()}")
+    # As events have them: a finding is never inside a send, and runs no receiver.
+    parent = None
+    calls: tuple[()] = ()
+
+    @property
+    def message(self) -> str:
+        where = " and ".join(self.locations) or "an unknown place"
+        who = short_label(self.receiver.replace(".<locals>", "")) if self.receiver else "a receiver"
+        if self.kind == "lost":
+            return f"Receiver lost: {who}, garbage-collected while connected (at {where})"
+        if self.kind == "doubled":
+            return f"Receiver doubled: {who}, connected again under another key (at {where})"
+        if self.kind == "connected":
+            return f"Receiver connected at run time: {who} (at {where})"
+        return f"disconnect() removed nothing: {who} (at {where})"
+
+    def as_row(self) -> dict[str, Any]:
+        """The stream's row: a send's fields, its outcome the finding."""
+        return {
+            "id": self.id,
+            "type": self.kind,
+            "timestamp": self.timestamp,
+            "signal": self.signal,
+            "sender": "",
+            "method": self.kind,
+            "duration_ns": 0,
+            "origin": self.origin,
+            "depth": 0,
+            "parent_id": None,
+            "payload_after_send": False,
+            "receiver_count": 0,
+            "receivers": [self.receiver] if self.receiver else [],
+            "slowest_receiver": None,
+            "slowest_receiver_ns": 0,
+            "ok": False,
+            "error": self.message,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record ``events.ndjson`` holds (its ``type`` says which finding)."""
+        return {
+            "id": self.id,
+            "type": self.kind,
+            "timestamp": self.timestamp,
+            "signal": self.signal,
+            "receiver": self.receiver,
+            "locations": self.locations,
+            "message": self.message,
+            "origin": self.origin,
+            "pid": PID,
+            "host": HOST,
+        }
+
+    def as_row_and_dict(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.as_row(), self.as_dict()
+
+
+@dataclass
+class _Connection:
+    code: Any  # labels.receiver_key(): the same code connected twice is doubled
+    instance: int | None  # a bound method's instance id: two instances are two receivers
+    sender: int  # the lookup id of the sender it is filtered to
+    location: str
+    finalizer: weakref.finalize | None
+
+
+class Hygiene:
+    """Connections as this module saw them made, and the findings so far."""
+
+    def __init__(self) -> None:
+        # Reentrant: a finalizer (_lost) may run inside the locked block of connect(), on the
+        # same thread, whenever that block allocates and the garbage collector runs.
+        self._lock = threading.RLock()
+        # Per signal (by id, with a weak reference that forgets the signal's entry when it
+        # goes): its connections by lookup key. References are made with weakref.ReferenceType,
+        # not through the name weakref.ref, which a program (Django's tests) may patch.
+        self._connections: dict[
+            int, tuple[weakref.ReferenceType[Signal], dict[Any, _Connection]]
+        ] = {}
+        self.runtime_connects: Counter[str] = Counter()  # per signal label
+        self.watchers: tuple[Callable[[Finding], None], ...] = ()
+        self.failures = 0
+
+    def connected(
+        self,
+        signal: Signal,
+        receiver: Any,
+        sender: Any,
+        weak: bool,
+        dispatch_uid: Any,
+        location: str,
+    ) -> None:
+        lookup_key = (dispatch_uid or dispatcher._make_id(receiver), dispatcher._make_id(sender))
+        code = receiver_key(receiver)
+        instance = id(receiver.__self__) if isinstance(receiver, MethodType) else None
+        label = receiver_label(code)[0]
+        signal_name = signal_label(signal)
+        origin = current_origin.get()
+        if origin is not PROCESS_ORIGIN:
+            self.runtime_connects[signal_name] += 1
+            self.found(Finding("connected", signal_name, label, [location], origin.as_dict()))
+        with self._lock:
+            known = self._known(signal)
+            if lookup_key in known:
+                return  # Django ignored it: connected already
+            twin = next(
+                (
+                    other
+                    for other in list(known.values())
+                    if other.code == code
+                    and other.instance == instance
+                    and (_ANY in (other.sender, lookup_key[1]) or other.sender == lookup_key[1])
+                ),
+                None,
+            )
+            finalizer = None
+            if weak:
+                target = receiver.__self__ if isinstance(receiver, MethodType) else receiver
+                try:
+                    finalizer = weakref.finalize(
+                        target,
+                        self._lost,
+                        weakref.ReferenceType(signal),
+                        lookup_key,
+                        label,
+                        location,
+                    )
+                    finalizer.atexit = False
+                except TypeError:  # not weakly referenceable: Django holds it strongly too
+                    finalizer = None
+            known[lookup_key] = _Connection(code, instance, lookup_key[1], location, finalizer)
+        if twin is not None:
+            self.found(Finding("doubled", signal_name, label, [twin.location, location]))
+
+    def disconnected(
+        self,
+        signal: Signal,
+        receiver: Any,
+        sender: Any,
+        dispatch_uid: Any,
+        removed: bool,
+        location: str,
+    ) -> None:
+        lookup_key = (dispatch_uid or dispatcher._make_id(receiver), dispatcher._make_id(sender))
+        with self._lock:
+            entry = self._connections.get(id(signal))
+            connection = entry[1].pop(lookup_key, None) if entry is not None else None
+        if connection is not None and connection.finalizer is not None:
+            connection.finalizer.detach()  # disconnected on purpose: not a loss
+        if not removed:
+            label = receiver_label(receiver_key(receiver))[0] if receiver is not None else ""
+            if dispatch_uid is not None:
+                label = label or f"dispatch_uid={dispatch_uid!r}"
+            self.found(Finding("disconnect_missed", signal_label(signal), label, [location]))
+
+    def _lost(
+        self, signal_ref: weakref.ref[Signal], lookup_key: Any, label: str, where: str
+    ) -> None:
+        signal = signal_ref()
+        if signal is None:
+            return  # the signal went first: nothing lost that anyone could send to
+        with self._lock:
+            entry = self._connections.get(id(signal))
+            if entry is not None:
+                entry[1].pop(lookup_key, None)
+        self.found(Finding("lost", signal_label(signal), label, [where]))
+
+    def _known(self, signal: Signal) -> dict[Any, _Connection]:
+        """The signal's connections (under the lock)."""
+        key = id(signal)
+        entry = self._connections.get(key)
+        if entry is None or entry[0]() is not signal:
+            reference = weakref.ReferenceType(signal, self._forget)
+            entry = self._connections[key] = (reference, {})
+        return entry[1]
+
+    def _forget(self, reference: weakref.ReferenceType[Signal]) -> None:
+        """A signal went: its entry goes (unless another signal has its id by now)."""
+        for key, entry in list(self._connections.items()):
+            if entry[0] is reference:
+                self._connections.pop(key, None)
+
+    def found(self, finding: Finding) -> None:
+        from .recorder import recorder
+
+        recorder.record(finding)  # kept in recorder.findings  # type: ignore[arg-type]
+        for watcher in self.watchers:
+            watcher(finding)
+
+    def watch(self, watcher: Callable[[Finding], None]) -> Callable[[], None]:
+        """Call ``watcher(finding)`` for every finding from now on; returns the unwatch."""
+        self.watchers = (*self.watchers, watcher)
+
+        def unwatch() -> None:
+            self.watchers = tuple(w for w in self.watchers if w is not watcher)
+
+        return unwatch
+
+
+_ANY = dispatcher._make_id(None)
+hygiene = Hygiene()
+
+
+def caller_location(depth: int = 2) -> str:
+    """``file:line`` of the code that called connect() or disconnect(): past Django's
+    dispatcher (the @receiver decorator calls connect() from there)."""
+    frame = sys._getframe(depth)
+    while frame is not None and frame.f_code.co_filename == _DISPATCHER_FILE:
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return ""
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+def _make_connect(original: Callable[..., Any]) -> Callable[..., Any]:
+    def connect(
+        self: Signal,
+        receiver: Any,
+        sender: Any = None,
+        weak: bool = True,
+        dispatch_uid: Any = None,
+    ) -> Any:
+        result = original(self, receiver, sender, weak, dispatch_uid)
+        try:
+            hygiene.connected(self, receiver, sender, weak, dispatch_uid, caller_location())
+        except Exception:
+            hygiene.failures += 1
+        return result
+
+    return connect
+
+
+def _make_disconnect(original: Callable[..., Any]) -> Callable[..., Any]:
+    def disconnect(
+        self: Signal, receiver: Any = None, sender: Any = None, dispatch_uid: Any = None
+    ) -> Any:
+        removed = original(self, receiver, sender, dispatch_uid)
+        try:
+            hygiene.disconnected(
+                self, receiver, sender, dispatch_uid, bool(removed), caller_location()
+            )
+        except Exception:
+            hygiene.failures += 1
+        return removed
+
+    return disconnect
+
+
+PATCHES = (("connect", _make_connect), ("disconnect", _make_disconnect))
