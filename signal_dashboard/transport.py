@@ -144,18 +144,29 @@ RECORDING_POLL = 1.0
 
 
 def recording_switch() -> Switch:
-    """The switch as this process's publisher last read it, or as Redis holds it."""
+    """The switch as this process's publisher last read it or, in a process that publishes
+    nothing (or before its publisher's first read), as Redis held it at most RECORDING_POLL
+    ago: every push of every dashboard shows it."""
     publisher = Publisher.current
     if publisher is not None and publisher.switch is not None:
         return publisher.switch
-    return _read_switch(_redis_client(redis_url() or ""))
+    global _switch_read
+    now = time.monotonic()
+    if _switch_read is None or now - _switch_read[0] >= RECORDING_POLL:
+        _switch_read = (now, _read_switch(_redis_client(redis_url() or "")))
+    return _switch_read[1]
+
+
+_switch_read: tuple[float, Switch] | None = None
 
 
 def set_recording_switch(switch: Switch) -> Switch:
     """Store the switch for every process (their publishers apply it)."""
+    global _switch_read
     _redis_client(redis_url() or "").set(RECORDING_KEY, json.dumps(switch.as_dict()))
     if Publisher.current is not None:
         Publisher.current.switch = switch
+    _switch_read = (time.monotonic(), switch)
     return switch
 
 

@@ -716,3 +716,20 @@ def test_stop_recording_stops_every_process_and_says_who(
         assert saves_recorded("seen", within=EVENT_TIMEOUT)
     finally:
         backend().set_recording(True, "")
+
+
+def test_a_process_without_a_publisher_reads_the_switch_at_most_once_a_poll(
+    redis_server: RedisServer, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
+    monkeypatch.setattr(transport.Publisher, "current", None)
+    monkeypatch.setattr(transport, "_switch_read", None)
+    reads = []
+    real = transport._read_switch
+    monkeypatch.setattr(transport, "_read_switch", lambda client: reads.append(1) or real(client))
+    for _ in range(50):  # as many pushes of the dashboards
+        assert backend().recording().on
+    assert len(reads) == 1
+    monkeypatch.setattr(transport, "RECORDING_POLL", 0.0)
+    assert backend().recording().on
+    assert len(reads) == 2
