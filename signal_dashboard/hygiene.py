@@ -51,7 +51,8 @@ class Finding:
     signal: str
     receiver: str
     locations: list[str]  # where it was connected (and, doubled, connected again)
-    origin: dict[str, Any] = field(default_factory=PROCESS_ORIGIN.as_dict)
+    # The request or command running when it happened (the process, outside them).
+    origin: dict[str, Any] = field(default_factory=lambda: current_origin.get().as_dict())
     timestamp: float = field(default_factory=time.time)
     id: str = field(default_factory=lambda: f"{HOST}:{PID}:f{_next_id()}")
     # As events have them: a finding is never inside a send, and runs no receiver.

@@ -23,7 +23,7 @@ from .conf import get_config
 from .context import Origin
 from .events import Row
 from .filters import EventFilter, FilterError
-from .hygiene import KINDS, hygiene
+from .hygiene import KINDS, Finding, hygiene
 from .queries import page_state, recent_rows, request_summary, tables_context
 from .recorder import recorder
 from .registry import doubled_receivers, signal_registry
@@ -215,7 +215,7 @@ def registry(request: HttpRequest) -> HttpResponse:
                 ::-1
             ],
             "runtime_connects": sorted(hygiene.runtime_connects.items()),
-            "doubled": doubled_receivers(signals),
+            "doubled": _doubled_with_locations(signals, findings),
             "record_empty_sends": get_config()["RECORD_EMPTY_SENDS"],
             "receiver_count": sum(len(info.receivers) for info in signals),
             "never_fired": sum(
@@ -223,6 +223,19 @@ def registry(request: HttpRequest) -> HttpResponse:
             ),
         },
     )
+
+
+def _doubled_with_locations(signals: list[Any], findings: list[Finding]) -> list[dict[str, Any]]:
+    """The doubled receivers, each with its connect() locations when tracing saw them."""
+    connected_at = {
+        (finding.signal, finding.receiver): finding.locations
+        for finding in findings
+        if finding.kind == "doubled"
+    }
+    return [
+        {**vars(doubled), "connected_at": connected_at.get((doubled.signal, doubled.receiver), [])}
+        for doubled in doubled_receivers(signals)
+    ]
 
 
 @require_POST

@@ -440,6 +440,32 @@ class HygieneTests(UxTestCase):
             )
 
 
+class HygieneDoubledTests(UxTestCase):
+    def test_doubled_receivers_and_missed_disconnects_show_with_their_locations(self) -> None:
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser)
+            self.request("/double/")
+            self.request("/miss/")
+            doubled = page.locator("#sd-rows tr.sd-finding", has_text="Receiver doubled")
+            expect(doubled).to_have_count(1, timeout=LIVE_WITHIN_MS)
+            missed = page.locator("#sd-rows tr.sd-finding", has_text="removed nothing")
+            expect(missed).to_have_count(1)
+            doubled.click()
+            detail = page.locator("#sd-detail")
+            expect(detail).to_contain_text("tests/doubled_receiver.py:13")
+            expect(detail).to_contain_text("tests/urls.py:")
+            expect(detail).to_contain_text("dispatch_uid")
+            page.goto(self.live_server_url + "/signals/registry/")
+            section = page.locator("section.sd-doubled")
+            expect(section).to_contain_text("tests.doubled_receiver.open_windows")
+            expect(section).to_contain_text("connected 2 times")
+            expect(section).to_contain_text("connected at ")
+            expect(section).to_contain_text("tests/urls.py:")
+            expect(page.locator("section.sd-missed")).to_contain_text(
+                "dispatch_uid='not-connected'"
+            )
+
+
 @pytest.mark.redis
 def test_with_redis_another_process_send_is_detailed_and_exported_as_shown(
     project_db: Any, redis_server: Any

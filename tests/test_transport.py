@@ -733,3 +733,47 @@ def test_a_process_without_a_publisher_reads_the_switch_at_most_once_a_poll(
     monkeypatch.setattr(transport, "RECORDING_POLL", 0.0)
     assert backend().recording().on
     assert len(reads) == 2
+
+
+LOSE_A_RECEIVER = (
+    "import gc; from tests.urls import pizza_ordered; "
+    "exec('def on_order(sender, **kwargs): pass'); "
+    "pizza_ordered.connect(on_order); del on_order; gc.collect()"
+)
+
+
+def test_another_process_findings_reach_the_page_and_the_download(
+    project_db: Path,
+    redis_server: RedisServer,
+    settings: Any,
+    admin_client: Client,
+    merged_cache: None,
+) -> None:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
+    command = run_command(["shell", "-c", LOSE_A_RECEIVER], project_db, redis_server.url)
+    assert command.returncode == 0, command.stderr
+    [lost] = [
+        row
+        for row in transport.history(100)
+        if row.get("type") == "lost" and row["receivers"][0].endswith("on_order")
+    ]
+    assert lost["signal"] == "tests.urls.pizza_ordered"
+    assert lost["origin"]["kind"] == "command"
+    assert "Receiver lost" in lost["error"]
+    page = admin_client.get("/signals/").content.decode()
+    assert f'data-id="{lost["id"]}"' in page
+    assert 'class="sd-row sd-failed sd-finding"' in page
+    download = admin_client.get("/signals/events.ndjson", {"signal": "pizza_ordered"})
+    records = [json.loads(line) for line in b"".join(download.streaming_content).splitlines()]
+    [record] = [record for record in records if record["id"] == lost["id"]]
+    assert record["type"] == "lost"
+    assert record["locations"] == [lost_location(record)]
+    detail = admin_client.get(f"/signals/events/{lost['id']}/?h={lost['history_id']}")
+    assert "garbage-collected while connected" in detail.content.decode()
+
+
+def lost_location(record: dict[str, Any]) -> str:
+    """The shell command's connect(): code run by ``shell -c`` has the file name <string>."""
+    [location] = record["locations"]
+    assert location.startswith("<string>:")
+    return location

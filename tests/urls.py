@@ -91,6 +91,32 @@ def lose_a_receiver(request: HttpRequest) -> HttpResponse:
     return HttpResponse("connected, for now")
 
 
+def double_a_receiver(request: HttpRequest) -> HttpResponse:
+    """Imports tests/doubled_receiver.py under a second name: its receiver is connected twice."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from tests import doubled_receiver
+
+    if "tests_doubled_by_view" not in sys.modules:
+        path = Path(doubled_receiver.__file__)
+        spec = importlib.util.spec_from_file_location("tests_doubled_by_view", path)
+        assert spec is not None
+        assert spec.loader is not None
+        copy = importlib.util.module_from_spec(spec)
+        sys.modules["tests_doubled_by_view"] = copy
+        spec.loader.exec_module(copy)
+        doubled_receiver.kitchen_opened.connect(copy.open_windows, weak=False)
+    doubled_receiver.kitchen_opened.send(sender="view")
+    return HttpResponse("doubled")
+
+
+def miss_a_disconnect(request: HttpRequest) -> HttpResponse:
+    pizza_ordered.disconnect(dispatch_uid="not-connected")
+    return HttpResponse("missed")
+
+
 def broken(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("view failed")
 
@@ -110,5 +136,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("long/", long_labels),
     path("connect/", connect_in_view),
     path("lose/", lose_a_receiver),
+    path("double/", double_a_receiver),
+    path("miss/", miss_a_disconnect),
     path("signals/", include("signal_dashboard.urls")),
 ]
