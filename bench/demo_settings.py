@@ -13,6 +13,8 @@ from signal_dashboard.demo.settings import *  # noqa: F403
 from signal_dashboard.demo.settings import LOGGING
 
 DEBUG = False
+# The demo's signal mistakes (a receiver connected twice among them) would change the workload.
+PIZZERIA_SIGNAL_MISTAKES = False
 
 DATABASES = {
     "default": {
