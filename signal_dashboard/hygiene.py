@@ -28,7 +28,7 @@ import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import MethodType
+from types import FunctionType, MethodType
 from typing import Any
 
 from django.dispatch import Signal, dispatcher
@@ -171,7 +171,7 @@ class Hygiene:
                 None,
             )
             finalizer = None
-            if weak:
+            if weak and not _lives_with_its_module(receiver):
                 target = receiver.__self__ if isinstance(receiver, MethodType) else receiver
                 try:
                     finalizer = weakref.finalize(
@@ -252,6 +252,17 @@ class Hygiene:
             self.watchers = tuple(w for w in self.watchers if w is not watcher)
 
         return unwatch
+
+
+def _lives_with_its_module(receiver: Any) -> bool:
+    """Whether the receiver is a function its module holds by its name: it goes only with the
+    module, so watching it for a loss would cost every connect() for nothing (Django's test
+    client connects and disconnects a receiver around every request)."""
+    name = getattr(receiver, "__qualname__", None)
+    if type(receiver) is not FunctionType or name is None or "." in name:
+        return False
+    module = sys.modules.get(receiver.__module__)
+    return getattr(module, name, None) is receiver
 
 
 _ANY = dispatcher._make_id(None)
