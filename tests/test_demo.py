@@ -109,3 +109,38 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+SHOW_FINDINGS = """
+from signal_dashboard.demo.pizzeria import mistakes
+from signal_dashboard.recorder import recorder
+mistakes.connect_in_the_login_view()
+for finding in recorder.findings:
+    print(finding.kind, finding.receiver)
+"""
+
+
+def test_the_demo_makes_its_signal_mistakes_for_the_dashboard_to_show(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "signal_dashboard.demo.settings",
+        "DEMO_DATABASE": str(tmp_path / "demo.sqlite3"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "shell", "-c", SHOW_FINDINGS],
+        cwd=root,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    kinds = ("lost ", "doubled ", "connected ", "disconnect_missed ")
+    findings = [line for line in result.stdout.splitlines() if line.startswith(kinds)]
+    prefix = "signal_dashboard.demo.pizzeria"
+    assert findings == [
+        f"lost {prefix}.mistakes.connect_a_receiver_that_gets_lost.<locals>.tell_the_waiter",
+        f"doubled {prefix}.kitchen_display.update_kitchen_display",
+        f"connected {prefix}.mistakes.greet_user",
+    ]

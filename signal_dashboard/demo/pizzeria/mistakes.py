@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_in
+from django.utils import inspect as django_inspect
 
 from . import signals
 
@@ -21,6 +22,12 @@ def connect_a_receiver_that_gets_lost() -> None:
         return None
 
     signals.pizza_done.connect(tell_the_waiter)
+    # With DEBUG on, connect() checks the receiver's signature, and Django keeps the last 512
+    # functions it checked (django.utils.inspect): the loss would show once they are pushed
+    # out. The demo lets go at once, as a project with DEBUG off does.
+    forget_checked = getattr(django_inspect, "_get_func_parameters", None)
+    if forget_checked is not None:
+        forget_checked.cache_clear()
 
 
 def import_the_kitchen_display_twice() -> None:
