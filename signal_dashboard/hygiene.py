@@ -20,6 +20,7 @@ Nothing here keeps a receiver alive: a lost receiver must still be lost.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import sys
 import threading
@@ -295,7 +296,9 @@ def _make_connect(original: Callable[..., Any]) -> Callable[..., Any]:
             hygiene.failures += 1
         return result
 
-    return connect
+    # Django and projects read the patched method's attributes: _check_lazy_references()
+    # recognises a pending model-signal connect() by its __module__ and __name__.
+    return functools.wraps(original)(connect)
 
 
 def _make_disconnect(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -311,7 +314,7 @@ def _make_disconnect(original: Callable[..., Any]) -> Callable[..., Any]:
             hygiene.failures += 1
         return removed
 
-    return disconnect
+    return functools.wraps(original)(disconnect)
 
 
 PATCHES = (("connect", _make_connect), ("disconnect", _make_disconnect))

@@ -241,3 +241,39 @@ def test_the_registry_and_the_detail_show_findings(admin_client: Any) -> None:
     assert "show_findings.forgotten, garbage-collected while connected" in detail
     assert lost.locations[0] in detail
     assert "weak=False" in detail
+
+
+def test_the_patched_methods_carry_the_originals_names() -> None:
+    assert tracing.is_installed()
+    for name in ("connect", "disconnect", "send", "send_robust", "asend", "asend_robust"):
+        patched = Signal.__dict__[name]
+        original = patched.__wrapped__
+        assert patched is not original
+        for attribute in ("__module__", "__name__", "__qualname__", "__doc__"):
+            assert getattr(patched, attribute) == getattr(original, attribute), (name, attribute)
+
+
+def test_a_lazy_model_signal_reference_is_checked_as_without_tracing() -> None:
+    from django.apps.registry import Apps
+    from django.core.checks.model_checks import _check_lazy_references
+    from django.db.models.signals import post_init
+
+    def on_init(sender: Any, **kwargs: Any) -> None:
+        return None
+
+    def messages() -> list[str]:
+        apps = Apps()
+        post_init.connect(on_init, sender="missing_app.Model", apps=apps)
+        return [error.msg for error in _check_lazy_references(apps)]
+
+    traced = messages()
+    tracing.uninstall()
+    try:
+        untraced = messages()
+    finally:
+        tracing.install()
+    assert traced == untraced
+    assert traced == [
+        "The function 'on_init' was connected to the 'post_init' signal with a lazy reference "
+        "to the sender 'missing_app.model', but app 'missing_app' isn't installed."
+    ]
