@@ -62,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
     # folded, and only those whose receiver raised or took SLOW_MS are kept in full.
     # None: every send in full.
     "DETAIL_LIMIT": None,
+    # Signal-hygiene findings about code the project did not write (Django's, an installed
+    # package's) are left out of the dashboard, its exports and Redis; True records them too.
+    "HYGIENE_INCLUDE_INSTALLED": False,
     # Export traced sends as OpenTelemetry spans (and folded sends' receiver durations as a
     # histogram), to the global tracer and meter providers: needs the opentelemetry extra.
     "OPENTELEMETRY": False,

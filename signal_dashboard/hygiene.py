@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 import sys
 import threading
 import time
@@ -29,18 +30,22 @@ import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FunctionType, MethodType
+from types import FrameType, FunctionType, MethodType
 from typing import Any
 
+import django
 from django.dispatch import Signal, dispatcher
 
+from . import conf
 from .context import HOST, PID, PROCESS_ORIGIN, current_origin
 from .labels import receiver_key, receiver_label, short_label, signal_label
+from .locations import is_project_code
 
 KINDS = ("lost", "doubled", "connected", "disconnect_missed")
 # Findings kept in this process, newest last (the registry lists them).
 FINDINGS_KEPT = 500
 _DISPATCHER_FILE = dispatcher.__file__
+_DJANGO_DIR = os.path.dirname(os.path.abspath(django.__file__)) + os.sep
 _next_id = itertools.count(1).__next__
 
 
@@ -56,9 +61,17 @@ class Finding:
     origin: dict[str, Any] = field(default_factory=lambda: current_origin.get().as_dict())
     timestamp: float = field(default_factory=time.time)
     id: str = field(default_factory=lambda: f"{HOST}:{PID}:f{_next_id()}")
+    # A lost receiver's connect() (time.perf_counter_ns()): a test report charges the loss to
+    # the test that connected it, not to the one running when the collector found it.
+    connected_ns: int | None = None
     # As events have them: a finding is never inside a send, and runs no receiver.
     parent = None
     calls: tuple[()] = ()
+
+    @property
+    def own(self) -> bool:
+        """Whether the project's code made it (rather than Django's or an installed package's)."""
+        return any(map(is_project_code, self.locations))
 
     @property
     def message(self) -> str:
@@ -148,14 +161,21 @@ class Hygiene:
         dispatch_uid: Any,
         location: str,
     ) -> None:
+        """Django's connect() added ``receiver`` to ``signal`` (called only when it did)."""
         lookup_key = (dispatch_uid or dispatcher._make_id(receiver), dispatcher._make_id(sender))
         code = receiver_key(receiver)
-        instance = id(receiver.__self__) if isinstance(receiver, MethodType) else None
+        # Two instances' methods, or two callable objects, are two receivers.
+        instance = (
+            id(receiver.__self__)
+            if isinstance(receiver, MethodType)
+            else None
+            if isinstance(receiver, FunctionType)
+            else id(receiver)
+        )
         label = receiver_label(code)[0]
         signal_name = signal_label(signal)
         origin = current_origin.get()
         if origin is not PROCESS_ORIGIN:
-            self.runtime_connects[signal_name] += 1
             self.found(Finding("connected", signal_name, label, [location], origin.as_dict()))
         with self._lock:
             known = self._known(signal)
@@ -172,16 +192,18 @@ class Hygiene:
                 None,
             )
             finalizer = None
-            if weak and not _lives_with_its_module(receiver):
+            if weak and _can_be_lost(receiver):
                 target = receiver.__self__ if isinstance(receiver, MethodType) else receiver
                 try:
                     finalizer = weakref.finalize(
                         target,
                         self._lost,
                         weakref.ReferenceType(signal),
+                        _weak_sender(sender),
                         lookup_key,
                         label,
                         location,
+                        time.perf_counter_ns(),
                     )
                     finalizer.atexit = False
                 except TypeError:  # not weakly referenceable: Django holds it strongly too
@@ -212,7 +234,13 @@ class Hygiene:
             self.found(Finding("disconnect_missed", signal_label(signal), label, [location]))
 
     def _lost(
-        self, signal_ref: weakref.ref[Signal], lookup_key: Any, label: str, where: str
+        self,
+        signal_ref: weakref.ReferenceType[Signal],
+        sender_ref: weakref.ReferenceType[Any] | None,
+        lookup_key: Any,
+        label: str,
+        where: str,
+        connected_ns: int,
     ) -> None:
         signal = signal_ref()
         if signal is None:
@@ -221,7 +249,11 @@ class Hygiene:
             entry = self._connections.get(id(signal))
             if entry is not None:
                 entry[1].pop(lookup_key, None)
-        self.found(Finding("lost", signal_label(signal), label, [where]))
+        if sender_ref is not None and sender_ref() is None:
+            # Its sender went first (or with it): it could never have run again. (The collector
+            # clears every weak reference to what it collects before it calls any callback.)
+            return
+        self.found(Finding("lost", signal_label(signal), label, [where], connected_ns=connected_ns))
 
     def _known(self, signal: Signal) -> dict[Any, _Connection]:
         """The signal's connections (under the lock)."""
@@ -239,9 +271,14 @@ class Hygiene:
                 self._connections.pop(key, None)
 
     def found(self, finding: Finding) -> None:
+        """Hand a finding to the watchers (each has a scope of its own), and to the recorder
+        if it is about the project's code (or HYGIENE_INCLUDE_INSTALLED asks for all)."""
         from .recorder import recorder
 
-        recorder.record(finding)  # kept in recorder.findings  # type: ignore[arg-type]
+        if finding.own or _include_installed():
+            if finding.kind == "connected":
+                self.runtime_connects[finding.signal] += 1
+            recorder.record(finding)  # kept in recorder.findings  # type: ignore[arg-type]
         for watcher in self.watchers:
             watcher(finding)
 
@@ -255,30 +292,92 @@ class Hygiene:
         return unwatch
 
 
-def _lives_with_its_module(receiver: Any) -> bool:
-    """Whether the receiver is a function its module holds by its name: it goes only with the
-    module, so watching it for a loss would cost every connect() for nothing (Django's test
-    client connects and disconnects a receiver around every request)."""
+_include_installed = conf.derived(lambda config: bool(config["HYGIENE_INCLUDE_INSTALLED"]))
+
+
+def _can_be_lost(receiver: Any) -> bool:
+    """Whether a weakly connected receiver's collection would be a loss worth reporting.
+
+    A function its module holds by name goes only with its module: watching it would cost every
+    connect() for nothing (Django's test client connects one around every request). A bound
+    method goes with its instance, as weak connection intends (a storage's settings receiver
+    with the storage), unless nothing but the method held that instance: then it was collected
+    as soon as connect() returned, before it could ever run (``connect(Handler().method)``).
+    """
+    if isinstance(receiver, MethodType):
+        return _instance_references(receiver) <= _UNOWNED_INSTANCE_REFERENCES
     name = getattr(receiver, "__qualname__", None)
     if type(receiver) is not FunctionType or name is None or "." in name:
-        return False
+        return True
     module = sys.modules.get(receiver.__module__)
-    return getattr(module, name, None) is receiver
+    return getattr(module, name, None) is not receiver
+
+
+def _instance_references(method: MethodType) -> int:
+    return sys.getrefcount(method.__self__)
+
+
+class _Probe:
+    def method(self) -> None:
+        return None
+
+
+# What _instance_references() counts for an instance that only its bound method holds.
+_UNOWNED_INSTANCE_REFERENCES = _instance_references(_Probe().method)
+
+
+def _weak_sender(sender: Any) -> weakref.ReferenceType[Any] | None:
+    """A weak reference to the sender a receiver is filtered to (None: any sender, or one that
+    cannot be referenced weakly, such as a string)."""
+    if sender is None:
+        return None
+    try:
+        return weakref.ReferenceType(sender)
+    except TypeError:
+        return None
 
 
 _ANY = dispatcher._make_id(None)
 hygiene = Hygiene()
 
 
-def caller_location(depth: int = 2) -> str:
+def caller_location(signal: Signal, receiver: Any, depth: int = 2) -> str:
     """``file:line`` of the code that called connect() or disconnect(): past Django's
-    dispatcher (the @receiver decorator calls connect() from there)."""
-    frame = sys._getframe(depth)
-    while frame is not None and frame.f_code.co_filename == _DISPATCHER_FILE:
-        frame = frame.f_back  # type: ignore[assignment]
+    dispatcher (the @receiver decorator calls connect() from there) and the signal's own
+    methods (ModelSignal.connect() calls Signal.connect() through a helper).
+
+    When Django itself made the call for someone else (a model signal's lazy ``sender`` string,
+    resolved once its model is registered), the receiver's own ``file:line`` stands for it.
+    """
+    frame: FrameType | None = sys._getframe(depth)
+    while frame is not None and (
+        frame.f_code.co_filename == _DISPATCHER_FILE or _is_method_of(frame, signal)
+    ):
+        frame = frame.f_back
     if frame is None:
         return ""
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+    filename = frame.f_code.co_filename
+    if receiver is not None and filename.startswith(_DJANGO_DIR):
+        defined = receiver_label(receiver_key(receiver))[1]
+        if defined and not defined.startswith(_DJANGO_DIR):
+            return defined
+    return f"{filename}:{frame.f_lineno}"
+
+
+def _is_method_of(frame: FrameType, signal: Signal) -> bool:
+    code = frame.f_code
+    return (
+        bool(code.co_argcount)
+        and code.co_varnames[0] == "self"
+        and (frame.f_locals.get("self") is signal)
+    )
+
+
+def _added(before: list[Any], after: list[Any]) -> bool:
+    """Whether Django's connect() added an entry to the signal's receivers (``before`` holds
+    the old entries, so their ids stay theirs). It adds nothing for a lookup key it has."""
+    known = set(map(id, before))
+    return any(id(entry) not in known for entry in after)
 
 
 def _make_connect(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -289,9 +388,12 @@ def _make_connect(original: Callable[..., Any]) -> Callable[..., Any]:
         weak: bool = True,
         dispatch_uid: Any = None,
     ) -> Any:
+        before = list(self.receivers)
         result = original(self, receiver, sender, weak, dispatch_uid)
         try:
-            hygiene.connected(self, receiver, sender, weak, dispatch_uid, caller_location())
+            if _added(before, self.receivers):
+                location = caller_location(self, receiver)
+                hygiene.connected(self, receiver, sender, weak, dispatch_uid, location)
         except Exception:
             hygiene.failures += 1
         return result
@@ -307,9 +409,8 @@ def _make_disconnect(original: Callable[..., Any]) -> Callable[..., Any]:
     ) -> Any:
         removed = original(self, receiver, sender, dispatch_uid)
         try:
-            hygiene.disconnected(
-                self, receiver, sender, dispatch_uid, bool(removed), caller_location()
-            )
+            location = caller_location(self, receiver)
+            hygiene.disconnected(self, receiver, sender, dispatch_uid, bool(removed), location)
         except Exception:
             hygiene.failures += 1
         return removed

@@ -3,6 +3,7 @@ weakly, and the labels the dashboard shows."""
 
 from __future__ import annotations
 
+import functools
 import sys
 import weakref
 from collections.abc import Mapping
@@ -26,9 +27,19 @@ def receiver_key(receiver: Any) -> Any:
     """What an event keeps to name a receiver: its code object, never the receiver itself.
 
     Keeping the receiver would hold weakly connected receivers alive. Bound methods expose
-    their function's ``__code__``; callable objects are named by their class.
+    their function's ``__code__``; for other callables, see :func:`callable_key`.
     """
-    return getattr(receiver, "__code__", None) or type(receiver)
+    return getattr(receiver, "__code__", None) or callable_key(receiver)
+
+
+def callable_key(receiver: Any) -> Any:
+    """The key of a receiver that is not a function: a ``functools.partial`` is named by what
+    it wraps, a callable object by its class's ``__call__`` (a code object, which keeps no class
+    alive); anything else by its type."""
+    if isinstance(receiver, functools.partial):
+        return receiver_key(receiver.func)
+    code = getattr(getattr(type(receiver), "__call__", None), "__code__", None)  # noqa: B004
+    return code if code is not None else type(receiver)
 
 
 # One handle per live signal or sender class, by id(); a handle leaves when its object dies.
@@ -170,22 +181,40 @@ def origin_label(origin: Mapping[str, Any]) -> str:
     return f"{origin['kind']} {origin['name']}"
 
 
-_receiver_labels: dict[int, tuple[Any, tuple[str, str]]] = {}
+# id(key) -> (a weak reference to the key, its label and location): the label of a class, or
+# of a function's code, made again, is found again, and the cache keeps neither alive.
+_receiver_labels: dict[int, tuple[weakref.ReferenceType[Any], tuple[str, str]]] = {}
 
 
 def receiver_label(key: Any) -> tuple[str, str]:
     """(``module.qualname``, ``file:line``) for a key made by :func:`receiver_key`."""
     cached = _receiver_labels.get(id(key))
-    if cached is not None and cached[0] is key:
+    if cached is not None and cached[0]() is key:
         return cached[1]
     if isinstance(key, CodeType):
         module = _module_for_file(key.co_filename)
-        label = f"{module}.{key.co_qualname}" if module else key.co_qualname
+        # A callable object's key is its class's __call__ (see callable_key()): named by class.
+        name = key.co_qualname.removesuffix(".__call__")
+        label = f"{module}.{name}" if module else name
         result = (label, f"{key.co_filename}:{key.co_firstlineno}")
     else:
         result = (f"{key.__module__}.{key.__qualname__}", _class_location(key))
-    _receiver_labels[id(key)] = (key, result)
+    try:
+        reference = weakref.ReferenceType(key, functools.partial(_forget_label, id(key)))
+    except TypeError:  # not weakly referenceable: named again each time
+        return result
+    _receiver_labels[id(key)] = (reference, result)
     return result
+
+
+def _forget_label(
+    ident: int,
+    reference: weakref.ReferenceType[Any],
+    labels: dict[int, tuple[weakref.ReferenceType[Any], tuple[str, str]]] = _receiver_labels,
+) -> None:
+    entry = labels.get(ident)
+    if entry is not None and entry[0] is reference:
+        labels.pop(ident, None)
 
 
 def _module_for_file(filename: str) -> str:

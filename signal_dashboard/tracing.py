@@ -50,7 +50,7 @@ from .events import (
     error_info,
     summarize_result,
 )
-from .labels import handle_of, receiver_key, sender_label, signal_at
+from .labels import callable_key, handle_of, receiver_key, sender_label, signal_at
 from .recorder import recorder
 
 logger = logging.getLogger("signal_dashboard")
@@ -449,7 +449,8 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
                 if event is not None:
                     event.calls.append(
                         (
-                            getattr(receiver, "__code__", None) or type(receiver),  # receiver_key()
+                            getattr(receiver, "__code__", None)
+                            or callable_key(receiver),  # receiver_key()
                             False,
                             start,
                             end - start,

@@ -69,17 +69,17 @@ def test_traffic_only_goes_to_this_machine() -> None:
         TrafficGenerator("http://example.com/")
 
 
-def test_demo_command_serves_the_shop_with_traffic_and_stops(tmp_path: Path) -> None:
-    port = _free_port()
+def _start_demo(tmp_path: Path, port: int, *options: str) -> subprocess.Popen[str]:
+    """``manage.py demo`` on ``port``, with a database of its own."""
     env = {
         **os.environ,
         # pytest-django has set the test settings here; the demo must use its own.
         "DJANGO_SETTINGS_MODULE": "signal_dashboard.demo.settings",
         "DEMO_DATABASE": str(tmp_path / "demo.sqlite3"),
     }
-    command = [sys.executable, "manage.py", "demo", "--port", str(port), "--duration", "8"]
+    command = [sys.executable, "manage.py", "demo", "--port", str(port), *options]
     # A session of its own, so that daphne can be found (and killed) with it.
-    demo = subprocess.Popen(
+    return subprocess.Popen(
         command,
         cwd=ROOT,
         env=env,
@@ -88,6 +88,11 @@ def test_demo_command_serves_the_shop_with_traffic_and_stops(tmp_path: Path) -> 
         text=True,
         start_new_session=True,
     )
+
+
+def test_demo_command_serves_the_shop_with_traffic_and_stops(tmp_path: Path) -> None:
+    port = _free_port()
+    demo = _start_demo(tmp_path, port, "--duration", "8")
     try:
         output, _ = demo.communicate(timeout=DEMO_TIMEOUT)
     finally:
@@ -144,3 +149,62 @@ def test_the_demo_makes_its_signal_mistakes_for_the_dashboard_to_show(tmp_path: 
         f"doubled {prefix}.kitchen_display.update_kitchen_display",
         f"connected {prefix}.mistakes.greet_user",
     ]
+
+
+def test_the_demo_starts_with_its_three_mistakes_and_no_other_finding(tmp_path: Path) -> None:
+    port = _free_port()
+    demo = _start_demo(tmp_path, port, "--no-traffic", "--duration", str(DEMO_TIMEOUT))
+    try:
+        assert demo.stdout is not None
+        output = []
+        for line in demo.stdout:
+            output.append(line)
+            if line.startswith("Signal dashboard:"):
+                break
+        base_url = f"http://127.0.0.1:{port}"
+        traffic = TrafficGenerator(base_url)
+        for action in ACTIONS:  # every page of the shop, the login view among them
+            assert traffic.step(action) == action
+        records = _events_as_staff(base_url)
+    finally:
+        os.killpg(demo.pid, signal.SIGINT)
+        try:
+            demo.communicate(timeout=DEMO_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.communicate()
+
+    assert "The signal_dashboard.W005 warning is on purpose" in "".join(output)
+    kinds = {"lost", "doubled", "connected", "disconnect_missed"}
+    findings = sorted(
+        (record["type"], record["receiver"]) for record in records if record.get("type") in kinds
+    )
+    prefix = "signal_dashboard.demo.pizzeria"
+    assert findings == [
+        ("connected", f"{prefix}.mistakes.greet_user"),
+        ("doubled", f"{prefix}.kitchen_display.update_kitchen_display"),
+        ("lost", f"{prefix}.mistakes.connect_a_receiver_that_gets_lost.<locals>.tell_the_waiter"),
+    ]
+
+
+def _events_as_staff(base_url: str) -> list[dict[str, object]]:
+    """events.ndjson of the demo's dashboard, read as its staff user."""
+    import http.cookiejar
+    import json
+    import urllib.parse
+    import urllib.request
+
+    from signal_dashboard.demo.pizzeria.views import DEMO_PASSWORD, DEMO_USERNAME
+
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    login_url = f"{base_url}/admin/login/?next=/signals/"
+    page = opener.open(login_url, timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token is not None
+    form = {"csrfmiddlewaretoken": token[1], "username": DEMO_USERNAME, "password": DEMO_PASSWORD}
+    opener.open(login_url, urllib.parse.urlencode(form).encode(), timeout=10).read()
+    with opener.open(f"{base_url}/signals/events.ndjson", timeout=10) as response:
+        assert response.status == 200
+        return [json.loads(line) for line in response.read().decode().splitlines() if line]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import html
 import importlib.util
@@ -12,12 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import django
 import pytest
 from django.dispatch import Signal, receiver
 from django.test import Client, override_settings
 
 from signal_dashboard import tracing
 from signal_dashboard.backends import backend
+from signal_dashboard.context import Origin, current_origin
 from signal_dashboard.filters import EventFilter
 from signal_dashboard.hygiene import Finding, hygiene
 from signal_dashboard.recorder import recorder
@@ -79,16 +82,70 @@ def test_a_decorated_receiver_is_placed_at_its_decorator_and_a_bound_method_lost
         def on_order(self, sender: Any, **kwargs: Any) -> None:
             return None
 
-    kitchen = Kitchen()
-    signal.connect(kitchen.on_order)
-    del on_order, kitchen
+    # Nothing but the bound method holds this instance: collected as connect() returns, before
+    # it could ever run.
+    signal.connect(Kitchen().on_order)  # a kitchen nobody keeps
+    del on_order
     gc.collect()
     lost = sorted(findings("lost"), key=lambda finding: finding.receiver)
     assert [finding.receiver.rsplit(".", 2)[-2:] for finding in lost] == [
         ["Kitchen", "on_order"],
         ["<locals>", "on_order"],
     ]
+    assert lost[0].locations == [f"{HERE}:{line_of('# a kitchen nobody keeps')}"]
     assert lost[1].locations == [f"{HERE}:{line_of('@receiver(signal)  # decorated here')}"]
+
+
+def test_a_bound_method_that_goes_with_its_instance_is_not_lost() -> None:
+    signal = Signal()
+
+    class Storage:
+        def __init__(self) -> None:
+            signal.connect(self.clear_cache)  # as Django's storages connect setting_changed
+
+        def clear_cache(self, sender: Any, **kwargs: Any) -> None:
+            return None
+
+    class Kitchen:
+        def on_order(self, sender: Any, **kwargs: Any) -> None:
+            return None
+
+    storage = Storage()
+    kitchen = Kitchen()
+    signal.connect(kitchen.on_order)
+    assert len(signal.send(sender=None)) == 2
+    alive = [weakref.ref(storage), weakref.ref(kitchen)]
+    del storage, kitchen
+    gc.collect()
+    assert [reference() for reference in alive] == [None, None]  # not kept alive by us
+    assert findings("lost") == []
+
+
+def test_a_receiver_that_goes_with_its_sender_is_not_lost() -> None:
+    signal = Signal()
+
+    def make_model() -> type:
+        class Temporary:  # as migrate makes model classes of past states
+            pass
+
+        def on_temporary(sender: Any, **kwargs: Any) -> None:
+            return None
+
+        Temporary.on_temporary = on_temporary  # type: ignore[attr-defined]  # held by its class
+        signal.connect(on_temporary, sender=Temporary)
+        return Temporary
+
+    temporary = weakref.ref(make_model())
+    gc.collect()
+    assert temporary() is None
+    assert findings("lost") == []
+
+    # Filtered to a sender that lives on, the same receiver is lost once it is let go.
+    kept = make_model()
+    del kept.on_temporary  # type: ignore[attr-defined]
+    gc.collect()
+    [lost] = findings("lost")
+    assert lost.receiver.endswith("make_model.<locals>.on_temporary")
 
 
 def test_a_receiver_disconnected_on_purpose_is_not_lost() -> None:
@@ -138,12 +195,32 @@ def test_a_connect_while_a_request_runs_is_recorded_with_the_request() -> None:
             assert client.get("/connect/").status_code == 200
     finally:
         pizza_ordered.disconnect(on_every_order)
-    connected = findings("connected")
-    assert len(connected) == 3
-    assert {finding.origin["path"] for finding in connected} == {"/connect/"}
-    assert connected[0].receiver == "tests.urls.on_every_order"
-    assert connected[0].locations[0].startswith(f"{HERE.parent / 'urls.py'}:")
-    assert hygiene.runtime_connects["tests.urls.pizza_ordered"] >= 3
+    # Django connected it once: connecting the same receiver again (its lookup key known)
+    # adds nothing, so it is no finding.
+    [connected] = findings("connected")
+    assert connected.origin["path"] == "/connect/"
+    assert connected.receiver == "tests.urls.on_every_order"
+    assert connected.locations[0].startswith(f"{HERE.parent / 'urls.py'}:")
+    assert hygiene.runtime_connects["tests.urls.pizza_ordered"] >= 1
+
+
+def test_a_connect_that_adds_nothing_is_no_finding() -> None:
+    signal = Signal()
+    signal.connect(on_every_order, dispatch_uid="orders")
+    token = current_origin.set(Origin(kind="command", name="bake", started_ns=0))
+    try:
+        # As Django's translation module does on every use: the same dispatch_uid again, which
+        # Django ignores (it keeps the first receiver), so nothing was connected or doubled.
+        signal.connect(on_every_order, dispatch_uid="orders")
+        signal.connect(doubled_receiver.open_windows, dispatch_uid="orders")
+        signal.connect(on_every_order, dispatch_uid="orders", weak=False)
+        assert len(signal.receivers) == 1
+        assert list(recorder.findings) == []
+        signal.connect(doubled_receiver.open_windows)
+        assert [finding.kind for finding in recorder.findings] == ["connected"]
+    finally:
+        current_origin.reset(token)
+        signal.disconnect(dispatch_uid="orders")
 
 
 def test_a_disconnect_that_removed_nothing_says_where() -> None:
@@ -277,3 +354,106 @@ def test_a_lazy_model_signal_reference_is_checked_as_without_tracing() -> None:
         "The function 'on_init' was connected to the 'post_init' signal with a lazy reference "
         "to the sender 'missing_app.model', but app 'missing_app' isn't installed."
     ]
+
+
+def on_topping_saved(sender: Any, **kwargs: Any) -> None:
+    return None
+
+
+def test_a_model_signal_is_placed_at_the_projects_connect_not_inside_django() -> None:
+    from django.apps.registry import Apps
+    from django.db import models
+    from django.db.models.signals import post_save
+
+    from signal_dashboard.demo.pizzeria.models import Topping
+
+    post_save.connect(on_topping_saved, sender=Topping)  # connected for toppings
+    post_save.connect(on_topping_saved, sender=Topping, dispatch_uid="again")  # and again
+    try:
+        [doubled] = findings("doubled")
+        assert doubled.locations == [
+            f"{HERE}:{line_of('# connected for toppings')}",
+            f"{HERE}:{line_of('# and again')}",
+        ]
+        # A lazy sender ("app_label.Model") is connected by Django once the model is
+        # registered: the receiver's own line stands for the connect() nobody can see then.
+        apps = Apps()
+
+        def on_later(sender: Any, **kwargs: Any) -> None:  # the lazy receiver
+            return None
+
+        post_save.connect(on_later, sender="kitchen.Oven", apps=apps, weak=False)
+        recorder.clear()
+
+        class Oven(models.Model):  # noqa: DJ008
+            class Meta:
+                app_label = "kitchen"
+                apps = Apps()
+
+        apps.register_model("kitchen", Oven)
+        post_save.connect(on_later, sender=Oven, dispatch_uid="oven twice", weak=False)
+        [doubled] = findings("doubled")
+        assert doubled.locations[0] == f"{HERE}:{line_of('# the lazy receiver')}"
+        post_save.disconnect(on_later, sender=Oven)
+        post_save.disconnect(on_later, sender=Oven, dispatch_uid="oven twice")
+    finally:
+        post_save.disconnect(on_topping_saved, sender=Topping)
+        post_save.disconnect(on_topping_saved, sender=Topping, dispatch_uid="again")
+
+
+def test_findings_about_installed_code_are_left_out_unless_asked_for() -> None:
+    from django.core.files.storage import FileSystemStorage
+
+    seen: list[Finding] = []
+    unwatch = hygiene.watch(seen.append)
+    token = current_origin.set(Origin(kind="command", name="collectstatic", started_ns=0))
+    try:
+        # Django's storage connects setting_changed as it is made: while a command runs, that
+        # is a finding about Django's code, not the project's.
+        FileSystemStorage()
+        with override_settings(SIGNAL_DASHBOARD={"HYGIENE_INCLUDE_INSTALLED": True}):
+            recorder.clear()
+            FileSystemStorage()
+            assert [finding.kind for finding in recorder.findings] == ["connected"]
+            recorder.clear()
+        FileSystemStorage()
+    finally:
+        current_origin.reset(token)
+        unwatch()
+    assert list(recorder.findings) == []
+    assert [finding.kind for finding in seen] == ["connected"] * 3  # watchers see all
+    assert not any(finding.own for finding in seen)
+    assert seen[0].locations[0].startswith(str(Path(django.__file__).parent))
+
+
+def test_a_callable_receivers_class_is_not_kept_alive() -> None:
+    signal = Signal()
+
+    def make() -> Any:
+        class Handler:
+            def __call__(self, sender: Any, **kwargs: Any) -> str:
+                return "handled"
+
+        return Handler()
+
+    handler = make()
+    kind = weakref.ref(type(handler))
+    signal.connect(handler)
+    assert signal.send(sender=None) == [(handler, "handled")]
+    [event] = [e for e in recorder.events if e.signal is signal]
+    assert [call.label for call in event.receivers] == [
+        f"{__name__}.{make.__qualname__}.<locals>.Handler"
+    ]
+    assert signal.disconnect(handler) is True
+    del handler, event
+    recorder.clear()
+    gc.collect()
+    assert kind() is None
+
+
+def test_a_partial_is_named_by_what_it_wraps() -> None:
+    signal = Signal()
+    signal.connect(functools.partial(on_topping_saved, extra=1), weak=False)
+    signal.send(sender=None)
+    [event] = [e for e in recorder.events if e.signal is signal]
+    assert [call.label for call in event.receivers] == [f"{__name__}.on_topping_saved"]

@@ -53,6 +53,12 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=max(0, options["verbosity"] - 1))
         _seed()
         self.stdout.write(f"Demo user: {DEMO_USERNAME!r}, password {DEMO_PASSWORD!r} (staff)")
+        if getattr(settings, "PIZZERIA_SIGNAL_MISTAKES", False):
+            self.stdout.write(
+                "The signal_dashboard.W005 warning is on purpose: the pizzeria makes three signal "
+                "mistakes for the dashboard to show (a receiver lost, one connected twice, one "
+                "connected in the login view). PIZZERIA_SIGNAL_MISTAKES = False turns them off."
+            )
         if _answers(port):
             raise CommandError(f"Port {port} is already in use: pick another with --port.")
 
