@@ -155,12 +155,15 @@ class EventFilter:
         return True
 
     def matches_labels(self, signal: str, sender: str, receiver: str) -> bool:
-        """Whether the sender, signal and receiver fields admit these labels (the other fields
-        are not looked at)."""
+        """Whether the sender, signal and receiver fields, and the hidden labels, admit these
+        labels (the other fields are not looked at)."""
         return (
             (not self._sender or self._sender in sender.lower())
             and (not self._signal or self._signal in signal.lower())
             and (not self._receiver or self._receiver in receiver.lower())
+            and signal not in self.hide_signals
+            and sender not in self.hide_senders
+            and receiver not in self.hide_receivers
         )
 
     @property
@@ -171,8 +174,10 @@ class EventFilter:
         )
 
     def without_event_fields(self) -> EventFilter:
-        """This filter with path, minimum duration and errors only cleared."""
-        return EventFilter(sender=self.sender, signal=self.signal, receiver=self.receiver)
+        """This filter with path, process, minimum duration and errors only cleared."""
+        return dataclasses.replace(
+            self, path="", process="", min_duration_ms=None, errors_only=False
+        )
 
     def with_hidden(self, field_name: str, label: str) -> EventFilter:
         """This filter hiding one more signal, sender or receiver (``hide_signals``, ...)."""

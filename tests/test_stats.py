@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import tracemalloc
 from typing import Any
@@ -22,7 +23,7 @@ from signal_dashboard.stats.histogram import (
     bucket_index,
 )
 from signal_dashboard.stats.merge import MergedStore
-from signal_dashboard.stats.store import LatencyStore, Series
+from signal_dashboard.stats.store import LatencyStore, Series, Storms
 from signal_dashboard.stats.table import TableQuery
 from signal_dashboard.tracing import capture
 
@@ -391,6 +392,32 @@ def test_table_honours_sender_signal_and_receiver_filters(
     assert [row.name for row in signals] == ["tests.test_stats.till"]
 
 
+def test_table_hides_what_the_filter_hides(store: LatencyStore, receivers: None) -> None:
+    events = send_mix()
+    fill(store, events, {})
+    fast_label, failing_label = "tests.test_stats.fast", "tests.test_stats.failing"
+    for buffered in ((), events):  # from the statistics, and with errors only from the buffer
+        extra: dict[str, Any] = {"errors_only": True} if buffered else {}
+
+        def names(event_filter: EventFilter, group: str = "receiver") -> list[str]:
+            rows = store.table(TableQuery(group=group), event_filter, buffered)  # noqa: B023
+            return sorted(row.name for row in rows)
+
+        everything = [] if buffered else [fast_label]
+        assert names(EventFilter(hide_receivers=frozenset({failing_label}), **extra)) == (
+            everything
+        )
+        assert names(EventFilter(hide_signals=frozenset({"tests.test_stats.till"}), **extra)) == (
+            everything
+        )
+        assert names(
+            EventFilter(hide_senders=frozenset({"tests.test_stats.Pizza"}), **extra), "sender"
+        ) == ([] if buffered else ["tests.test_stats.Pasta"])
+        assert names(EventFilter(hide_receivers=frozenset({fast_label}), **extra), "signal") == [
+            "tests.test_stats.till"
+        ]
+
+
 def test_event_only_filters_are_answered_from_the_buffer(
     store: LatencyStore, receivers: None
 ) -> None:
@@ -572,6 +599,36 @@ def test_snapshots_of_two_stores_merge_into_the_stats_of_all_calls(receivers: No
     )
     with pytest.raises(TypeError):
         merged.record(events[0])
+
+
+def test_a_merged_table_from_the_buffer_counts_the_storms_of_every_process(
+    receivers: None,
+) -> None:
+    # Another process's statistics: failing ran four times in one command, a storm past three.
+    elsewhere = LatencyStore(storm_threshold=3)
+    with capture() as events:
+        for _ in range(4):
+            till.send_robust(sender=Pizza)
+    command = Origin(kind="command", name="shell")
+    for event in events:
+        command.count_calls(event)
+    elsewhere.record_many(events)
+    assert elsewhere.record_origin(command) == [("tests.test_stats.failing", 4)]
+    merged = MergedStore([json.loads(json.dumps(elsewhere.snapshot("elsewhere:1")))])
+    assert list(merged.storms) == ["tests.test_stats.failing"]  # keyed by label
+    buffer = send_mix()  # this process's recent events: failing ran twice
+    for event_filter in (
+        EventFilter(errors_only=True),
+        EventFilter(min_duration_ms=0, receiver="failing"),
+        EventFilter(process=str(os.getpid()), signal="till"),
+    ):
+        [row] = merged.table(TableQuery(), event_filter, buffer)
+        assert (row.name, row.histogram.count) == ("tests.test_stats.failing", 2)
+        assert row.storms == Storms(requests=1, max_calls=4)
+        for group in ("signal", "sender"):
+            [row] = merged.table(TableQuery(group=group), event_filter, buffer)
+            assert row.storms is None
+    assert merged.table(TableQuery(), EventFilter(path="/orders/"), buffer) == []
 
 
 def test_a_snapshot_of_another_format_or_damaged_is_refused_whole(receivers: None) -> None:

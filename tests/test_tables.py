@@ -135,7 +135,8 @@ def test_the_caption_and_headings_follow_the_query() -> None:
     caption = re.search(r"<caption>(.*?)</caption>", html, re.DOTALL)
     assert caption is not None
     assert " ".join(caption.group(1).split()) == (
-        "140 receivers, last 300 s, from the buffered sends that match the filter, first 2 shown"
+        "140 receivers, last 300 s, from this process's buffered sends that match the filter, "
+        "first 2 shown"
     )
     assert re.findall(r'data-sort="(\w+)"[^>]*>[^<]*? ([▼▲])</button>', html) == [("p95", "▼")]
     assert "first 2 shown" in latency_table_html(context(latency_total=3))

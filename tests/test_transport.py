@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -15,11 +16,16 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.test import Client
 from websockets.exceptions import ConnectionClosed
 
-from signal_dashboard import tracing, transport
+from signal_dashboard import consumers, tracing, transport
 from signal_dashboard.backends import backend
+from signal_dashboard.conf import DEFAULTS
 from signal_dashboard.recorder import Recorder, recorder
 from signal_dashboard.stats.histogram import Histogram, SealedHistogram
 from signal_dashboard.stats.merge import MergedStore
@@ -36,7 +42,7 @@ from tests.processes import (
     run_command,
     session_cookie,
 )
-from tests.urls import pizza_ordered
+from tests.urls import on_every_order, pizza_ordered
 
 pytestmark = pytest.mark.redis
 
@@ -777,3 +783,135 @@ def lost_location(record: dict[str, Any]) -> str:
     [location] = record["locations"]
     assert location.startswith("<string>:")
     return location
+
+
+# A receiver run more times inside one command than makes a storm.
+STORMING = "tests.urls.on_every_order"
+STORM_CALLS = DEFAULTS["STORM_THRESHOLD"] + 10
+SEND_A_STORM = (
+    f"from tests.urls import pizza_ordered; "
+    f"[pizza_ordered.send(sender='storm', name=str(n)) for n in range({STORM_CALLS})]"
+)
+CONNECT_AND_SEND_A_STORM = (
+    "from tests.urls import on_every_order, pizza_ordered; "
+    "pizza_ordered.connect(on_every_order, weak=False); " + SEND_A_STORM
+)
+# Every filter field: the statistics answer some, the recent events the others.
+EVERY_FILTER = [
+    {"sender": "storm"},
+    {"signal": "pizza_ordered"},
+    {"receiver": "on_every_order"},
+    {"path": "/order/"},
+    {"process": f":{os.getpid()}"},
+    {"min_duration_ms": "0"},
+    {"errors_only": "on"},
+    {"hide_signals": "tests.urls.pizza_ordered"},
+    {"hide_senders": "storm"},
+    {"hide_receivers": STORMING},
+]
+# Its row of the latency table, flagged: how many requests or commands stormed, most calls.
+STORM_ROW = re.compile(
+    rf'sd-lat-row[^"]*sd-storm[^"]*" data-name="{re.escape(STORMING)}"'
+    r"[^\n]*?storm</span> (\d+)&times; · up to (\d+) calls"
+)
+
+
+@pytest.fixture
+def storms_here_and_elsewhere(
+    project_db: Path, redis_server: RedisServer, settings: Any, merged_cache: None, db: None
+) -> Iterator[None]:
+    """A storm of ``on_every_order`` in a command of another process (its events and statistics
+    in Redis) and in one of this process, whose request to ``/order/`` ran it once more.
+
+    The settings are left without Redis: each test names the backend it reads.
+    """
+    recorder.clear()
+    command = run_command(["shell", "-c", CONNECT_AND_SEND_A_STORM], project_db, redis_server.url)
+    assert command.returncode == 0, command.stderr
+    pizza_ordered.connect(on_every_order, weak=False)
+    try:
+        call_command("shell", command=SEND_A_STORM, verbosity=0)
+        Client().get("/order/")
+        yield
+    finally:
+        pizza_ordered.disconnect(on_every_order)
+
+
+def _backends(settings: Any, url: str) -> Iterator[int]:
+    """Switch to the local backend, then to Redis; yield how many storms of ``on_every_order``
+    each one's statistics hold (with Redis, the other process's too)."""
+    yield 1
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": url}
+    # The other process wrote its events and, as it exited, its statistics to Redis.
+    assert any(
+        row["sender"] == "storm" and row["origin"]["pid"] != os.getpid()
+        for row in transport.history(500)
+    )
+    merged = backend().latency_store()
+    assert isinstance(merged, MergedStore)
+    assert (merged.storms[STORMING].requests, merged.storms[STORMING].max_calls) == (
+        2,
+        STORM_CALLS,
+    )
+    yield 2
+
+
+def test_every_filter_answers_on_both_backends_with_storms_of_this_and_another_process(
+    storms_here_and_elsewhere: None,
+    redis_server: RedisServer,
+    settings: Any,
+    admin_client: Client,
+) -> None:
+    for storms in _backends(settings, redis_server.url):
+        for query in EVERY_FILTER:
+            page = admin_client.get("/signals/", query)
+            assert page.status_code == 200, (storms, query)
+            stats = admin_client.get("/signals/stats.json", query)
+            assert stats.status_code == 200, (storms, query)
+            download = admin_client.get("/signals/events.ndjson", query)
+            assert download.status_code == 200, (storms, query)
+            for line in b"".join(download.streaming_content).splitlines():
+                json.loads(line)
+        # The table of the request's calls, made from the recent events, still counts the
+        # receiver's storms: this process's, and with Redis the other one's.
+        html = admin_client.get("/signals/", {"path": "/order/"}).content.decode()
+        flagged = STORM_ROW.search(html)
+        assert flagged is not None, storms
+        assert flagged.groups() == (str(storms), str(STORM_CALLS))
+        stats = admin_client.get("/signals/stats.json", {"path": "/order/"}).json()
+        assert stats["source"] == "buffer"
+        [row] = [row for row in stats["receivers"] if row["name"] == STORMING]
+        assert row["count"] == 1
+        assert (row["storm_requests"], row["storm_max_calls"]) == (storms, STORM_CALLS)
+
+
+def test_the_socket_pushes_the_table_of_a_path_on_both_backends_with_every_storm(
+    storms_here_and_elsewhere: None,
+    redis_server: RedisServer,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def pushed_table() -> str:
+        communicator = WebsocketCommunicator(
+            consumers.DashboardConsumer.as_asgi(), "/ws/signals/?path=/order/"
+        )
+        communicator.scope["user"] = User(username="chef", is_staff=True, is_active=True)
+        connected, _ = await communicator.connect(timeout=EVENT_TIMEOUT)
+        assert connected
+        try:
+            await communicator.send_to(text_data=json.dumps({"action": "table"}))
+            async with asyncio.timeout(EVENT_TIMEOUT):
+                while 'id="sd-latency"' not in (
+                    message := await communicator.receive_from(EVENT_TIMEOUT)
+                ):
+                    pass
+            return message
+        finally:
+            await communicator.disconnect()
+
+    for storms in _backends(settings, redis_server.url):
+        # Tables another backend's socket was sent are not this one's.
+        monkeypatch.setattr(consumers, "shared_tables", consumers.SharedTables())
+        flagged = STORM_ROW.search(async_to_sync(pushed_table)())
+        assert flagged is not None, storms
+        assert flagged.groups() == (str(storms), str(STORM_CALLS))

@@ -437,8 +437,9 @@ class LatencyStore:
         """The rows of a latency table, sorted.
 
         Filters on sender, signal and receiver select among the stored series; filters on
-        what only single events carry (path, minimum duration, errors only) are answered from
-        ``events``, the recent-events buffer, instead.
+        what only single events carry (path, process, minimum duration, errors only) are
+        answered from ``events``, the recent-events buffer, instead. A receiver's storms are
+        this store's either way: its rows are matched to them by label.
         """
         if event_filter is not None and not event_filter.active:
             event_filter = None
@@ -452,8 +453,12 @@ class LatencyStore:
             for event in events:
                 if event_filter.matches(event.as_row()):
                     source.record(event)
-            source.storms = self.storms
-            return source.table(query, event_filter.without_event_fields(), (), slow_ns)
+            # Each store names only its own keys: this one's may be labels (a MergedStore's),
+            # the source's are what events keep.
+            buffered = source.table(query, event_filter.without_event_fields(), (), slow_ns)
+            if query.group == "receiver":
+                self._attach_storms(buffered)
+            return buffered
         since = self.since_slice() if query.window else None
         rows: dict[str, TableRow] = {}
         if query.group == "receiver":
@@ -464,13 +469,7 @@ class LatencyStore:
                 ):
                     continue
                 _add(rows, label, series, since, location=location)
-            for row in rows.values():
-                row.storms = Storms()
-            for receiver, storms in list(self.storms.items()):
-                row = rows.get(self.receiver_name(receiver)[0])
-                if row is not None and row.storms is not None:
-                    row.storms.requests += storms.requests
-                    row.storms.max_calls = max(row.storms.max_calls, storms.max_calls)
+            self._attach_storms(rows.values())
         else:
             receivers_by_send = self._receivers_by_send() if event_filter else {}
             for (signal, sender), series in list(self.sends.items()):
@@ -488,6 +487,18 @@ class LatencyStore:
         result.sort(key=lambda row: row.name.lower())
         result.sort(key=lambda row: row.sort_value(query.sort), reverse=query.descending)
         return result
+
+    def _attach_storms(self, rows: Iterable[TableRow]) -> None:
+        """Give each receiver row the storms this store counted for the receivers it names."""
+        by_label: dict[str, Storms] = {}
+        for row in rows:
+            row.storms = Storms()
+            by_label[row.name] = row.storms
+        for receiver, storms in list(self.storms.items()):
+            found = by_label.get(self.receiver_name(receiver)[0])
+            if found is not None:
+                found.requests += storms.requests
+                found.max_calls = max(found.max_calls, storms.max_calls)
 
     def _receivers_by_send(self) -> dict[tuple[Any, Any], list[str]]:
         labels: dict[tuple[Any, Any], list[str]] = {}
