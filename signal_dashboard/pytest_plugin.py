@@ -3,6 +3,7 @@ receivers the test run exercised (see pytest_report.py)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -11,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .pytest_report import SignalCoverage
+    from .pytest_report import Phase, SignalCoverage
     from .tracing import CapturedEvents
 
 # Where a pytest-xdist worker hands its figures to the controller.
 WORKER_OUTPUT_KEY = "signal_dashboard_signals"
+# The name the report plugin is registered under, once per run.
+REPORT_PLUGIN = "signal_dashboard_report"
 
 
 @pytest.fixture
@@ -59,14 +62,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def _wants_report(options: Any) -> bool:
+    return bool(options.signals or options.signals_json or options.signals_fail_under is not None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> Generator[None, Any, Any]:
+    # A wrapper runs before every plain implementation, pytest-django's among them, which sets
+    # Django up: tracing started here sees the receivers that run as the models are imported
+    # (class_prepared's), and the conftests' sends. Django's settings may not be configured yet.
+    if _wants_report(early_config.known_args_namespace):
+        report = SignalsReport(early_config)
+        early_config.pluginmanager.register(report, REPORT_PLUGIN)
+        report.start()
+    return (yield)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    options = config.option
-    if options.signals or options.signals_json or options.signals_fail_under is not None:
-        config.pluginmanager.register(SignalsReport(config), "signal_dashboard_report")
+    # Not registered yet: this plugin was loaded after the initial conftests (by a conftest, say),
+    # so tracing starts with the session.
+    if _wants_report(config.option) and not config.pluginmanager.hasplugin(REPORT_PLUGIN):
+        config.pluginmanager.register(SignalsReport(config), REPORT_PLUGIN)
 
 
 class SignalsReport:
-    """Traces the run's sends, per test, and reports on them at the end."""
+    """Traces the run's sends, per test and per set-up, and reports on them at the end."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
@@ -74,6 +96,8 @@ class SignalsReport:
         self.parts: list[dict[str, Any]] = []
         self.result: dict[str, Any] | None = None
         self._stop: Any = None
+        # Fixtures being torn down, and the phase their teardown is charged to.
+        self._teardowns: dict[pytest.FixtureDef[Any], Phase] = {}
 
     @property
     def is_worker(self) -> bool:
@@ -83,19 +107,20 @@ class SignalsReport:
     def is_controller(self) -> bool:
         return self.config.pluginmanager.hasplugin("dsession")
 
-    def pytest_sessionstart(self, session: pytest.Session) -> None:
-        if self.is_controller:
-            return  # the workers run the tests
-        from . import tracing
-        from .conf import get_config
+    def start(self) -> None:
+        """Trace every send from now on, whatever ENABLED says (tracing changes nothing the
+        tests see), and count them. Reads no Django setting: they may not be configured yet."""
+        from django.apps import apps
+        from django.conf import settings
+
+        from . import conf, tracing
         from .hygiene import hygiene
         from .pytest_report import SignalCoverage
         from .recorder import recorder
 
-        # Traced for the run, whatever ENABLED says: tracing changes nothing the tests see.
         installed_here = not tracing.is_installed()
         tracing.install()
-        self.coverage = coverage = SignalCoverage(int(get_config()["STORM_THRESHOLD"]))
+        self.coverage = coverage = SignalCoverage(started_late=apps.loading or apps.apps_ready)
         stops = [
             recorder.subscribe(coverage.record, immediate=True),
             recorder.subscribe_folded(coverage.record_folded),
@@ -107,21 +132,70 @@ class SignalsReport:
             recorder.drain()  # the folded sends not counted yet
             for unsubscribe in stops:
                 unsubscribe()
-            if installed_here:
+            # Left installed if the project's settings turn it on: their install() in
+            # AppConfig.ready() found it installed already.
+            if installed_here and not (settings.configured and conf.tracing_enabled()):
                 tracing.uninstall()
 
         self._stop = stop
 
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        from . import conf
+
+        if self.is_controller:
+            # The workers run the tests, and trace them: the controller has nothing to count.
+            if self.coverage is not None:
+                self._stop()
+                self.coverage = None
+            return
+        if self.coverage is None:
+            self.start()
+        else:
+            # Tracing started before Django's settings were configured: read them now.
+            conf.reset()
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, Any, Any]:
-        if self.coverage is not None:
-            self.coverage.start_test(item.nodeid)
+        coverage = self.coverage
+        if coverage is None:
+            return (yield)
+        test = coverage.begin(item.nodeid, setup=False)
         try:
             return (yield)
         finally:
-            if self.coverage is not None:
-                self.coverage.finish_test()
+            coverage.end(test)
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, Any, Any]:
+        coverage = self.coverage
+        # A test's own fixtures are part of the test (a class fixture too, for a test outside
+        # a class: it is set up for that test alone).
+        if coverage is None or isinstance(request.node, pytest.Item):
+            return (yield)
+        # A wider fixture is set up for the first test that needs it (pytest-django's
+        # django_db_setup creates the test database): its sends are no test's.
+        name = _fixture_name(fixturedef, request)
+        setup = coverage.begin(f"set-up of {name}", setup=True)
+        try:
+            return (yield)
+        finally:
+            coverage.end(setup)
+            # Added after the fixture's own finalizers (its code after ``yield``), so run
+            # before them; pytest_fixture_post_finalizer runs after them.
+            fixturedef.addfinalizer(functools.partial(self._tear_down, fixturedef, name))
+
+    def _tear_down(self, fixturedef: pytest.FixtureDef[Any], name: str) -> None:
+        if self.coverage is not None:
+            self._teardowns[fixturedef] = self.coverage.begin(f"teardown of {name}", setup=True)
+
+    def pytest_fixture_post_finalizer(self, fixturedef: pytest.FixtureDef[Any]) -> None:
+        teardown = self._teardowns.pop(fixturedef, None)
+        if teardown is not None and self.coverage is not None:
+            self.coverage.end(teardown)
+
+    @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which may not be installed
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         """A pytest-xdist worker finished: its figures, to merge."""
         output = getattr(node, "workeroutput", {})
@@ -130,11 +204,13 @@ class SignalsReport:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        from .conf import current_config
         from .pytest_report import merge, registry_view, summary
 
         if self.coverage is not None:
             self._stop()
-            self.parts.append(self.coverage.data(*registry_view()))
+            storm_threshold = int(current_config()["STORM_THRESHOLD"])
+            self.parts.append(self.coverage.data(*registry_view(), storm_threshold))
             self.coverage = None
         if self.is_worker:
             self.config.workeroutput[WORKER_OUTPUT_KEY] = json.dumps(self.parts[-1])  # type: ignore[attr-defined]
@@ -155,11 +231,10 @@ class SignalsReport:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.result is None:
             return
-        from .conf import get_config
         from .pytest_report import report_lines
 
         terminalreporter.section("signals")
-        for line in report_lines(self.result, int(get_config()["STORM_THRESHOLD"])):
+        for line in report_lines(self.result):
             terminalreporter.write_line(line)
         threshold = self.config.option.signals_fail_under
         if threshold is not None:
@@ -172,3 +247,10 @@ class SignalsReport:
             terminalreporter.write_line(
                 f"Signal report written to {self.config.option.signals_json}"
             )
+
+
+def _fixture_name(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest) -> str:
+    """``django_db_setup (session fixture)``; a module, package or class fixture with the node
+    it serves, as each of them is set up anew."""
+    served = request.node.nodeid
+    return f"{fixturedef.argname} ({fixturedef.scope} fixture{f', {served}' if served else ''})"
