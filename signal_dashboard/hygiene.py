@@ -30,7 +30,7 @@ import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType, FunctionType, MethodType
+from types import CodeType, FrameType, FunctionType, MethodType
 from typing import Any
 
 import django
@@ -365,12 +365,37 @@ def caller_location(signal: Signal, receiver: Any, depth: int = 2) -> str:
 
 
 def _is_method_of(frame: FrameType, signal: Signal) -> bool:
-    code = frame.f_code
-    return (
-        bool(code.co_argcount)
-        and code.co_varnames[0] == "self"
-        and (frame.f_locals.get("self") is signal)
+    # By the frame's code, never its f_locals: reading them keeps the caller's locals (the
+    # receiver itself) alive with the frame, before Python 3.13.
+    return frame.f_code in _method_codes(type(signal))
+
+
+# id(signal class) -> (a weak reference to it, its methods' code). References are made with
+# weakref.ReferenceType, as everywhere here (see Hygiene).
+_codes_by_class: dict[int, tuple[weakref.ReferenceType[type], frozenset[CodeType]]] = {}
+
+
+def _method_codes(kind: type) -> frozenset[CodeType]:
+    """The code of the functions a signal class defines (and inherits), ModelSignal's helpers
+    among them."""
+    entry = _codes_by_class.get(id(kind))
+    if entry is not None and entry[0]() is kind:
+        return entry[1]
+    codes = frozenset(
+        code
+        for cls in kind.__mro__
+        for value in vars(cls).values()
+        if (code := getattr(getattr(value, "__func__", value), "__code__", None)) is not None
     )
+    reference = weakref.ReferenceType(kind, functools.partial(_forget_class, id(kind)))
+    _codes_by_class[id(kind)] = (reference, codes)
+    return codes
+
+
+def _forget_class(ident: int, reference: weakref.ReferenceType[type]) -> None:
+    entry = _codes_by_class.get(ident)
+    if entry is not None and entry[0] is reference:
+        del _codes_by_class[ident]
 
 
 def _added(before: list[Any], after: list[Any]) -> bool:

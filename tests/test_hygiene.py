@@ -457,3 +457,22 @@ def test_a_partial_is_named_by_what_it_wraps() -> None:
     signal.send(sender=None)
     [event] = [e for e in recorder.events if e.signal is signal]
     assert [call.label for call in event.receivers] == [f"{__name__}.on_topping_saved"]
+
+
+class Handler:
+    def __call__(self, sender: Any, **kwargs: Any) -> str:
+        return "handled"
+
+
+class TestWhatAMethodLetsGoIsGone:
+    """Django's dispatch tests connect from test methods (``self`` first): finding where a
+    connect() came from must not keep the caller's locals alive."""
+
+    def test_a_weak_receiver_let_go_is_gone(self) -> None:
+        signal = Signal()
+        handler = Handler()
+        signal.connect(handler)
+        assert signal.send(sender=None) == [(handler, "handled")]
+        del handler
+        gc.collect()
+        assert signal.send(sender=None) == []
