@@ -151,6 +151,9 @@ class Hygiene:
         self.runtime_connects: Counter[str] = Counter()  # per signal label
         self.watchers: tuple[Callable[[Finding], None], ...] = ()
         self.failures = 0
+        # Whether a receiver's code ran for a signal, as the sends' tracing saw it (set by
+        # tracing.install(); until then nothing was seen, so nothing is judged lost).
+        self.ran: Callable[[Signal, Any], bool] = lambda signal, code: True
 
     def connected(
         self,
@@ -200,6 +203,9 @@ class Hygiene:
                         self._lost,
                         weakref.ReferenceType(signal),
                         _weak_sender(sender),
+                        # A bound method here never ran (see _can_be_lost()); other receivers
+                        # are lost only if they never did.
+                        None if isinstance(receiver, MethodType) else code,
                         lookup_key,
                         label,
                         location,
@@ -237,6 +243,7 @@ class Hygiene:
         self,
         signal_ref: weakref.ReferenceType[Signal],
         sender_ref: weakref.ReferenceType[Any] | None,
+        code: Any,
         lookup_key: Any,
         label: str,
         where: str,
@@ -252,6 +259,10 @@ class Hygiene:
         if sender_ref is not None and sender_ref() is None:
             # Its sender went first (or with it): it could never have run again. (The collector
             # clears every weak reference to what it collects before it calls any callback.)
+            return
+        if code is not None and self.ran(signal, code):
+            # It did its work and was let go at the end of its scope (as tests do with local
+            # receivers): a loss is a receiver collected before it ever ran.
             return
         self.found(Finding("lost", signal_label(signal), label, [where], connected_ns=connected_ns))
 

@@ -19,13 +19,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import conf, context
-from .events import Fold, LightSend
+from .events import CALL_KEY, Fold, LightSend, SignalEvent
 from .hygiene import FINDINGS_KEPT, Finding
+from .labels import handle_of
 from .stats.store import LatencyStore
 
 if TYPE_CHECKING:
     from .context import Origin
-    from .events import SignalEvent
 
 logger = logging.getLogger("signal_dashboard")
 
@@ -201,6 +201,20 @@ class Recorder:
             self.subscriber_failures += 1
             if self.subscriber_failures == 1:
                 logger.exception("signal_dashboard subscriber %r failed", subscriber)
+
+    def ran(self, signal: Any, code: Any) -> bool:
+        """Whether a call of receiver ``code`` for ``signal`` was recorded: in the statistics
+        or still pending. Never drains: the garbage collector may ask in the middle of one."""
+        handle = handle_of(signal)
+        for signal_key, _, receiver_key in list(self._latency.calls):
+            if signal_key is handle and receiver_key is code:
+                return True
+        for item in list(self.pending):
+            if type(item) is SignalEvent or type(item) is LightSend:
+                sent = item.signal_key is handle  # type: ignore[union-attr]
+                if sent and any(call[CALL_KEY] is code for call in item.calls):
+                    return True
+        return False
 
     @property
     def events(self) -> deque[SignalEvent]:

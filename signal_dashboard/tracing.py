@@ -595,6 +595,16 @@ def watch_empty_sends(watcher: Callable[[Signal], None]) -> Callable[[], None]:
     return unwatch
 
 
+def _ran(signal: Signal, code: Any) -> bool:
+    """Whether receiver ``code`` ran for ``signal`` as traced (hygiene's test of a loss). A
+    signal whose sends are not traced, or not now, cannot tell: taken as ran."""
+    if not _recording or signal in _ignored_signals:
+        return True
+    if _only_signals and signal not in _only_signals:
+        return True
+    return recorder.ran(signal, code)
+
+
 def set_recording(on: bool) -> None:
     """Trace sends (the default), or run them untraced while tracing stays installed: the
     dashboard's "Stop recording", which a backend applies in every process it reaches."""
@@ -645,6 +655,7 @@ def install() -> None:
     recorder.start()
     if _originals:
         return
+    hygiene.hygiene.ran = _ran
     for owner, name, make in _PATCHES:
         _originals[(owner, name)] = owner.__dict__[name]
         setattr(owner, name, make())

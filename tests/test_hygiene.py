@@ -23,6 +23,7 @@ from signal_dashboard.backends import backend
 from signal_dashboard.context import Origin, current_origin
 from signal_dashboard.filters import EventFilter
 from signal_dashboard.hygiene import Finding, hygiene
+from signal_dashboard.labels import signal_label
 from signal_dashboard.recorder import recorder
 from tests import doubled_receiver
 from tests.urls import on_every_order, pizza_ordered
@@ -476,3 +477,23 @@ class TestWhatAMethodLetsGoIsGone:
         del handler
         gc.collect()
         assert signal.send(sender=None) == []
+
+
+def test_a_receiver_that_ran_before_it_was_let_go_is_not_lost() -> None:
+    signal = Signal()
+
+    def connect_and_send(send: bool) -> None:
+        def handler(sender: Any, **kwargs: Any) -> None:  # as tests connect one
+            return None
+
+        signal.connect(handler)
+        if send:
+            signal.send(sender=None)
+
+    connect_and_send(send=True)  # it ran, then went at the end of its scope
+    gc.collect()
+    assert findings("lost") == []
+    other = Signal()
+    other.connect(lambda sender, **kwargs: None)  # never ran: lost
+    gc.collect()
+    assert [finding.signal for finding in findings("lost")] == [signal_label(other)]
