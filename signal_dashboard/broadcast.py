@@ -148,7 +148,7 @@ class Broadcaster(Fanout, EventBatches):
     async def flush(self) -> None:
         """Hand everything sent so far over as one batch; with nothing pending, the status once
         a second."""
-        recorder.drain_quietly(wait=False)  # the recorder's thread may not have come yet
+        recorder.drain_quietly(wait=False, periodic=True)  # the thread may not have come yet
         rows = self._drain()
         now = time.monotonic()
         if not rows and now - self._last_push < STATUS_INTERVAL:

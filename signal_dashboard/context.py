@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .events import Pair, SignalEvent
+    from .events import SignalEvent, Tally
 
 PID = os.getpid()
 HOST = socket.gethostname()
@@ -50,10 +50,9 @@ class Origin:
     # Receivers that ran more than STORM_THRESHOLD times here: (label, calls), set at the end.
     storms: list[tuple[str, int]] = field(default_factory=list)
     error: str | None = None  # a command's exception, as "Type: message"
-    # Sends made here per (id of signal, id of sender), against DETAIL_LIMIT; the process's are
-    # counted afresh every second, from ``sent_since`` (perf_counter_ns).
-    sent: dict[tuple[int, int], Pair] = field(default_factory=dict, repr=False)
-    sent_since: int = 0
+    # Sends made here per (id of signal, id of sender), against DETAIL_LIMIT, and those past it
+    # folded (the process's are counted per second and thread: see tracing._ProcessTallies).
+    sent: dict[tuple[int, int], Tally] = field(default_factory=dict, repr=False)
     # Names the request or command in this process's dashboard URLs (request ids may repeat).
     id: int = field(default_factory=_next_origin_id)
     pid: int = field(default=PID)
@@ -75,6 +74,18 @@ class Origin:
             if top_level and duration > self.slowest_receiver_ns:
                 self.slowest_receiver_ns = duration
                 self.slowest_receiver_key = key
+
+    def count_folded(self, key: object, calls: int, longest_ns: int, top_level: bool) -> None:
+        """Count ``calls`` folded calls of a receiver (see count_calls())."""
+        ident = id(key)
+        count = self.receiver_calls.get(ident)
+        if count is None:
+            self._receiver_keys[ident] = key
+            count = 0
+        self.receiver_calls[ident] = count + calls
+        if top_level and longest_ns > self.slowest_receiver_ns:
+            self.slowest_receiver_ns = longest_ns
+            self.slowest_receiver_key = key
 
     def receiver_call_counts(self) -> dict[object, int]:
         """Calls per receiver key. Counted by id() on the hot path, as hashing a code object

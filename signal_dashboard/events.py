@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from . import conf
-from .context import HOST, PID, Origin
+from .context import HOST, PID, PROCESS_ORIGIN, Origin
 from .errors import ErrorInfo
 from .labels import (
     HANDLES,
@@ -29,6 +29,7 @@ from .labels import (
     sender_label,
 )
 from .payload import Limits, summarize, summarize_kwargs
+from .stats.histogram import BUCKETS, MAX, SUM, counts_histogram, new_counts
 
 if TYPE_CHECKING:
     from django.dispatch import Signal
@@ -139,7 +140,23 @@ class ReceiverCall:
         }
 
 
-class SignalEvent:
+class _Named:
+    """What holds a signal's and a sender's keys (an event, a tally) names them so."""
+
+    __slots__ = ()
+    signal_key: Handle
+    sender_key: Any
+
+    @property
+    def signal_label(self) -> str:
+        return self.signal_key.label
+
+    @property
+    def sender_label(self) -> str:
+        return key_label(self.sender_key)
+
+
+class SignalEvent(_Named):
     """One ``Signal.send`` (or ``send_robust``, ``asend``, ``asend_robust``)."""
 
     __slots__ = (
@@ -217,10 +234,7 @@ class SignalEvent:
     @property
     def depth(self) -> int:
         """0 for a send made outside any receiver, 1 for one made by a receiver, and so on."""
-        depth, parent = 0, self.parent
-        while parent is not None:
-            depth, parent = depth + 1, parent.parent
-        return depth
+        return _depth(self.parent)
 
     @property
     def uid(self) -> str:
@@ -243,14 +257,6 @@ class SignalEvent:
         int; any other object is not kept and stands as its label (``.label``)."""
         key = self.sender_key
         return key() if type(key) is Handle else key
-
-    @property
-    def signal_label(self) -> str:
-        return self.signal_key.label
-
-    @property
-    def sender_label(self) -> str:
-        return key_label(self.sender_key)
 
     @property
     def receivers(self) -> list[ReceiverCall]:
@@ -337,25 +343,80 @@ class SignalEvent:
         return f"<SignalEvent {self.signal_label} sender={self.sender_label} id={self.id}>"
 
 
-class Pair:
-    """A (signal, sender) in one origin: how many times it was sent there, and the keys its
-    light sends are recorded under (made once, not on every send)."""
+# Deepest nesting counted: a tally's parent is its latest send's, so two tallies whose sends
+# nest in each other's can name each other.
+MAX_DEPTH = 100
 
-    __slots__ = ("count", "foldable", "sender_key", "signal_key")
 
-    def __init__(self, signal: Signal, sender: Any) -> None:
-        self.count = 0
+# A tally's receiver slot: stats.histogram.new_counts(), then the receiver's key.
+SLOT_KEY = 3
+
+
+def _depth(parent: Any) -> int:
+    depth = 0
+    while parent is not None and depth < MAX_DEPTH:
+        depth, parent = depth + 1, parent.parent
+    return depth
+
+
+class Tally(_Named):
+    """A (signal, sender) in one origin: how many times it was sent there (counted against
+    DETAIL_LIMIT) and the sends past the limit, folded into it in place: per receiver (by key)
+    the counts of its calls, and those of the sends (stats.histogram.new_counts() lists). No
+    object is made per folded send.
+
+    Only the sending side adds to a tally; the recorder's drains read it by differences while
+    it grows (stats.histogram.growth()), so every folded call reaches the statistics exactly.
+    """
+
+    __slots__ = (
+        "first_ns",
+        "foldable",
+        "folded",
+        "folding",
+        "id",
+        "last_ns",
+        "origin",
+        "parent",
+        "receivers",
+        "seen",
+        "sender_key",
+        "sends",
+        "sends_counts",
+        "signal_key",
+        "start_ns",
+        "until_ns",
+    )
+
+    def __init__(self, signal: Signal, sender: Any, origin: Origin, until_ns: int) -> None:
+        self.id = _next_id()
+        # Sends from this time on (perf_counter_ns) are another tally's: the process counts
+        # its sends per second; a request, for as long as it runs.
+        self.until_ns = until_ns
+        self.sends = 0  # sent in its origin (in the process: this second, on this thread)
+        self.folded = 0  # of them, folded
+        self.folding = False  # past the limit: its sends are folded
         self.signal_key = handle_of(signal)
         # Only sends whose sender is a class or a plain value are folded: any other sender is
-        # named by its label, which the pair's key (its id) could not tell apart.
+        # named by its label, which the tally's key (its id) could not tell apart.
         self.foldable = isinstance(sender, type) or type(sender) in _PLAIN_SENDERS
         # Any other sender is not kept at all: it must stay collectable.
-        self.sender_key = handle_of(sender) if isinstance(sender, type) else None
+        self.sender_key: Any = handle_of(sender) if isinstance(sender, type) else None
         if type(sender) in _PLAIN_SENDERS:
             self.sender_key = sender
+        self.origin = origin
+        # id(receiver key) -> its calls' counts, the key last (held, so the id stays its own).
+        self.receivers: dict[int, list[Any]] = {}
+        self.sends_counts = new_counts()
+        self.first_ns = self.last_ns = 0
+        # While one of its folded sends runs its receivers, the parent of the sends they make
+        # (as an event is): the send's start and its own parent.
+        self.start_ns = 0
+        self.parent: Any = None
+        self.seen: Any = None  # what the drains read last (see recorder.Recorder)
 
     def names(self, signal: Signal, sender: Any) -> bool:
-        """Whether this pair is of these objects (and not of others once at the same ids)."""
+        """Whether this tally is of these objects (and not of others once at the same ids)."""
         if not self.foldable:
             return True  # only counted, never folded
         key = self.sender_key
@@ -363,99 +424,161 @@ class Pair:
             key() is sender if type(key) is Handle else key == sender
         )
 
+    def slot(self, key: Any) -> list[Any]:
+        """The counts of a receiver's calls (made on its first fold)."""
+        slot = self.receivers.get(id(key))
+        if slot is None:
+            slot = self.receivers[id(key)] = [*new_counts(), key]
+        return slot
+
+    def add(self, calls: list[Call], start_ns: int, end_ns: int, slow_ns: int, parent: Any) -> bool:
+        """Fold a send past the limit whose calls were recorded as an event's are (a send with
+        async receivers); False, and nothing counted, if it is an outlier: a call raised or
+        took ``slow_ns``."""
+        timed = []
+        for call in calls:
+            duration = call[CALL_DURATION]
+            if duration >= slow_ns or call[CALL_ERROR] is not None:
+                return False
+            timed.append((self.slot(call[CALL_KEY]), call[CALL_START], duration))
+        self.fold(timed, start_ns, end_ns, parent)
+        return True
+
+    def fold(
+        self, timed: list[tuple[list[Any], int, int]], start_ns: int, end_ns: int, parent: Any
+    ) -> None:
+        """Fold a send past the limit (on the sending side): each of its receivers' calls
+        (its counts, start and duration) and the send itself into their counts, and the send
+        into its request's figures. Every folded send of tracing's send() runs this, and no
+        other call."""
+        if not self.folded:
+            self.first_ns = start_ns
+        self.folded += 1
+        self.last_ns = start_ns
+        timed.append((self.sends_counts, start_ns, end_ns - start_ns))
+        spent = -timed[-1][2]
+        for counts, _, value in timed:
+            spent += value
+            counts[SUM] += value
+            if value > counts[MAX]:
+                counts[MAX] = value
+            # stats.histogram.bucket_index(), inlined.
+            if value < 128:
+                bucket = value if value > 0 else 0
+            else:
+                shift = value.bit_length() - 7
+                bucket = (shift << 6) + (value >> shift)
+            buckets = counts[BUCKETS]
+            buckets[bucket] = buckets.get(bucket, 0) + 1
+        origin = self.origin
+        if origin is not PROCESS_ORIGIN:
+            # Read by the request's Server-Timing header before the recorder gets to it.
+            origin.signal_count += 1
+            if parent is None:  # nested sends run inside their parent's receivers
+                origin.receiver_ns += spent
+
+    @property
+    def uid(self) -> str:
+        """Identifier unique across processes and hosts (a fold's, as an event's)."""
+        return f"{HOST}:{PID}:{self.id}"
+
+    @property
+    def depth(self) -> int:
+        return _depth(self.parent)
+
+    @property
+    def timestamp(self) -> float:
+        """Wall-clock start of its first folded send, in seconds since the epoch."""
+        return (self.first_ns + WALL_OFFSET_NS) / 1e9
+
+    def receiver_summaries(self) -> list[dict[str, Any]]:
+        """Per receiver, in the order first folded: its label and location, calls, their total
+        and longest time, p50 and p95 (read while the tally may grow: a moment's counts)."""
+        summaries = []
+        for slot in list(self.receivers.values()):
+            histogram = counts_histogram(dict(slot[BUCKETS]), slot[SUM], slot[MAX])
+            label, location = receiver_label(slot[SLOT_KEY])
+            summaries.append(
+                {
+                    "receiver": label,
+                    "location": location,
+                    "count": histogram.count,
+                    "total_ns": histogram.sum_ns,
+                    "max_ns": histogram.max_ns,
+                    "p50_ns": histogram.percentile(50),
+                    "p95_ns": histogram.percentile(95),
+                }
+            )
+        return summaries
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fold as JSON-ready data (``events.ndjson``'s record of ``type`` "fold")."""
+        sends = self.sends_counts
+        return {
+            "id": self.uid,
+            "type": "fold",
+            "timestamp": self.timestamp,
+            "last_timestamp": (self.last_ns + WALL_OFFSET_NS) / 1e9,
+            "signal": self.signal_label,
+            "sender": self.sender_label,
+            "origin": self.origin.as_dict(),
+            "count": self.folded,
+            "total_ns": sends[SUM],
+            "max_ns": sends[MAX],
+            "receivers": self.receiver_summaries(),
+            "pid": PID,
+            "host": HOST,
+        }
+
+    def __repr__(self) -> str:
+        return f"<Tally {self.signal_label} sender={self.sender_label} folded={self.folded}>"
+
 
 class LightSend:
-    """A send past the detail limit of its (signal, sender) in its origin: its receivers are
-    timed and counted in the statistics and the folds, but no event, payload or row is made.
-    It holds no signal, sender or kwargs: an outlier is made a full event by the send itself,
-    which still has them (see :meth:`promote`)."""
+    """A send past the limit whose receivers run asynchronously: they record their calls here,
+    as an event's do, and the send is folded into its tally as it finishes. It holds no signal,
+    sender or kwargs: an outlier is made a full event by the send itself, which still has them
+    (see :meth:`promote`)."""
 
-    __slots__ = ("calls", "duration_ns", "origin", "parent", "sender_key", "signal_key", "start_ns")
+    __slots__ = ("calls", "duration_ns", "origin", "parent", "start_ns", "tally")
 
     detailed = False
-    id = 0  # no event to show: see SlowestCalls
-    uid = None
 
     def __init__(
-        self, pair: Pair, parent: SignalEvent | LightSend | None, origin: Origin, start_ns: int
+        self, tally: Tally, parent: SignalEvent | Tally | LightSend | None, start_ns: int
     ) -> None:
-        self.signal_key = pair.signal_key
-        self.sender_key = pair.sender_key
+        self.tally = tally
         self.parent = parent
-        self.origin = origin
+        self.origin = tally.origin
         self.start_ns = start_ns
         self.calls: list[Call] = []
 
     @property
-    def timestamp(self) -> float:
-        return (self.start_ns + WALL_OFFSET_NS) / 1e9
+    def uid(self) -> str:
+        return self.tally.uid
 
     def promote(
         self, signal: Signal, sender: Any, method: str, named: dict[str, Any]
     ) -> SignalEvent:
         """The full event of this send, its kwargs read now, after its receivers ran."""
-        event = SignalEvent(
-            signal,
-            sender,
-            method,
-            named,
-            self.parent,  # type: ignore[arg-type]
-            self.origin,
-            self.start_ns,
+        return promoted(
+            signal, sender, method, named, self.parent, self.origin, self.start_ns, self.calls
         )
-        event.payload_after_send = True
-        event.calls = self.calls
-        return event
 
 
-class Fold:
-    """The light sends of one (origin, signal, sender, receiver): how many, the time in the
-    receiver in all and the slowest call. Outside requests and commands, one fold a second."""
-
-    __slots__ = (
-        "count",
-        "first_ns",
-        "last_ns",
-        "max_ns",
-        "origin",
-        "receiver_key",
-        "sender_key",
-        "signal_key",
-        "total_ns",
-    )
-
-    def __init__(self, send: LightSend, receiver_key: Any) -> None:
-        self.origin = send.origin
-        self.signal_key = send.signal_key
-        self.sender_key = send.sender_key
-        self.receiver_key = receiver_key  # None for sends that reached no receiver
-        self.count = self.total_ns = self.max_ns = 0
-        self.first_ns = self.last_ns = send.start_ns
-
-    def add(self, start_ns: int, duration_ns: int) -> None:
-        self.count += 1
-        self.total_ns += duration_ns
-        if duration_ns > self.max_ns:
-            self.max_ns = duration_ns
-        self.last_ns = start_ns
-
-    @property
-    def receiver_label(self) -> str | None:
-        key = self.receiver_key
-        return None if key is None else receiver_label(key)[0]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "signal": key_label(self.signal_key),
-            "sender": key_label(self.sender_key),
-            "receiver": self.receiver_label,
-            "origin": self.origin.as_dict(),
-            "count": self.count,
-            "total_ns": self.total_ns,
-            "max_ns": self.max_ns,
-            "first_timestamp": (self.first_ns + WALL_OFFSET_NS) / 1e9,
-            "last_timestamp": (self.last_ns + WALL_OFFSET_NS) / 1e9,
-        }
-
-    def __repr__(self) -> str:
-        return f"<Fold {key_label(self.signal_key)} {self.receiver_label} x{self.count}>"
+def promoted(
+    signal: Signal,
+    sender: Any,
+    method: str,
+    named: dict[str, Any],
+    parent: Any,
+    origin: Origin,
+    start_ns: int,
+    calls: list[Call],
+) -> SignalEvent:
+    """The full event of a send past the limit that turned out an outlier (a receiver raised,
+    or took SLOW_MS): its kwargs read after its receivers ran."""
+    event = SignalEvent(signal, sender, method, named, parent, origin, start_ns)
+    event.payload_after_send = True
+    event.calls = calls
+    return event

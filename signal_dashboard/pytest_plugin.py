@@ -122,6 +122,8 @@ class SignalsReport:
         tracing.install()
         self.coverage = coverage = SignalCoverage(started_late=apps.loading or apps.apps_ready)
         stops = [
+            # Each send counted in its test: none folded by DETAIL_LIMIT.
+            tracing.keep_every_send(),
             recorder.subscribe(coverage.record, immediate=True),
             recorder.subscribe_folded(coverage.record_folded),
             tracing.watch_empty_sends(coverage.record_empty),

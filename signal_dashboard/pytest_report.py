@@ -28,7 +28,7 @@ from .stats.histogram import Histogram
 if TYPE_CHECKING:
     from django.dispatch import Signal
 
-    from .events import LightSend, SignalEvent
+    from .events import SignalEvent, Tally
     from .hygiene import Finding
 
 # How many rows the report's lists show.
@@ -82,9 +82,22 @@ class SignalCoverage:
         """A send finished (a ``recorder`` subscriber, on the sending thread)."""
         self._count(event, self.phase)
 
-    def record_folded(self, send: LightSend) -> None:
-        """A send folded by DETAIL_LIMIT (in a drain, perhaps after its test ended)."""
-        self._count(send, self._phase_at(send.start_ns))
+    def record_folded(
+        self, tally: Tally, sends: Histogram, receivers: list[tuple[Any, Histogram]]
+    ) -> None:
+        """Sends folded by DETAIL_LIMIT (read in a drain, perhaps after their test ended: they
+        are placed by the latest one's start). The plugin keeps every send in full, so only a
+        send made while it was not recording in full gets here."""
+        phase = self._phase_at(tally.last_ns)
+        self.sent.add(tally.signal_key.label)
+        self.sends[phase] += sends.count
+        for key, added in receivers:
+            label = self._label(key)
+            histogram = self.calls.get(label)
+            if histogram is None:
+                histogram = self.calls[label] = Histogram()
+            histogram.merge(added)
+            self.calls_per_phase[phase, label] += added.count
 
     def record_empty(self, signal: Signal) -> None:
         """A send that reached no receiver (on the sending thread)."""
@@ -112,7 +125,7 @@ class SignalCoverage:
             },
         )
 
-    def _count(self, event: SignalEvent | LightSend, phase: Phase) -> None:
+    def _count(self, event: SignalEvent, phase: Phase) -> None:
         self.sent.add(event.signal_key.label)
         self.sends[phase] += 1
         for key, _, _, duration, _, error in event.calls:  # see events.Call

@@ -19,9 +19,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import conf, context
-from .events import CALL_KEY, Fold, LightSend, SignalEvent
+from .events import CALL_KEY, SLOT_KEY, SignalEvent, Tally
 from .hygiene import FINDINGS_KEPT, Finding
 from .labels import handle_of
+from .stats.histogram import Histogram, growth
 from .stats.store import LatencyStore
 
 if TYPE_CHECKING:
@@ -37,6 +38,19 @@ Subscriber = Callable[["SignalEvent"], None]
 DRAIN_INTERVAL = 0.05
 # Events and finished requests waiting for that thread; past this, new ones are lost and counted.
 PENDING_LIMIT = 20_000
+# A tally of sends outside requests and commands (a second's, on one thread) is read a last
+# time once nothing was folded into it for this long (ns); a request's once it finishes, or
+# after STALE_TALLY_NS without a fold if it never does.
+IDLE_PROCESS_TALLY_NS = 2_000_000_000
+# How often the recorder's thread reads the tallies that grow (seconds): live folds on the
+# dashboards move at this pace.
+TALLY_READ_INTERVAL = 0.25
+STALE_TALLY_NS = 600_000_000_000
+
+# What a drain hands the folded subscribers: a tally, and what was folded into it since the
+# last drain: the sends' durations (a histogram: its count is how many) and, per receiver, its
+# key and a histogram of the new calls.
+FoldedSubscriber = Callable[[Tally, Histogram, list[tuple[Any, Histogram]]], None]
 
 
 class _Sizes(NamedTuple):
@@ -79,7 +93,11 @@ class Recorder:
         # The settings last taken (see _follow_settings()); False: sizes of its own.
         self._sizes: _Sizes | bool | None = None if follows else False
         self._latency = LatencyStore()
-        self._folds: dict[tuple[Any, ...], Fold] = {}
+        # Tallies with folded sends: read at every drain while they grow, then kept (as many
+        # as events) for ``folds``.
+        self._tallies: dict[int, Tally] = {}
+        self._tallies_read_at = 0.0  # time.monotonic()
+        self._folds: deque[Tally] = deque(maxlen=size or defaults["BUFFER_SIZE"])
         self._findings: deque[Finding] = deque(maxlen=FINDINGS_KEPT)
         # Never replaced: the sending threads append to it through ``recorder.pending``.
         self.pending: deque[SignalEvent | Origin] = deque()
@@ -88,8 +106,8 @@ class Recorder:
         # Called on the sending thread as each send finishes, for capture(): tests read what
         # they captured before anything is drained.
         self.immediate: tuple[Subscriber, ...] = ()
-        # Called in a drain with each send folded by DETAIL_LIMIT (a LightSend).
-        self.folded: tuple[Callable[[LightSend], None], ...] = ()
+        # Called in a drain with what was folded by DETAIL_LIMIT since the last one.
+        self.folded: tuple[FoldedSubscriber, ...] = ()
         self.subscriber_failures = 0
         self._lock = threading.RLock()
         self._draining = False
@@ -116,11 +134,14 @@ class Recorder:
 
     # -- off it --------------------------------------------------------------------------------
 
-    def drain(self, wait: bool = True) -> None:
-        """Account everything pending: events, statistics, requests, subscribers.
+    def drain(self, wait: bool = True, periodic: bool = False) -> None:
+        """Account everything pending: events, statistics, requests, subscribers, and what was
+        folded into tallies.
 
         Without ``wait``, return at once if another thread is draining (its events reach the
-        subscribers when it is done).
+        subscribers when it is done). ``periodic`` (the recorder's thread) reads the growing
+        tallies only every TALLY_READ_INTERVAL: each read compares every bucket, and a reader
+        that asks gets them read at once.
         """
         # Always through the lock: another thread's drain may hold events it took from
         # ``pending`` and has not accounted yet.
@@ -128,18 +149,19 @@ class Recorder:
             return
         try:
             self._follow_settings()
-            if self._draining or not self.pending:  # (_draining: a subscriber reading us)
+            # (_draining: a subscriber reading us; tallies grow without anything pending)
+            if self._draining or not (self.pending or self._tallies):
                 return
             self._draining = True
             try:
                 with context.suspended():
-                    self._drain()
+                    self._drain(periodic)
             finally:
                 self._draining = False
         finally:
             self._lock.release()
 
-    def _drain(self) -> None:
+    def _drain(self, periodic: bool) -> None:
         pending = self.pending
         events = self._events
         latency = self._latency
@@ -153,21 +175,17 @@ class Recorder:
                 # The request's sends are in the statistics before its storms are counted.
                 latency.record_many(batch)
                 batch = []
+                self._read_tallies(item)
                 item.storms = latency.record_origin(item)
                 self._requests.append(item)
+                continue
+            if type(item) is Tally:  # its first fold: read from now on
+                self._tallies[id(item)] = item  # type: ignore[assignment]
                 continue
             if type(item) is Finding:
                 self._findings.append(item)
                 for subscriber in subscribers:  # rows of their own, for dashboards and Redis
                     self._call(subscriber, item)  # type: ignore[arg-type]
-                continue
-            if type(item) is LightSend:
-                batch.append(item)  # type: ignore[arg-type]
-                if item.origin is not process:
-                    item.origin.count_calls(item)  # type: ignore[arg-type]
-                self._fold(item)
-                for folded in self.folded:
-                    self._call(folded, item)  # type: ignore[arg-type]
                 continue
             event: SignalEvent = item  # type: ignore[assignment]
             batch.append(event)
@@ -178,21 +196,55 @@ class Recorder:
                 self._call(subscriber, event)
         if batch:
             latency.record_many(batch)
+        now = time.monotonic()
+        if self._tallies and (not periodic or now >= self._tallies_read_at + TALLY_READ_INTERVAL):
+            self._tallies_read_at = now
+            self._read_tallies()
 
-    def _fold(self, send: LightSend) -> None:
-        folds = self._folds
-        origin = send.origin
-        # The process's folds are per second, as its detail limit is.
-        when = send.start_ns // 1_000_000_000 if origin is context.PROCESS_ORIGIN else 0
-        calls = send.calls or [(None, False, send.start_ns, send.duration_ns, None, None)]
-        for receiver_key, _, start, duration, _, _ in calls:  # see events.Call
-            key = (origin, send.signal_key, send.sender_key, receiver_key, when)
-            fold = folds.get(key)
-            if fold is None:
-                fold = folds[key] = Fold(send, receiver_key)
-                if len(folds) > self._events.maxlen:  # type: ignore[operator]
-                    del folds[next(iter(folds))]
-            fold.add(start, duration)
+    def _read_tallies(self, finished: Origin | None = None) -> None:
+        """Account what was folded since the last drain: into every tally (a last time into
+        those of the ``finished`` request or command, and those idle long enough)."""
+        now = time.perf_counter_ns()
+        for ident, tally in list(self._tallies.items()):
+            if finished is not None and tally.origin is not finished:
+                continue
+            self._read(tally)
+            idle = now - tally.last_ns
+            if (
+                tally.origin is finished
+                or idle > STALE_TALLY_NS
+                or (tally.origin is context.PROCESS_ORIGIN and idle > IDLE_PROCESS_TALLY_NS)
+            ):
+                del self._tallies[ident]
+                self._folds.append(tally)
+
+    def _read(self, tally: Tally) -> None:
+        seen = tally.seen
+        if seen is None:
+            seen = tally.seen = [0, None, {}]  # folded, the sends' histogram, per receiver
+        folded = tally.folded
+        if folded == seen[0]:
+            return
+        seen[0] = folded
+        sends, seen[1] = growth(tally.sends_counts, seen[1])
+        receivers = []
+        for ident, slot in list(tally.receivers.items()):
+            added, seen[2][ident] = growth(slot, seen[2].get(ident))
+            if added.count:
+                receivers.append((slot[SLOT_KEY], added))
+        self._latency.record_fold(tally.signal_key, tally.sender_key, sends, receivers)
+        origin = tally.origin
+        if origin is not context.PROCESS_ORIGIN:
+            top_level = tally.parent is None
+            for key, added in receivers:
+                origin.count_folded(key, added.count, added.max_ns, top_level)
+        for subscriber in self.folded:
+            try:
+                subscriber(tally, sends, receivers)
+            except Exception:
+                self.subscriber_failures += 1
+                if self.subscriber_failures == 1:
+                    logger.exception("signal_dashboard subscriber %r failed", subscriber)
 
     def _call(self, subscriber: Subscriber, event: SignalEvent) -> None:
         try:
@@ -203,15 +255,19 @@ class Recorder:
                 logger.exception("signal_dashboard subscriber %r failed", subscriber)
 
     def ran(self, signal: Any, code: Any) -> bool:
-        """Whether a call of receiver ``code`` for ``signal`` was recorded: in the statistics
-        or still pending. Never drains: the garbage collector may ask in the middle of one."""
+        """Whether a call of receiver ``code`` for ``signal`` was recorded: in the statistics,
+        a tally or still pending. Never drains: the garbage collector may ask in the middle of
+        one."""
         handle = handle_of(signal)
         for signal_key, _, receiver_key in list(self._latency.calls):
             if signal_key is handle and receiver_key is code:
                 return True
-        for item in list(self.pending):
-            if type(item) is SignalEvent or type(item) is LightSend:
-                sent = item.signal_key is handle  # type: ignore[union-attr]
+        for item in [*self._tallies.values(), *list(self.pending)]:
+            if type(item) is Tally:
+                if item.signal_key is handle and id(code) in item.receivers:
+                    return True
+            elif type(item) is SignalEvent:
+                sent = item.signal_key is handle
                 if sent and any(call[CALL_KEY] is code for call in item.calls):
                     return True
         return False
@@ -223,12 +279,12 @@ class Recorder:
         return self._events
 
     @property
-    def folds(self) -> list[Fold]:
-        """The folds of the light sends (see DETAIL_LIMIT), oldest first; as many are kept as
+    def folds(self) -> list[Tally]:
+        """The tallies with sends folded by DETAIL_LIMIT, those done first; as many are kept as
         events."""
         self.drain()
         with self._lock:
-            return list(self._folds.values())
+            return [*self._folds, *self._tallies.values()]
 
     @property
     def findings(self) -> deque[Finding]:
@@ -262,12 +318,12 @@ class Recorder:
         context.current_event.set(context.SUSPENDED)  # this thread's own sends are not traced
         while True:
             time.sleep(DRAIN_INTERVAL)
-            self.drain_quietly()
+            self.drain_quietly(periodic=True)
 
-    def drain_quietly(self, wait: bool = True) -> None:
+    def drain_quietly(self, wait: bool = True, periodic: bool = False) -> None:
         """drain(), off the sending threads: a failure is logged, not raised."""
         try:
-            self.drain(wait)
+            self.drain(wait, periodic)
         except Exception:
             logger.exception("signal_dashboard could not account recorded events")
 
@@ -303,9 +359,9 @@ class Recorder:
 
         return unsubscribe
 
-    def subscribe_folded(self, subscriber: Callable[[LightSend], None]) -> Callable[[], None]:
-        """Call ``subscriber(send)`` in a drain for every send folded from now on; returns the
-        unsubscribe function."""
+    def subscribe_folded(self, subscriber: FoldedSubscriber) -> Callable[[], None]:
+        """Call ``subscriber(tally, sends, receivers)`` in a drain with what was folded since the
+        last one (see FoldedSubscriber); returns the unsubscribe function."""
         self.drain()
         self.folded = (*self.folded, subscriber)
 
@@ -335,6 +391,7 @@ class Recorder:
         self._sizes = sizes
         if sizes.events != self._events.maxlen:
             self._events = deque(self._events, maxlen=sizes.events)
+            self._folds = deque(self._folds, maxlen=sizes.events)
         if sizes.requests != self._requests.maxlen:
             self._requests = deque(self._requests, maxlen=sizes.requests)
         if sizes.window_seconds != self._latency.window_seconds:
@@ -348,6 +405,7 @@ class Recorder:
             self.drain()
             self._events.clear()
             self._folds.clear()
+            self._tallies.clear()
             self._findings.clear()
             self._requests.clear()
             self._latency.clear()

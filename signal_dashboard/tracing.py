@@ -3,6 +3,8 @@
 Longer than most modules, on purpose: the receiver loops cannot be shared between ``send()``
 and ``asend()``'s helper without adding a frame between a send and its receivers (see below),
 so each lives where Django's own does, beside the code that opens and finishes a traced send.
+``send()`` has two: one for a send folded into its tally (past DETAIL_LIMIT), which must
+cost as little as it can, and one for everything else (an event, or no tracing).
 
 The four send methods are replaced on the ``Signal`` class, so every instance is traced,
 whenever it was created. Each replacement dispatches exactly as Django's own method does,
@@ -19,6 +21,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import threading
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from time import perf_counter_ns
@@ -40,17 +43,17 @@ from .context import (
 )
 from .errors import ErrorInfo
 from .events import (
-    CALL_DURATION,
-    CALL_ERROR,
+    SLOT_KEY,
     Call,
     LightSend,
-    Pair,
     SignalEvent,
+    Tally,
     call_duration,
     error_info,
+    promoted,
     summarize_result,
 )
-from .labels import callable_key, handle_of, receiver_key, sender_label, signal_at
+from .labels import Handle, callable_key, handle_of, receiver_key, sender_label, signal_at
 from .recorder import recorder
 
 logger = logging.getLogger("signal_dashboard")
@@ -82,6 +85,25 @@ _recording = True
 
 # capture() blocks open that want every send in full.
 _full_detail = 0
+_NOT_FOLDING = object()
+_FOREVER_NS = 1 << 62
+# Whether a send may be folded at once into a tally folding already (see send()): sends are
+# folded, and no other setting has a say.
+_folding = False
+
+
+def _update_folding() -> None:
+    global _folding
+    _folding = bool(
+        _detail_limit is not None
+        and not _full_detail
+        and _recording
+        and not _ignored_signals
+        and not _only_signals
+        and not _ignored_senders
+    )
+
+
 _SECOND_NS = 1_000_000_000
 
 
@@ -129,32 +151,60 @@ def _finish(event: SignalEvent, end_ns: int | None = None) -> None:
         _Failures.add()
 
 
-def _finish_light(
-    send: LightSend,
+def _fold(
+    tally: Tally,
+    calls: list[Call],
+    start_ns: int,
     end_ns: int | None,
+    parent: Any,
     signal: Signal,
     sender: Any,
     method: str,
     named: dict[str, Any],
 ) -> None:
-    """_finish() for a light send: one that turned out to be an outlier (a receiver raised, or
-    took SLOW_MS) becomes the full event, its kwargs read now."""
+    """_finish() for a send past the limit: folded into its tally, unless it turned out an
+    outlier (a receiver raised, or took SLOW_MS), which becomes a full event, its kwargs read
+    now."""
     try:
         end = end_ns or perf_counter_ns()
-        send.duration_ns = end - send.start_ns
-        slow_ns = _slow_ns
-        for call in send.calls:
-            if call[CALL_ERROR] is not None or call[CALL_DURATION] >= slow_ns:
-                _finish(send.promote(signal, sender, method, named), end)
-                return
-        origin = send.origin
-        if origin is not PROCESS_ORIGIN:
-            origin.signal_count += 1
-            if send.parent is None:
-                origin.receiver_ns += sum(map(call_duration, send.calls))
-        recorder.record(send)  # type: ignore[arg-type]
+        first = not tally.folded
+        if not tally.add(calls, start_ns, end, _slow_ns, parent):
+            origin = tally.origin
+            _finish(promoted(signal, sender, method, named, parent, origin, start_ns, calls), end)
+            return
+        if first:  # the recorder's drains read it from now on
+            recorder.record(tally)  # type: ignore[arg-type]
     except Exception:
         _Failures.add()
+
+
+def _unfold(
+    tally: Tally,
+    timed: list[tuple[list[Any], int, int]],
+    parent: Any,
+    start_ns: int,
+    signal: Signal,
+    sender: Any,
+    method: str,
+    named: dict[str, Any],
+) -> SignalEvent:
+    """The full event of a send that was being folded and turned out an outlier, with the
+    calls timed so far (not counted yet: nothing to take back)."""
+    calls: list[Call] = [
+        (counts[SLOT_KEY], False, start, duration, None, None) for counts, start, duration in timed
+    ]
+    try:
+        return promoted(signal, sender, method, named, parent, tally.origin, start_ns, calls)
+    except Exception:
+        _Failures.add()
+        return _Unrecorded()  # type: ignore[return-value]
+
+
+class _Unrecorded:
+    """Stands for an event that could not be made: its calls go nowhere."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
 
 
 def _failed_call(receiver: Any, is_async: bool, start: int, err: BaseException) -> Call:
@@ -325,9 +375,9 @@ def _current_parent() -> Any:
 
 def _new_event(
     signal: Signal, sender: Any, named: dict[str, Any], method: str, parent: Any
-) -> SignalEvent | LightSend | None:
-    """The event of a send with receivers (a light one past the detail limit of its signal and
-    sender in its origin), or None if it is not traced."""
+) -> SignalEvent | Tally | None:
+    """The event of a send with receivers, its tally if it is past the detail limit of its
+    signal and sender in its origin (it is folded), or None if it is not traced."""
     if parent is SUSPENDED:
         return None
     try:
@@ -348,22 +398,42 @@ def _new_event(
         else:
             origin = current_origin.get()
         if _detail_limit is not None and not _full_detail:
-            now = perf_counter_ns()
-            sent = origin.sent
-            if origin is PROCESS_ORIGIN and now - origin.sent_since >= _SECOND_NS:
-                sent.clear()  # outside requests and commands, the limit is per second
-                origin.sent_since = now
+            if origin is PROCESS_ORIGIN:
+                sent = _process_tallies.this_second()
+                until_ns = _process_tallies.since + _SECOND_NS
+            else:
+                sent, until_ns = origin.sent, _FOREVER_NS
             key = (id(signal), id(sender))
-            pair = sent.get(key)
-            if pair is None or not pair.names(signal, sender):
-                pair = sent[key] = Pair(signal, sender)
-            pair.count += 1
-            if pair.count > _detail_limit and pair.foldable:
-                return LightSend(pair, parent, origin, now)
+            tally = sent.get(key)
+            if tally is None or not tally.names(signal, sender):
+                tally = sent[key] = Tally(signal, sender, origin, until_ns)
+            tally.sends += 1
+            if tally.sends > _detail_limit and tally.foldable:
+                tally.folding = True
+                return tally
         return SignalEvent(signal, sender, method, named, parent, origin, perf_counter_ns())
     except Exception:
         _Failures.add()
         return None
+
+
+class _ProcessTallies(threading.local):
+    """Outside requests and commands, the limit is per second, and each thread counts its own:
+    a tally is added to by one thread only."""
+
+    def __init__(self) -> None:
+        self.tallies: dict[tuple[int, int], Tally] = {}
+        self.since = 0
+
+    def this_second(self) -> dict[tuple[int, int], Tally]:
+        now = perf_counter_ns()
+        if now - self.since >= _SECOND_NS:
+            self.tallies = {}  # the last second's stay with the recorder, which reads them
+            self.since = now
+        return self.tallies
+
+
+_process_tallies = _ProcessTallies()
 
 
 def _ignores_sender(sender: Any) -> bool:
@@ -392,9 +462,10 @@ def _record_empty(signal: Signal, sender: Any, named: dict[str, Any], method: st
             _Failures.add()
     if not _record_empty_sends:
         return
-    event = _new_event(signal, sender, named, method, _current_parent())
-    if type(event) is LightSend:
-        _finish_light(event, None, signal, sender, method, named)
+    parent = _current_parent()
+    event = _new_event(signal, sender, named, method, parent)
+    if type(event) is Tally:
+        _fold(event, [], perf_counter_ns(), None, parent, signal, sender, method, named)
     elif event is not None:
         _finish(event)
 
@@ -420,21 +491,134 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
             and (parent is None or outer.start_ns > parent.start_ns)
         ):
             parent = outer
-        event = _new_event(self, sender, named, method, parent)
+        event: SignalEvent | Tally | LightSend | None = None
+        if (
+            _folding
+            and not async_receivers
+            and parent is not SUSPENDED
+            and self is not request_started
+            and self is not request_finished
+        ):
+            # A (signal, sender) folding already in this origin: its tally, found at once.
+            origin = current_origin.get() if parent is None else parent.origin
+            tallies = _process_tallies.tallies if origin is PROCESS_ORIGIN else origin.sent
+            tally = tallies.get((id(self), id(sender)))
+            key = tally.sender_key if tally is not None and tally.folding else _NOT_FOLDING
+            if (
+                key is not _NOT_FOLDING
+                and tally.signal_key() is self  # type: ignore[union-attr]  # Tally.names()
+                and (key() is sender if type(key) is Handle else key == sender)
+                and (begin := perf_counter_ns()) < tally.until_ns  # type: ignore[union-attr]
+            ):
+                # Folded as it ends: its receivers' calls are timed here, each beside the
+                # counts it goes to. The loop is the one below (whose frame this is), until a
+                # receiver raises or takes SLOW_MS: then the send is kept in full.
+                tally.sends += 1  # type: ignore[union-attr]
+                slots = tally.receivers  # type: ignore[union-attr]
+                slow_ns = _slow_ns
+                timed: list[tuple[list[Any], int, int]] = []
+                responses = []
+                start = end = tally.start_ns = begin  # type: ignore[union-attr]
+                if parent is not tally:  # (a send of the same tally, made by a receiver)
+                    tally.parent = parent  # type: ignore[union-attr]
+                sync_send.event = tally
+                try:
+                    for receiver in sync_receivers:
+                        try:
+                            response = receiver(signal=self, sender=sender, **named)
+                        except Exception as err:
+                            if event is None:
+                                event = sync_send.event = _unfold(
+                                    tally,
+                                    timed,
+                                    parent,
+                                    begin,
+                                    self,
+                                    sender,
+                                    method,
+                                    named,  # type: ignore[arg-type]
+                                )
+                            event.calls.append(_failed_call(receiver, False, start, err))
+                            if not robust:
+                                raise
+                            self._log_robust_failure(receiver, err)
+                            responses.append((receiver, err))
+                            start = perf_counter_ns()
+                            continue
+                        except BaseException as err:
+                            if event is None:
+                                event = _unfold(
+                                    tally,
+                                    timed,
+                                    parent,
+                                    begin,
+                                    self,
+                                    sender,
+                                    method,
+                                    named,  # type: ignore[arg-type]
+                                )
+                            event.calls.append(_failed_call(receiver, False, start, err))
+                            raise
+                        end = perf_counter_ns()
+                        duration = end - start
+                        code = getattr(receiver, "__code__", None) or callable_key(receiver)
+                        if event is None and duration < slow_ns:
+                            counts = slots.get(id(code)) or tally.slot(code)  # type: ignore[union-attr]
+                            timed.append((counts, start, duration))
+                        else:
+                            if event is None:
+                                event = sync_send.event = _unfold(
+                                    tally,
+                                    timed,
+                                    parent,
+                                    begin,
+                                    self,
+                                    sender,
+                                    method,
+                                    named,  # type: ignore[arg-type]
+                                )
+                            event.calls.append((code, False, start, duration, None, None))
+                        responses.append((receiver, response))
+                        start = end
+                    end = start
+                    return responses
+                finally:
+                    sync_send.event = outer
+                    if event is None:
+                        if not tally.folded:  # type: ignore[union-attr]
+                            recorder.record(tally)  # type: ignore[arg-type]  # read from now on
+                        tally.fold(timed, begin, end, parent)  # type: ignore[union-attr]
+                    else:
+                        _finish(event, end)  # type: ignore[arg-type]
+        if event is None:
+            event = _new_event(self, sender, named, method, parent)
         responses = []
         end: int | None = None
+        calls: list[Call] | None = None  # where this send's receiver calls are recorded
+        if event is not None:  # else sends made by the receivers keep this send's parent
+            if type(event) is Tally:  # folded: no event, its calls kept here until it ends
+                if async_receivers:
+                    event = LightSend(event, parent, perf_counter_ns())
+                    calls = event.calls
+                else:
+                    calls = []
+                    event.start_ns = perf_counter_ns()
+                    if parent is not event:  # (a send of the same tally, made by a receiver)
+                        event.parent = parent
+            else:
+                calls = event.calls
+            sync_send.event = event
         # The receivers are called here, in this frame, as Django's send() calls them in its
         # own: the loop is _call_sync()'s, which cannot be called without adding a frame.
-        if event is not None:  # else sends made by the receivers keep this send's parent
-            sync_send.event = event
         try:
-            start = event.start_ns if event is not None else 0
+            begin = start = event.start_ns if event is not None else 0
+            detailed = type(event) is SignalEvent
             for receiver in sync_receivers:
                 try:
                     response = receiver(signal=self, sender=sender, **named)
                 except Exception as err:
-                    if event is not None:
-                        event.calls.append(_failed_call(receiver, False, start, err))
+                    if calls is not None:
+                        calls.append(_failed_call(receiver, False, start, err))
                     if not robust:
                         raise
                     self._log_robust_failure(receiver, err)
@@ -442,19 +626,19 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
                     start = perf_counter_ns()
                     continue
                 except BaseException as err:
-                    if event is not None:
-                        event.calls.append(_failed_call(receiver, False, start, err))
+                    if calls is not None:
+                        calls.append(_failed_call(receiver, False, start, err))
                     raise
                 end = perf_counter_ns()
-                if event is not None:
-                    event.calls.append(
+                if calls is not None:
+                    calls.append(
                         (
                             getattr(receiver, "__code__", None)
                             or callable_key(receiver),  # receiver_key()
                             False,
                             start,
                             end - start,
-                            _result(response) if response is not None and event.detailed else None,
+                            _result(response) if response is not None and detailed else None,
                             None,
                         )
                     )
@@ -476,8 +660,11 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
             return responses
         finally:
             sync_send.event = outer
-            if type(event) is LightSend:
-                _finish_light(event, end, self, sender, method, named)
+            if type(event) is Tally:
+                _fold(event, calls, begin, end, parent, self, sender, method, named)  # type: ignore[arg-type]
+            elif type(event) is LightSend:
+                tally = event.tally
+                _fold(tally, calls, begin, end, parent, self, sender, method, named)  # type: ignore[arg-type]
             elif event is not None:
                 _finish(event, end)
 
@@ -497,7 +684,12 @@ def _make_asend(method: str, robust: bool) -> Callable[..., Any]:
             if _record_empty_sends or _empty_watchers:
                 _record_empty(self, sender, named, method)
             return []
-        event = _new_event(self, sender, named, method, _current_parent())
+        parent = _current_parent()
+        event: SignalEvent | Tally | LightSend | None = _new_event(
+            self, sender, named, method, parent
+        )
+        if type(event) is Tally:  # folded: its calls kept in a light send until it ends
+            event = LightSend(event, parent, perf_counter_ns())
         token = current_event.set(event) if event is not None else None
         try:
             sync_part = (
@@ -527,9 +719,19 @@ def _make_asend(method: str, robust: bool) -> Callable[..., Any]:
             if token is not None:
                 current_event.reset(token)
             if type(event) is LightSend:
-                _finish_light(event, None, self, sender, method, named)
+                _fold(
+                    event.tally,
+                    event.calls,
+                    event.start_ns,
+                    None,
+                    parent,
+                    self,
+                    sender,
+                    method,
+                    named,
+                )
             elif event is not None:
-                _finish(event)
+                _finish(event)  # type: ignore[arg-type]
 
     return functools.wraps(original)(asend)
 
@@ -610,6 +812,7 @@ def set_recording(on: bool) -> None:
     dashboard's "Stop recording", which a backend applies in every process it reaches."""
     global _recording
     _recording = on
+    _update_folding()
 
 
 def is_recording() -> bool:
@@ -647,6 +850,7 @@ def _read_settings(config: dict[str, Any]) -> None:
     _ignored_signals = frozenset(_signals_at(_as_list(config["IGNORE_SIGNALS"])))
     _ignored_senders = frozenset(_as_list(config["IGNORE_SENDERS"]))
     _only_signals = frozenset(_signals_at(_as_list(config["TRACE_ONLY_SIGNALS"])))
+    _update_folding()
 
 
 def install() -> None:
@@ -691,6 +895,25 @@ class CapturedEvents(list[SignalEvent]):
         ]
 
 
+def keep_every_send() -> Callable[[], None]:
+    """Record every send in full, whatever DETAIL_LIMIT says, until the returned function is
+    called (``pytest --signals``, ``capture()``)."""
+    global _full_detail
+    _full_detail += 1
+    _update_folding()
+    done = False
+
+    def stop() -> None:
+        global _full_detail
+        nonlocal done
+        if not done:
+            done = True
+            _full_detail -= 1
+            _update_folding()
+
+    return stop
+
+
 @contextmanager
 def capture(limit_detail: bool = False) -> Iterator[CapturedEvents]:
     """Record the signal events sent inside the block (installing tracing for it if needed)::
@@ -703,16 +926,15 @@ def capture(limit_detail: bool = False) -> Iterator[CapturedEvents]:
     Every send is recorded in full, whatever DETAIL_LIMIT says; with ``limit_detail``, as in
     production: sends past the limit are folded, and only their outliers are events.
     """
-    global _full_detail
     was_installed = is_installed()
     install()
     events = CapturedEvents()
-    full = not limit_detail
-    _full_detail += full
+    in_full = None if limit_detail else keep_every_send()
     try:
         with recorder.subscribed(events.append, immediate=True):
             yield events
     finally:
-        _full_detail -= full
+        if in_full is not None:
+            in_full()
         if not was_installed:
             uninstall()

@@ -427,7 +427,7 @@ class Publisher(EventBatches):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL)
                 if time.monotonic() >= self._retry_at:
-                    recorder.drain_quietly()  # this batch need not wait for the recorder's thread
+                    recorder.drain_quietly(periodic=True)  # no need to wait for the thread
                     await self._attempt(layer, client, append)
                 if time.monotonic() - self._switch_read_at >= RECORDING_POLL:
                     await self._follow_switch(client)

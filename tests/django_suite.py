@@ -87,9 +87,9 @@ class SharedCount:
     def __init__(self) -> None:
         self._value: Synchronized[int] = multiprocessing.Value("Q", 0)  # type: ignore[assignment]
 
-    def add(self) -> None:
+    def add(self, count: int = 1) -> None:
         with self._value.get_lock():
-            self._value.value += 1
+            self._value.value += count
 
     @property
     def value(self) -> int:
@@ -123,7 +123,6 @@ def install_tracing(detail_limit: int | None) -> tuple[SharedCount, SharedCount]
     """Install tracing (with this DETAIL_LIMIT), and count every event it records and every
     send it folds, in this process and in forked ones."""
     from signal_dashboard import conf, tracing
-    from signal_dashboard.events import LightSend
     from signal_dashboard.recorder import recorder
 
     # Django's test settings have no SIGNAL_DASHBOARD: the defaults are what tracing reads.
@@ -131,14 +130,11 @@ def install_tracing(detail_limit: int | None) -> tuple[SharedCount, SharedCount]
     tracing.install()
     recorded, folded = SharedCount(), SharedCount()
     recorder.subscribe(lambda event: recorded.add())
-    record = recorder.record
 
-    def record_and_count(item: Any) -> None:
-        if type(item) is LightSend:
-            folded.add()
-        record(item)
+    def count_folded(tally: Any, sends: Any, receivers: Any) -> None:
+        folded.add(sends.count)
 
-    recorder.record = record_and_count  # type: ignore[method-assign]
+    recorder.subscribe_folded(count_folded)
     os.register_at_fork(after_in_child=_drain_before_exiting)
     return recorded, folded
 

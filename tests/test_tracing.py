@@ -796,13 +796,27 @@ def test_sends_past_the_detail_limit_are_folded_and_counted_exactly(detail_limit
     assert [event.payload["n"] for event in events] == [0, 1, 2]
     assert origin.signal_count == 10_000
     [fold] = [fold for fold in recorder.folds if fold.origin is origin]
-    assert fold.count == 10_000 - detail_limit
-    assert fold.receiver_label == f"{__name__}.on_anything"
-    assert 0 < fold.max_ns <= fold.total_ns
-    assert fold.as_dict()["sender"] == f"{__name__}.Sender"
+    assert fold.folded == 10_000 - detail_limit
+    record = fold.as_dict()
+    [receiver] = record["receivers"]
+    assert receiver["receiver"] == f"{__name__}.on_anything"
+    assert receiver["count"] == 10_000 - detail_limit
+    assert 0 < receiver["max_ns"] <= receiver["total_ns"]
+    assert (record["type"], record["count"]) == ("fold", 10_000 - detail_limit)
+    assert record["sender"] == f"{__name__}.Sender"
     assert calls_counted(recorder.latency, on_anything) == 10_000
     sends = recorder.latency.table(TableQuery(group="sender"))
     assert [row.histogram.count for row in sends if row.name == f"{__name__}.Sender"] == [10_000]
+
+
+def test_a_first_fold_is_counted_by_the_next_reader(detail_limit: int) -> None:
+    signal = Signal()
+    signal.connect(on_anything, weak=False)
+    with tracing.capture(limit_detail=True), in_request():
+        for _ in range(detail_limit + 1):
+            signal.send(sender=Sender)
+        # Read at once: the tally's first fold is pending, and its counts are read with it.
+        assert calls_counted(recorder.latency, on_anything) == detail_limit + 1
 
 
 def test_capture_records_every_send_in_full_unless_asked(detail_limit: int) -> None:
@@ -838,7 +852,7 @@ def test_outliers_of_a_folded_pair_are_kept_in_full(detail_limit: int) -> None:
     assert not events[0].payload_after_send
     assert failed.as_dict()["payload_after_send"] is True
     [fold] = [fold for fold in recorder.folds if fold.origin is origin]
-    assert fold.count == 10 - detail_limit - 2
+    assert fold.folded == 10 - detail_limit - 2
     assert calls_counted(recorder.latency, sometimes_fails) == 10
 
 
@@ -856,8 +870,18 @@ def test_nested_sends_of_folded_receivers_count_toward_their_own_pair(detail_lim
     assert len(events.filter(signal=outer)) == len(events.filter(signal=inner)) == detail_limit
     assert origin.signal_count == 10
     assert all(event.depth == 1 for event in events.filter(signal=inner))
-    counts = {fold.receiver_label: fold.count for fold in recorder.folds if fold.origin is origin}
+    counts = {
+        receiver["receiver"]: receiver["count"]
+        for fold in recorder.folds
+        if fold.origin is origin
+        for receiver in fold.receiver_summaries()
+    }
     assert counts == {f"{__name__}.on_anything": 2, f"{relay.__module__}.{relay.__qualname__}": 2}
+    # The sends made by a folded send's receivers name its fold as their parent.
+    nested = [
+        fold for fold in recorder.folds if fold.origin is origin and fold.signal_key() is inner
+    ]
+    assert [fold.depth for fold in nested] == [1]
     assert calls_counted(recorder.latency, on_anything) == 5
 
 
@@ -867,12 +891,14 @@ def test_outside_requests_the_detail_limit_is_per_second(detail_limit: int) -> N
     with tracing.capture(limit_detail=True) as events:
         for _ in range(5):
             signal.send(sender=Sender)
-        PROCESS_ORIGIN.sent_since -= 1_000_000_000  # a second later
+        for tally in tracing._process_tallies.tallies.values():  # a second later
+            tally.until_ns = 0
+        tracing._process_tallies.since -= 1_000_000_000
         for _ in range(5):
             signal.send(sender=Sender)
     assert len(events) == 2 * detail_limit
     folds = [fold for fold in recorder.folds if fold.origin is PROCESS_ORIGIN]
-    assert sum(fold.count for fold in folds) == 4
+    assert sum(fold.folded for fold in folds) == 4
 
 
 def test_folded_sends_keep_no_sender_alive(detail_limit: int) -> None:
@@ -894,7 +920,7 @@ def test_folded_sends_keep_no_sender_alive(detail_limit: int) -> None:
     gc.collect()
     assert instance() is None
     assert folded() is None
-    assert recorder.folds[-1].count == 7
+    assert recorder.folds[-1].folded == 7
     assert recorder.folds[-1].as_dict()["sender"].endswith("<locals>.Folded")
 
 

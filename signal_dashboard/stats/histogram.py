@@ -43,10 +43,51 @@ def bucket_bounds(index: int) -> tuple[int, int]:
     return top << shift, (top + 1) << shift
 
 
-def _bucket_value(index: int) -> int:
+def bucket_middle(index: int) -> int:
     """What a bucket stands for in a percentile: the middle of its range."""
     lower, upper = bucket_bounds(index)
     return (lower + upper - 1) // 2
+
+
+# A histogram kept as a list, for the sending thread to add to in place with no call (see
+# events.Tally): [sum_ns, max_ns, {bucket index: count}]. Its count is its buckets', and its
+# least value its lowest bucket's. Its adders inline bucket_index(); a drain reads what was
+# added with growth().
+SUM, MAX, BUCKETS = range(3)
+
+
+def new_counts() -> list[Any]:
+    return [0, 0, {}]
+
+
+def counts_histogram(buckets: dict[int, int], sum_ns: int, max_ns: int) -> Histogram:
+    """The histogram of these counts (see new_counts()), its least value its lowest bucket's."""
+    lowest = bucket_bounds(min(buckets))[0] if buckets else 0
+    return Histogram.of_counts(buckets, sum_ns, min(lowest, max_ns), max_ns)
+
+
+def growth(
+    counts: list[Any], seen: tuple[int, dict[int, int]] | None
+) -> tuple[Histogram, tuple[int, dict[int, int]]]:
+    """What was added to ``counts`` (see new_counts()) since ``seen`` (an earlier return's
+    second value, None for everything), and what to pass next time. Read while another thread
+    adds: each value is counted by exactly one read (its sum may lag a read behind). The
+    delta's greatest value is the whole list's."""
+    buckets = dict(counts[BUCKETS])  # one step under the GIL: a consistent copy
+    sum_ns = counts[SUM]
+    if seen is None:
+        added = dict(buckets)
+        added_ns = sum_ns
+    else:
+        seen_ns, seen_buckets = seen
+        before = seen_buckets.get
+        added = {
+            index: count - before(index, 0)
+            for index, count in buckets.items()
+            if count != before(index, 0)
+        }
+        added_ns = sum_ns - seen_ns
+    return counts_histogram(added, added_ns, counts[MAX]), (sum_ns, buckets)
 
 
 # Values a histogram keeps aside before putting them in buckets, at most (see add_many()).
@@ -106,7 +147,7 @@ class _HistogramReading:
             seen += counts[index]
             if seen >= rank:
                 # The extremes are known exactly; the bucket's middle could lie beyond them.
-                return min(max(_bucket_value(index), self.min_ns), self.max_ns)
+                return min(max(bucket_middle(index), self.min_ns), self.max_ns)
         return self.max_ns
 
     def summary(self) -> dict[str, Any]:
@@ -132,7 +173,7 @@ class _HistogramReading:
             return counts
         step = (high - low) / bins
         for index, count in self.counts().items():
-            value = max(_bucket_value(index), 1)
+            value = max(bucket_middle(index), 1)
             counts[min(bins - 1, max(0, int((math.log(value) - low) / step)))] += count
         return counts
 
@@ -258,6 +299,20 @@ class Histogram(_HistogramReading):
         self.count += other.count
         self.sum_ns += other.sum_ns
         self.errors += other.errors
+
+    @classmethod
+    def of_counts(
+        cls, counts: dict[int, int], sum_ns: int, min_ns: int, max_ns: int, errors: int = 0
+    ) -> Histogram:
+        """A histogram of these bucket counts (by index) and totals."""
+        histogram = cls()
+        histogram.buckets = counts
+        histogram.count = sum(counts.values())
+        histogram.sum_ns = sum_ns
+        histogram._min_ns = min_ns if histogram.count else _NO_VALUE
+        histogram.max_ns = max_ns
+        histogram.errors = errors
+        return histogram
 
     @classmethod
     def merged(cls, histograms: Iterable[_HistogramReading]) -> Histogram:

@@ -305,6 +305,41 @@ class LatencyStore:
             self._add_batches(touched, slice_id)
         self.version += 1
 
+    def record_fold(
+        self,
+        signal: Any,
+        sender: Any,
+        sends: Histogram,
+        receivers: list[tuple[Any, Histogram]],
+    ) -> None:
+        """Add what was folded into a tally since it was last read: its sends' durations and,
+        per receiver key, its calls' (each a histogram), to the current time slice."""
+        wall_ns = time.time_ns()
+        slice_id = wall_ns // self.slice_ns
+        send_series = self.sends.get((signal, sender))
+        if send_series is None:
+            send_series = self._new_send(signal, sender)
+            if send_series is None:
+                return
+        if sends.count:
+            send_series.slice(slice_id, self.slices).merge(sends)
+            send_series.last_ns = wall_ns
+        by_id = send_series.by_id
+        for receiver, added in receivers:
+            entry = by_id.get(id(receiver))
+            if entry is not None:
+                series = entry[0]
+            else:
+                series = send_series.receivers.get(receiver)
+                if series is None:
+                    series = self._new_call(send_series, signal, sender, receiver)
+                    if series is None:
+                        continue
+                by_id[id(receiver)] = (series, receiver)
+            series.slice(slice_id, self.slices).merge(added)
+            series.last_ns = wall_ns
+        self.version += 1
+
     def _add_batches(self, touched: list[Series], slice_id: Any) -> None:
         slices = self.slices
         for series in touched:
