@@ -15,8 +15,7 @@ latency table and the request list are pushed again whenever they changed, at mo
 
 Every message changes the socket's state at once, in the order they come. The re-renders that
 filter and table messages ask for come at most once per ``RERENDER_INTERVAL``, under the newest
-state: of a burst of filters only the newest is rendered, and the page is told how many were
-superseded.
+state: of a burst of filters (as a person types) only the newest is rendered.
 
 However many dashboards are open, the process renders each row once (:class:`RowFragments`)
 and the tables once per filter, table query and version of the data (:class:`SharedTables`);
@@ -127,8 +126,6 @@ class DashboardConsumer(AsyncWebsocketConsumer):
         self.rerendered_at = -math.inf
         self.stream_stale = False
         self.tables_stale = False
-        self.superseded = 0  # filter messages never rendered: a newer one came first
-        self.superseded_shown = 0
         self.filter = EventFilter()
         self.filter_error = ""
         self.backend = backend()
@@ -255,8 +252,6 @@ class DashboardConsumer(AsyncWebsocketConsumer):
     def _rerender_soon(self, *, stream: bool) -> None:
         """Re-render the stream and the tables (``stream``), or the tables alone, under the
         state as it is then: now, or ``RERENDER_INTERVAL`` after the last re-render ended."""
-        if stream and self.stream_stale:
-            self.superseded += 1  # the filter waiting for its re-render will never have it
         self.stream_stale = self.stream_stale or stream
         self.tables_stale = True
         if self.rerender is None or self.rerender.done():
@@ -278,13 +273,6 @@ class DashboardConsumer(AsyncWebsocketConsumer):
                         "signal_dashboard/_state.html", page_state(self.filter, self.table)
                     )
                 )
-                if self.superseded != self.superseded_shown:
-                    self.superseded_shown = self.superseded
-                    await self.send(
-                        text_data=render_to_string(
-                            "signal_dashboard/_superseded.html", {"superseded": self.superseded}
-                        )
-                    )
                 self.rerendered_at = time.monotonic()
         except Exception:
             logger.exception("signal_dashboard could not re-render a dashboard")

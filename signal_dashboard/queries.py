@@ -34,7 +34,7 @@ def tables_context(event_filter: EventFilter, query: TableQuery) -> dict[str, An
         "from_buffer": event_filter.needs_events,
         "unreadable": len(store.unreadable),
         "request_rows": _matching_requests(event_filter),
-        "requests_filtered": event_filter.active,
+        "filtered": event_filter.active,
         "storm_threshold": store.storm_threshold,
         "slow_ms": config["SLOW_MS"],
     }

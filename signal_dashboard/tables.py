@@ -66,9 +66,7 @@ def request_rows_html(summaries: list[Mapping[str, Any]], filtered: bool = False
     """A row per request summary (see ``queries.request_summary()``), or a word on why there
     is none (``filtered``: the page's filter admits none)."""
     if not summaries:
-        return render_to_string(
-            "signal_dashboard/_request_none.html", {"requests_filtered": filtered}
-        )
+        return render_to_string("signal_dashboard/_request_none.html", {"filtered": filtered})
     return "".join(map(_request_row_html, summaries))
 
 

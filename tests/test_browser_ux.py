@@ -309,12 +309,22 @@ class KeyboardTests(UxTestCase):
             page.keyboard.press("Escape")
             expect(page.locator("#sd-detail .sd-detail-body")).to_have_count(0)
 
+            pause = page.locator("#sd-pause")
+            expect(pause).to_have_text("Pause")
+            expect(pause).to_have_attribute("aria-pressed", "false")
             page.keyboard.press("p")
             expect(page.locator("#sd-held")).to_be_visible()
+            # One toggle, pressed while paused; the status line's parts are set apart.
+            expect(pause).to_have_text("Resume")
+            expect(pause).to_have_attribute("aria-pressed", "true")
+            expect(page.locator("#sd-resume")).to_have_count(0)
             self.request("/toppings/save/?name=oregano")
             expect(page.locator("#sd-held")).to_contain_text(re.compile(r"[1-9]\d* held back"))
+            assert re.search(r"\d dropped .*· paused · \d+ held back", status_text(page))
             page.keyboard.press("p")
             expect(page.locator("#sd-held")).to_be_hidden()
+            expect(pause).to_have_text("Pause")
+            expect(pause).to_have_attribute("aria-pressed", "false")
             expect(page.locator(f"#sd-rows {TOPPING_SAVES}")).to_have_count(2)
 
             page.keyboard.press("/")
@@ -502,3 +512,8 @@ def test_with_redis_another_process_send_is_detailed_and_exported_as_shown(
         exported = [json.loads(line)["id"] for line in lines]
         assert set(shown) <= set(exported)
         assert ordered.get_attribute("data-id") in exported
+
+
+def status_text(page: Page) -> str:
+    """The status line as a person reads it (white space folded)."""
+    return " ".join(page.locator(".sd-status").inner_text().split())

@@ -299,7 +299,7 @@ def test_a_burst_of_filters_renders_only_the_newest(renders: HeldRenders) -> Non
         await communicator.send_to(text_data=BARRIER)
         await next_push(communicator, "Unknown action")
         renders.release()
-        pushes = await pushes_until(communicator, "superseded")
+        pushes = await pushes_until(communicator, 'id="sd-state"')
         pushes += await pushes_after(communicator)
         await communicator.disconnect()
         # One re-render, of the newest filter: the others came while it waited.
@@ -307,8 +307,8 @@ def test_a_burst_of_filters_renders_only_the_newest(renders: HeldRenders) -> Non
         assert renders.count == 1
         assert senders(replaced)
         assert set(senders(replaced)) == {"tests.test_consumers.Pizza"}
-        [notice] = [push for push in pushes if "superseded" in push]
-        assert "· 999 superseded filter messages dropped" in notice
+        # Typing fast is no error: nothing is said of the filters not rendered.
+        assert not [push for push in pushes if "superseded" in push]
 
     run(test)
 
@@ -354,14 +354,13 @@ def test_pause_resume_and_clear_keep_their_place_among_filters(renders: HeldRend
             await communicator.send_to(text_data=message)
         await next_push(communicator, "Unknown action")
         renders.release()
-        pushes = await pushes_until(communicator, "superseded")
+        pushes = await pushes_until(communicator, 'id="sd-state"')
         pushes += await pushes_after(communicator)
         # Re-rendered once, under the filter sent last and after the clear: nothing yet.
         [replaced] = [push for push in pushes if 'hx-swap-oob="innerHTML"' in push]
         assert senders(replaced) == []
         assert '<span id="sd-held" hidden>' in replaced  # resumed
-        [notice] = [push for push in pushes if "superseded" in push]
-        assert "· 1 superseded filter message dropped" in notice
+        assert not [push for push in pushes if "superseded" in push]
         send_pizza()
         send_order()
         await flush()

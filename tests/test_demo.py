@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.cookiejar
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -151,8 +157,10 @@ def test_the_demo_makes_its_signal_mistakes_for_the_dashboard_to_show(tmp_path: 
     ]
 
 
-def test_the_demo_starts_with_its_three_mistakes_and_no_other_finding(tmp_path: Path) -> None:
-    port = _free_port()
+@contextlib.contextmanager
+def _running_demo(tmp_path: Path, port: int) -> Iterator[list[str]]:
+    """The demo serving on ``port`` (no traffic of its own): yields its output up to the
+    dashboard's URL, and stops it."""
     demo = _start_demo(tmp_path, port, "--no-traffic", "--duration", str(DEMO_TIMEOUT))
     try:
         assert demo.stdout is not None
@@ -161,11 +169,7 @@ def test_the_demo_starts_with_its_three_mistakes_and_no_other_finding(tmp_path: 
             output.append(line)
             if line.startswith("Signal dashboard:"):
                 break
-        base_url = f"http://127.0.0.1:{port}"
-        traffic = TrafficGenerator(base_url)
-        for action in ACTIONS:  # every page of the shop, the login view among them
-            assert traffic.step(action) == action
-        records = _events_as_staff(base_url)
+        yield output
     finally:
         os.killpg(demo.pid, signal.SIGINT)
         try:
@@ -173,6 +177,18 @@ def test_the_demo_starts_with_its_three_mistakes_and_no_other_finding(tmp_path: 
         except subprocess.TimeoutExpired:
             os.killpg(demo.pid, signal.SIGKILL)
             demo.communicate()
+
+
+def test_the_demo_starts_with_its_three_mistakes_and_no_other_finding(tmp_path: Path) -> None:
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    with _running_demo(tmp_path, port) as output:
+        traffic = TrafficGenerator(base_url)
+        for action in ACTIONS:  # every page of the shop, the login view among them
+            assert traffic.step(action) == action
+        with _signed_in(base_url).open(f"{base_url}/signals/events.ndjson", timeout=10) as got:
+            assert got.status == 200
+            records = [json.loads(line) for line in got.read().decode().splitlines() if line]
 
     assert "The signal_dashboard.W005 warning is on purpose" in "".join(output)
     kinds = {"lost", "doubled", "connected", "disconnect_missed"}
@@ -187,13 +203,19 @@ def test_the_demo_starts_with_its_three_mistakes_and_no_other_finding(tmp_path: 
     ]
 
 
-def _events_as_staff(base_url: str) -> list[dict[str, object]]:
-    """events.ndjson of the demo's dashboard, read as its staff user."""
-    import http.cookiejar
-    import json
-    import urllib.parse
-    import urllib.request
+def test_a_dashboard_stays_signed_in_when_the_demo_restarts(tmp_path: Path) -> None:
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    with _running_demo(tmp_path, port):
+        browser = _signed_in(base_url)
+    # The same database, started again.
+    with _running_demo(tmp_path, port), browser.open(f"{base_url}/signals/", timeout=10) as page:
+        assert page.status == 200
+        assert page.url == f"{base_url}/signals/"  # not sent to the login page
 
+
+def _signed_in(base_url: str) -> urllib.request.OpenerDirector:
+    """A browser of the demo's staff user, signed in (its session in a cookie jar)."""
     from signal_dashboard.demo.pizzeria.views import DEMO_PASSWORD, DEMO_USERNAME
 
     opener = urllib.request.build_opener(
@@ -204,7 +226,6 @@ def _events_as_staff(base_url: str) -> list[dict[str, object]]:
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
     assert token is not None
     form = {"csrfmiddlewaretoken": token[1], "username": DEMO_USERNAME, "password": DEMO_PASSWORD}
-    opener.open(login_url, urllib.parse.urlencode(form).encode(), timeout=10).read()
-    with opener.open(f"{base_url}/signals/events.ndjson", timeout=10) as response:
-        assert response.status == 200
-        return [json.loads(line) for line in response.read().decode().splitlines() if line]
+    with opener.open(login_url, urllib.parse.urlencode(form).encode(), timeout=10) as signed_in:
+        assert signed_in.url.endswith("/signals/")
+    return opener

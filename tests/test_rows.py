@@ -50,8 +50,8 @@ def test_the_status_line_shows_rate_drops_and_what_is_held_back() -> None:
     html = push(paused=True, held=2)
     assert span(html, "sd-rate") == "|12.3"
     assert span(html, "sd-dropped") == "|3"
-    assert span(html, "sd-held") == " |paused · 2 held back"
-    assert span(push(), "sd-held") == " hidden|paused · 0 held back"
+    assert span(html, "sd-held") == " |· paused · 2 held back"
+    assert span(push(), "sd-held") == " hidden|· paused · 0 held back"
 
 
 def test_numbers_follow_the_localization_settings(settings: Any) -> None:

@@ -176,6 +176,11 @@ def test_empty_tables_say_so() -> None:
     assert cells(html) == [({}, ["No receiver calls recorded in the last 300 s."])]
     since_start = context(latency_rows=[], latency_total=0, table=TableQuery(window=False))
     assert cells(latency_table_html(since_start)) == [({}, ["No receiver calls recorded."])]
+    # Calls there may be, only none the page's filter admits.
+    filtered = context(latency_rows=[], latency_total=0, filtered=True)
+    assert cells(latency_table_html(filtered)) == [
+        ({}, ["No receiver calls match the filter in the last 300 s."])
+    ]
     assert cells(request_rows_html([])) == []  # no tbody of its own
     assert "No request or command has finished yet." in request_table_html(context())
 

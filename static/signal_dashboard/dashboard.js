@@ -101,7 +101,20 @@
     applyRecording();
     const held = document.getElementById("sd-held");
     paused = Boolean(held) && !held.hidden;
+    applyPaused();
   });
+
+  // One button pauses and resumes: it says what pressing it does, and is pressed while paused.
+  function applyPaused() {
+    const form = document.getElementById("sd-pausing");
+    const button = document.getElementById("sd-pause");
+    form.elements.action.value = paused ? "resume" : "pause";
+    button.textContent = paused ? "Resume" : "Pause";
+    button.setAttribute("aria-pressed", paused ? "true" : "false");
+    button.title = paused
+      ? "Show the held-back events and go on (p)"
+      : "Stop updating the page; events are held back (p)";
+  }
 
   // Tabs: one panel shown at a time, named in the URL's fragment.
   function showTab(name) {
@@ -241,8 +254,7 @@
         filters.querySelector("[name=sender]").focus();
         break;
       case "p":
-        document.getElementById(paused ? "sd-resume" : "sd-pause").click();
-        paused = !paused;
+        document.getElementById("sd-pause").click();
         break;
       case "j":
         move(1);
