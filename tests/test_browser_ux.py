@@ -199,6 +199,34 @@ class DuplicateRowTests(UxTestCase):
                 assert len(ids) == len(set(ids)), (attempt, ids)
 
 
+class FilterInputTests(UxTestCase):
+    def test_a_pasted_filter_applies_in_place_and_senders_are_listed_once(self) -> None:
+        self.request("/toppings/save/?name=basil")
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser)  # its list of senders made with the page
+            self.request("/toppings/save/?name=thyme")  # and the same senders pushed
+            expect(page.locator(f"#sd-rows {TOPPING_SAVES}")).to_have_count(
+                2, timeout=LIVE_WITHIN_MS
+            )
+            senders = page.locator("#sd-senders option").evaluate_all(
+                "(options) => options.map((option) => option.value)"
+            )
+            assert senders
+            assert len(senders) == len(set(senders)), senders
+            # Pasted with the mouse: an input event, no key, and the field keeps the focus.
+            field = page.locator('#sd-filters [name="sender"]')
+            field.focus()
+            page.evaluate(
+                """() => {
+                    const field = document.querySelector('#sd-filters [name="sender"]');
+                    field.value = "no-such-sender";
+                    field.dispatchEvent(new InputEvent("input", {bubbles: true}));
+                }"""
+            )
+            expect(page).to_have_url(re.compile(r"sender=no-such-sender"))
+            expect(field).to_be_focused()
+
+
 class FilterFeedbackTests(UxTestCase):
     def test_a_rejected_filter_says_so_and_changes_no_link(self) -> None:
         with launch_browser() as browser:

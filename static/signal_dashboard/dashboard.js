@@ -78,6 +78,15 @@
       kept += 1;
     }
     empty.hidden = kept > 0;
+    // Senders new to this socket may be on the list the page was made with already.
+    const listed = new Set();
+    for (const option of Array.from(document.getElementById("sd-senders").children)) {
+      if (listed.has(option.value)) {
+        option.remove();
+      } else {
+        listed.add(option.value);
+      }
+    }
   }
 
   // The staff's recording switch says what pressing it would do.
