@@ -95,6 +95,35 @@ class UxTestCase(DashboardLiveServerTestCase):
         field.press("Tab")
 
 
+# The text of each element where a line breaks inside a word: anywhere but after a dot, an
+# underscore, a slash, a colon, a comma or a space, or between the words of a CamelCase name.
+MID_WORD_BREAKS = """(elements) => {
+    const broken = [];
+    for (const element of elements) {
+        if (element.textContent.trim().startsWith("<")) continue;  // <sender id 0x...>: no name
+        const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+        let before = null;
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+            for (let index = 0; index < node.length; index++) {
+                const range = document.createRange();
+                range.setStart(node, index);
+                range.setEnd(node, index + 1);
+                const box = range.getClientRects()[0];
+                if (!box) continue;
+                const char = node.data[index];
+                const between = /[._/:,\\s]/.test(before ? before.char : " ")
+                    || /\\s/.test(char) || (/[a-z]/.test(before.char) && /[A-Z]/.test(char));
+                if (before && box.top > before.top + 2 && !between) {
+                    broken.push(element.textContent.trim().slice(0, 80) + " | at " + index);
+                }
+                before = {char: char, top: box.top};
+            }
+        }
+    }
+    return broken;
+}"""
+
+
 class FitTests(UxTestCase):
     def check_fit(self, page: Page) -> None:
         self.request("/long/")
@@ -121,8 +150,14 @@ class FitTests(UxTestCase):
         expect(receiver).to_contain_text(
             "reconcile_the_walk_in_refrigerator_inventory_with_the_supplier_invoice"
         )
-        # The title and labels wrap at their dots, never inside a word.
+        # The title and labels wrap at their dots and underscores, never inside a word.
         assert page.locator("#sd-detail h2 wbr").count() >= 2
+        assert (
+            page.locator("#sd-detail h2, #sd-detail .sd-label, .sd-receiver-label").evaluate_all(
+                MID_WORD_BREAKS
+            )
+            == []
+        )
         layout = page.evaluate(OVERFLOW)
         assert layout["detailScroll"] <= 0, layout
         assert layout["pageScroll"] <= 0, layout
@@ -138,6 +173,19 @@ class FitTests(UxTestCase):
         assert wide is not None
         assert wide["width"] > narrow["width"] * 1.5
         assert page.evaluate(OVERFLOW)["pageScroll"] <= 0
+
+        page.click("#sd-widen")  # back to the narrow panel, beside the tables
+        page.click('a[data-tab="latency"]')
+        expect(page.locator("#sd-latency tr.sd-lat-row").first).to_be_visible()
+        assert page.locator("#sd-latency td").evaluate_all(MID_WORD_BREAKS) == []
+        page.goto(self.live_server_url + "/signals/registry/")
+        assert (
+            page.locator(
+                ".sd-signal-row th, .sd-registry-receiver td:nth-child(1), "
+                ".sd-registry-receiver td:nth-child(3)"
+            ).evaluate_all(MID_WORD_BREAKS)
+            == []
+        )
 
     def test_everything_is_readable_at_1280_by_800(self) -> None:
         with launch_browser() as browser:
@@ -375,6 +423,10 @@ class TabsTests(UxTestCase):
             assert self.request("/static/signal_dashboard/dashboard.css") == 200
             assert self.request("/favicon.ico") == 404
 
+            # A fragment edited in the address bar switches tabs as a click does.
+            page.evaluate("window.location.hash = 'latency'")
+            expect(page.locator('[data-panel="latency"]')).to_be_visible()
+            expect(page.locator('a[data-tab="latency"]')).to_have_attribute("aria-selected", "true")
             page.click('a[data-tab="requests"]')
             requests = page.locator("#sd-request-rows tr.sd-req-row")
             expect(requests).to_have_count(2, timeout=LIVE_WITHIN_MS * 2)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,10 +30,15 @@ def row(row: Mapping[str, Any]) -> str:
     return mark_safe(row_html(row))
 
 
+# Where an identifier may wrap: after a dot, an underscore, a slash or a colon, and between the
+# words of a CamelCase name.
+_BREAKS = re.compile(r"(?<=[._/:])|(?<=[a-z])(?=[A-Z])")
+
+
 @register.filter
 def wrap_dots(label: str) -> str:
-    """A dotted label, escaped, that may wrap after each dot (``<wbr>``)."""
-    return mark_safe(conditional_escape(label).replace(".", ".<wbr>"))
+    """A label, escaped, that may wrap between its parts (``<wbr>``), not inside a word."""
+    return mark_safe(_BREAKS.sub("<wbr>", str(conditional_escape(label))))
 
 
 @register.filter

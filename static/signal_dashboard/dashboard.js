@@ -146,6 +146,10 @@
     });
   }
   showTab(window.location.hash.slice(1));
+  // A fragment edited in the address bar (or the browser's back button) switches tabs too.
+  window.addEventListener("hashchange", function () {
+    showTab(window.location.hash.slice(1));
+  });
   applyState();
   tidyRows();
 
