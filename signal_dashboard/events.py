@@ -538,7 +538,7 @@ class LightSend:
     """A send past the limit whose receivers run asynchronously: they record their calls here,
     as an event's do, and the send is folded into its tally as it finishes. It holds no signal,
     sender or kwargs: an outlier is made a full event by the send itself, which still has them
-    (see :meth:`promote`)."""
+    (see :func:`promoted`)."""
 
     __slots__ = ("calls", "duration_ns", "origin", "parent", "start_ns", "tally")
 
@@ -556,14 +556,6 @@ class LightSend:
     @property
     def uid(self) -> str:
         return self.tally.uid
-
-    def promote(
-        self, signal: Signal, sender: Any, method: str, named: dict[str, Any]
-    ) -> SignalEvent:
-        """The full event of this send, its kwargs read now, after its receivers ran."""
-        return promoted(
-            signal, sender, method, named, self.parent, self.origin, self.start_ns, self.calls
-        )
 
 
 def promoted(
