@@ -166,6 +166,13 @@ def sender_label(sender: Any) -> str:
     return f"<{kind.__module__}.{kind.__qualname__} instance>"
 
 
+def last_part(label: str | None) -> str:
+    """The last part of a dotted label: a signal's own name, ``post_save``."""
+    if not label:
+        return ""
+    return label.rpartition(".")[2]
+
+
 def short_label(label: str | None) -> str:
     """The last two parts of a dotted label: ``signals.post_save``, ``receivers.on_save``."""
     if not label:

@@ -10,6 +10,7 @@ Everything else a push carries is in templates.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from html import escape
 from typing import Any
@@ -22,7 +23,7 @@ from django.utils.safestring import mark_safe
 from . import conf
 from .conf import get_config
 from .events import Row
-from .labels import origin_label, short_label
+from .labels import last_part, origin_label, short_label
 from .recording import Switch
 
 # Stands in for an object's id in a reversed URL (an integer fits both str and int converters).
@@ -53,14 +54,15 @@ def row_html(row: Row, event_url: tuple[str, str] | None = None) -> str:
         url += "?h=" + quote(str(history_id), safe="/")
     slowest = row["slowest_receiver"]
     slowest_cell = (
-        f'{_text(short_label(slowest))} <span class="sd-muted">{ms(row["slowest_receiver_ns"])}'
-        "</span>"
+        f'{breakable(short_label(slowest))} <span class="sd-muted sd-num">'
+        f"{ms(row['slowest_receiver_ns'])}</span>"
         if slowest
         else ""
     )
     outcome = "ok" if not failed else f'<span class="sd-error-text">{_text(row["error"])}</span>'
     origin = row["origin"]
-    caused_by = caused_by_title = _text(origin_label(origin))
+    caused_by_title = _text(origin_label(origin))
+    caused_by = breakable(origin_label(origin))
     if history_id:
         caused_by += (
             f' <span class="sd-muted sd-process">{_text(origin["host"])}:{_text(origin["pid"])}'
@@ -72,14 +74,14 @@ def row_html(row: Row, event_url: tuple[str, str] | None = None) -> str:
         f'data-sender="{sender}" data-ok="{"false" if failed else "true"}" '
         f'hx-get="{escape(url)}" hx-target="#sd-detail">\n'
         f'  <td class="sd-time">{clock(row["timestamp"])}</td>\n'
-        f'  <td title="{signal} ({_text(row["method"])})">{_text(short_label(row["signal"]))}'
-        "</td>\n"
-        f'  <td title="{sender}">{sender}</td>\n'
+        f'  <td class="sd-name" title="{signal} ({_text(row["method"])})">'
+        f"{breakable(last_part(row['signal']))}</td>\n"
+        f'  <td class="sd-name" title="{sender}">{breakable(short_label(row["sender"]))}</td>\n'
         f"  <td>{_text(row['receiver_count'])}</td>\n"
         f'  <td class="sd-num">{ms(row["duration_ns"])}</td>\n'
-        f'  <td title="{_text(slowest or "")}">{slowest_cell}</td>\n'
+        f'  <td class="sd-name" title="{_text(slowest or "")}">{slowest_cell}</td>\n'
         f'  <td title="{"ok" if not failed else _text(row["error"])}">{outcome}</td>\n'
-        f'  <td title="{caused_by_title}">{caused_by}</td>\n'
+        f'  <td class="sd-name" title="{caused_by_title}">{caused_by}</td>\n'
         "</tr>"
     )
 
@@ -163,6 +165,25 @@ def _text(value: Any) -> str:
         if len(_escaped) >= ESCAPED_KEPT:
             _escaped.clear()
         text = _escaped[value] = escape(value)
+    return text
+
+
+# Where an identifier may wrap: after a dot, an underscore, a slash or a colon, and between the
+# words of a CamelCase name.
+_BREAKS = re.compile(r"(?<=[._/:])|(?<=[a-z])(?=[A-Z])")
+_breakable: dict[str, str] = {}
+
+
+def breakable(label: Any) -> str:
+    """``label`` escaped, with ``<wbr>`` where it may wrap: between its parts, never inside a
+    word (the ``wrap_dots`` filter)."""
+    text = _breakable.get(label) if type(label) is str else None
+    if text is None:
+        text = _BREAKS.sub("<wbr>", _text(label))
+        if type(label) is str and len(label) <= ESCAPED_LENGTH:
+            if len(_breakable) >= ESCAPED_KEPT:
+                _breakable.clear()
+            _breakable[label] = text
     return text
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
-from playwright.sync_api import Browser, Page, ViewportSize, expect
+from playwright.sync_api import Browser, Locator, Page, ViewportSize, expect
 
 from tests.browser import DashboardLiveServerTestCase, launch_browser, login
 
@@ -26,6 +26,7 @@ LIVE_WITHIN_MS = 3000
 TOPPING_SAVES = 'tr.sd-row[data-sender="pizzeria.Topping"]'
 # Rows of sends (not of signal-hygiene findings).
 SENDS = "#sd-rows tr:not(.sd-finding)"
+TOPPING_RECEIVER = "tests.asgi.topping_saved"
 LONG_SIGNAL = "tests.urls.kitchen_inventory_recounted_after_the_evening_delivery"
 REQUEST_STARTED = "django.core.signals.request_started"
 REQUEST_FINISHED = "django.core.signals.request_finished"
@@ -124,7 +125,39 @@ MID_WORD_BREAKS = """(elements) => {
 }"""
 
 
+# Text cut in the stream's header and in the first row of each signal (but an error message: it
+# ends in an ellipsis, whole in the cell's title), among the columns shown.
+CUT_CELLS = """() => {
+  const first = new Map();
+  for (const row of document.querySelectorAll("#sd-rows > tr")) {
+    if (!first.has(row.dataset.signal)) first.set(row.dataset.signal, row);
+  }
+  const cells = Array.from(document.querySelectorAll(".sd-events th"));
+  for (const row of first.values()) {
+    cells.push(...Array.from(row.cells).filter((cell, index) => index !== 6));
+  }
+  const cut = (cell) => cell.offsetParent !== null && cell.scrollWidth > cell.clientWidth + 1;
+  return cells.filter(cut).map((cell) => cell.textContent.trim().slice(0, 40));
+}"""
+# The stream's share of the width under the tabs.
+STREAM_SHARE = """() => document.querySelector(".sd-events").getBoundingClientRect().width
+  / document.querySelector(".sd-tabs").getBoundingClientRect().width"""
+# How far down the viewport an element starts, and whether it holds the focus.
+IN_VIEW = """(element) => ({
+  // Its first lines at least are on screen.
+  top: element.getBoundingClientRect().top,
+  bottom: window.innerHeight,
+  focused: element === document.activeElement || element.contains(document.activeElement),
+})"""
+
+
 class FitTests(UxTestCase):
+    def check_stream(self, page: Page) -> None:
+        """Nothing cut in the stream's first rows, and names wrap only between their parts."""
+        assert page.evaluate(CUT_CELLS) == []
+        assert page.locator("#sd-rows td.sd-name").evaluate_all(MID_WORD_BREAKS) == []
+        assert page.evaluate(OVERFLOW)["pageScroll"] <= 0
+
     def check_fit(self, page: Page) -> None:
         self.request("/long/")
         self.request("/toppings/save/?name=basil")
@@ -135,6 +168,12 @@ class FitTests(UxTestCase):
         assert layout["pageScroll"] <= 0, layout
         assert layout["rightmost"] <= layout["width"], layout
         assert layout["cut"] == [], layout
+        # Until a row is opened, the stream has the whole width, and nothing in it is cut.
+        expect(page.locator(".sd-detail")).to_be_hidden()
+        assert page.evaluate(STREAM_SHARE) > 0.98
+        self.check_stream(page)
+        started = page.locator(f'#sd-rows tr[data-signal="{REQUEST_STARTED}"] td').nth(1)
+        assert started.inner_text().strip() == "request_started"
         # Long cells end in an ellipsis, with the whole text on hover.
         outcome = row.locator("td").nth(6)
         assert outcome.evaluate("(cell) => cell.scrollWidth > cell.clientWidth")
@@ -146,6 +185,9 @@ class FitTests(UxTestCase):
 
         row.click()
         expect(row).to_have_class(re.compile(r"\bsd-selected\b"))
+        expect(page.locator(".sd-detail")).to_be_visible()
+        assert page.evaluate(STREAM_SHARE) < 0.8
+        self.check_stream(page)
         receiver = page.locator("#sd-detail .sd-receiver-label")
         expect(receiver).to_contain_text(
             "reconcile_the_walk_in_refrigerator_inventory_with_the_supplier_invoice"
@@ -172,9 +214,15 @@ class FitTests(UxTestCase):
         assert narrow is not None
         assert wide is not None
         assert wide["width"] > narrow["width"] * 1.5
-        assert page.evaluate(OVERFLOW)["pageScroll"] <= 0
+        # The narrowed stream keeps what names a send, whole: "Caused by" too.
+        expect(page.locator(".sd-events th", has_text="Caused by")).to_be_visible()
+        expect(page.locator(".sd-events th", has_text="Outcome")).to_be_hidden()
+        self.check_stream(page)
 
         page.click("#sd-widen")  # back to the narrow panel, beside the tables
+        page.click("#sd-close")
+        expect(page.locator(".sd-detail")).to_be_hidden()
+        assert page.evaluate(STREAM_SHARE) > 0.98
         page.click('a[data-tab="latency"]')
         expect(page.locator("#sd-latency tr.sd-lat-row").first).to_be_visible()
         assert page.locator("#sd-latency td").evaluate_all(MID_WORD_BREAKS) == []
@@ -453,6 +501,95 @@ class TabsTests(UxTestCase):
             expect(page.locator('#sd-table-controls [name="span"]')).to_have_value("all")
             expect(page.locator('#sd-latency button[data-sort="count"]')).to_contain_text("▼")
             expect(page.locator('#sd-filters [name="path"]')).to_have_value("/order/")
+
+
+class WhereTheEyeIsTests(UxTestCase):
+    def check_in_view(self, detail: Locator, content: str) -> None:
+        """``content`` arrived in ``detail``, whose first lines are on screen, focused."""
+        expect(detail.locator(content)).to_be_visible()
+        seen = detail.evaluate(IN_VIEW)
+        assert seen["focused"], seen
+        assert 0 <= seen["top"] < seen["bottom"] - 150, seen
+
+    def test_a_detail_opened_from_a_table_is_shown_and_focused(self) -> None:
+        # Enough requests that the tables reach below the fold.
+        for index in range(24):
+            self.request(f"/toppings/save/?name=topping-{index}")
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser, "/signals/#latency")
+            receiver = page.locator(f'#sd-latency tr.sd-lat-row[data-name="{TOPPING_RECEIVER}"]')
+            receiver.click()
+            self.check_in_view(page.locator("#sd-receiver-detail"), ".sd-slowest")
+
+            page.click('a[data-tab="requests"]')
+            requests = page.locator("#sd-request-rows tr.sd-req-row")
+            expect(requests).to_have_count(24)
+            below = requests.nth(20)
+            below.scroll_into_view_if_needed()
+            request_id = below.get_attribute("data-id")
+            below.click()
+            detail = page.locator("#sd-request-detail")
+            self.check_in_view(detail, ".sd-waterfall")
+            expect(below).to_have_attribute("aria-selected", "true")
+
+            # The open request is in the URL: a reload (or a link) opens it again.
+            expect(page).to_have_url(re.compile(rf"#requests/{request_id}$"))
+            page.reload()
+            expect(page.locator('a[data-tab="requests"]')).to_have_attribute(
+                "aria-selected", "true"
+            )
+            expect(detail.locator(f'.sd-waterfall-detail[data-id="{request_id}"]')).to_be_visible()
+            expect(page.locator(f'#sd-request-rows tr[data-id="{request_id}"]')).to_have_class(
+                re.compile(r"\bsd-selected\b")
+            )
+            page.keyboard.press("Escape")
+            expect(detail.locator(".sd-waterfall-detail")).to_have_count(0)
+            expect(page).to_have_url(re.compile(r"#requests$"))
+            expect(page.locator("#sd-request-rows tr.sd-selected")).to_have_count(0)
+
+            # A request gone from the buffer says so.
+            page.goto(self.live_server_url + "/signals/#requests/999999")
+            expect(detail).to_have_text("That request is no longer in the buffer.")
+
+
+class RequestListTests(UxTestCase):
+    def test_the_request_list_holds_its_order_under_the_pointer_and_a_selection(self) -> None:
+        ids = "(rows) => rows.map((row) => row.dataset.id)"
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser, "/signals/#requests")
+            self.request("/order/?name=first")
+            self.request("/order/?name=second")
+            requests = page.locator("#sd-request-rows tr.sd-req-row")
+            expect(requests).to_have_count(2, timeout=LIVE_WITHIN_MS * 2)
+            held = page.locator("#sd-requests-held")
+
+            requests.nth(1).hover()
+            before = requests.evaluate_all(ids)
+            self.request("/order/?name=third")
+            expect(held).to_be_visible(timeout=LIVE_WITHIN_MS * 2)
+            expect(held).to_contain_text("1 newer request is held")
+            assert requests.evaluate_all(ids) == before
+            page.mouse.move(1, 1)  # the pointer leaves: the newer list is shown
+            expect(requests).to_have_count(3)
+            expect(held).to_be_hidden()
+
+            requests.nth(2).click()
+            selected = requests.nth(2).get_attribute("data-id")
+            page.mouse.move(1, 1)
+            before = requests.evaluate_all(ids)
+            self.request("/order/?name=fourth")
+            self.request("/order/?name=fifth")
+            expect(held).to_contain_text("2 newer requests are held", timeout=LIVE_WITHIN_MS * 2)
+            assert requests.evaluate_all(ids) == before
+            page.click("#sd-requests-show")
+            expect(requests).to_have_count(5)
+            expect(held).to_be_hidden()
+            expect(page.locator("#sd-request-rows tr.sd-selected")).to_have_attribute(
+                "data-id", selected or ""
+            )
+            # A filter is the person's own doing: shown at once, held list or not.
+            self.filter_by(page, "path", "/nothing/")
+            expect(requests).to_have_count(0)
 
 
 class PageTests(UxTestCase):

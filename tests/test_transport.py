@@ -83,7 +83,8 @@ def rows(message: str) -> list[dict[str, str]]:
         found.append(
             {
                 "signal": re.search(r'data-signal="([^"]+)"', html).group(1),  # type: ignore[union-attr]
-                "caused_by": re.sub(r"<[^>]+>.*", "", cells[-1]).strip(),
+                # (<wbr> marks where a name may wrap; the process follows in a <span>.)
+                "caused_by": re.sub(r"<[^>]+>.*", "", cells[-1].replace("<wbr>", "")).strip(),
                 "process": process.group(1) if process else "",
                 "detail": re.search(r'hx-get="([^"]+)"', html).group(1),  # type: ignore[union-attr]
             }

@@ -1,16 +1,14 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from django import template
-from django.utils.html import conditional_escape
 from django.utils.safestring import mark_safe
 
-from ..labels import origin_label, short_label
-from ..rows import clock, is_slow, ms, percent, row_html
+from ..labels import last_part, origin_label, short_label
+from ..rows import breakable, clock, is_slow, ms, percent, row_html
 from ..tables import request_failed, request_rows_html, sort_headings, sparkline_bars
 
 register = template.Library()
@@ -19,6 +17,7 @@ register = template.Library()
 register.filter("ms", ms)
 register.filter("clock", clock)
 register.filter("short_label", short_label)
+register.filter("last_part", last_part)
 register.filter("origin_label", origin_label)
 register.filter("percent", percent)
 register.filter("slow", is_slow)
@@ -30,15 +29,10 @@ def row(row: Mapping[str, Any]) -> str:
     return mark_safe(row_html(row))
 
 
-# Where an identifier may wrap: after a dot, an underscore, a slash or a colon, and between the
-# words of a CamelCase name.
-_BREAKS = re.compile(r"(?<=[._/:])|(?<=[a-z])(?=[A-Z])")
-
-
 @register.filter
 def wrap_dots(label: str) -> str:
     """A label, escaped, that may wrap between its parts (``<wbr>``), not inside a word."""
-    return mark_safe(_BREAKS.sub("<wbr>", str(conditional_escape(label))))
+    return mark_safe(breakable(label))
 
 
 @register.filter

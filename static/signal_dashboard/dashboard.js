@@ -12,7 +12,6 @@
   const empty = document.getElementById("sd-empty");
   const layout = document.getElementById("sd-layout");
   const detail = document.getElementById("sd-detail");
-  const detailIntro = detail.innerHTML;
   const help = document.getElementById("sd-help");
   const maxRows = parseInt(root.dataset.maxRows, 10) || 200;
   const tabs = Array.from(root.querySelectorAll("[data-tab]"));
@@ -141,15 +140,153 @@
   for (const tab of tabs) {
     tab.addEventListener("click", function (event) {
       event.preventDefault();
-      history.replaceState(null, "", window.location.search + "#" + tab.dataset.tab);
       showTab(tab.dataset.tab);
+      setFragment();
     });
   }
-  showTab(window.location.hash.slice(1));
-  // A fragment edited in the address bar (or the browser's back button) switches tabs too.
-  window.addEventListener("hashchange", function () {
-    showTab(window.location.hash.slice(1));
+
+  // The URL's fragment: the tab, and on the Requests tab the request open there
+  // (#requests/42).
+  function setFragment() {
+    const selected = tabs.find((tab) => tab.getAttribute("aria-selected") === "true");
+    let fragment = selected ? selected.dataset.tab : "stream";
+    if (fragment === "requests" && selectedRequest) {
+      fragment += "/" + selectedRequest;
+    }
+    history.replaceState(null, "", window.location.search + "#" + fragment);
+  }
+  function followFragment() {
+    const [name, request] = window.location.hash.slice(1).split("/");
+    showTab(name);
+    if (name === "requests" && request && request !== selectedRequest) {
+      openRequest(request);
+    }
+  }
+
+  // The request list. A click opens a request's waterfall and selects it; while a request is
+  // selected or the pointer is over the list, newer lists are held (their new requests counted)
+  // so that nothing moves under the eye; a changed filter or sort is shown at once.
+  const requestDetail = document.getElementById("sd-request-detail");
+  const requestTools = document.getElementById("sd-request-tools");
+  const requestsWrap = document.getElementById("sd-requests-wrap");
+  const heldNote = document.getElementById("sd-requests-held");
+  let selectedRequest = null;
+  let heldTable = null;
+  let pointerOnRequests = false;
+  let showNextTables = false;
+
+  function markRequest() {
+    for (const row of document.querySelectorAll("#sd-request-rows > tr")) {
+      const selected = row.dataset.id === selectedRequest;
+      row.classList.toggle("sd-selected", selected);
+      if (selected) {
+        row.setAttribute("aria-selected", "true");
+      } else {
+        row.removeAttribute("aria-selected");
+      }
+    }
+    requestTools.hidden = selectedRequest === null;
+  }
+  function openRequest(id) {
+    selectedRequest = id;
+    markRequest();
+    setFragment();
+    const url = requestDetail.dataset.url.replace(/0\/$/, id + "/");
+    htmx.ajax("GET", url, { source: requestDetail, target: requestDetail, swap: "innerHTML" });
+  }
+  function closeRequest() {
+    selectedRequest = null;
+    requestDetail.replaceChildren();
+    markRequest();
+    setFragment();
+    if (!pointerOnRequests) {
+      showHeldRequests();
+    }
+  }
+  function showHeldRequests() {
+    if (heldTable) {
+      heldTable.removeAttribute("hx-swap-oob");
+      document.getElementById("sd-requests").replaceWith(heldTable);
+      htmx.process(heldTable);
+      heldTable = null;
+    }
+    heldNote.hidden = true;
+    markRequest();
+  }
+  root.addEventListener("htmx:oobBeforeSwap", function (event) {
+    if (event.detail.target.id !== "sd-requests") {
+      return;
+    }
+    if (showNextTables || !(pointerOnRequests || selectedRequest)) {
+      showNextTables = false;
+      heldTable = null;
+      heldNote.hidden = true;
+      return;
+    }
+    event.detail.shouldSwap = false;
+    heldTable = event.detail.fragment.querySelector("#sd-requests");
+    const shown = new Set(
+      Array.from(document.querySelectorAll("#sd-request-rows > tr"), (row) => row.dataset.id)
+    );
+    const added = Array.from(heldTable.querySelectorAll("#sd-request-rows > tr[data-id]")).filter(
+      (row) => !shown.has(row.dataset.id)
+    ).length;
+    heldNote.firstElementChild.textContent =
+      added === 0
+        ? "The list is held while a request is open or the pointer is over it."
+        : added + " newer request" + (added === 1 ? " is" : "s are") + " held while a request " +
+          "is open or the pointer is over the list.";
+    heldNote.hidden = false;
   });
+  root.addEventListener("htmx:oobAfterSwap", function (event) {
+    if (event.detail.target && event.detail.target.id === "sd-requests") {
+      markRequest();
+    }
+  });
+  // A new filter or sort is the person's own doing: its tables are shown at once.
+  root.addEventListener("htmx:wsConfigSend", function (event) {
+    const action = event.detail.parameters && event.detail.parameters.action;
+    if (["filter", "hide", "table"].includes(action)) {
+      showNextTables = true;
+    }
+  });
+  requestsWrap.addEventListener("mouseenter", function () {
+    pointerOnRequests = true;
+  });
+  requestsWrap.addEventListener("mouseleave", function () {
+    pointerOnRequests = false;
+    if (!selectedRequest) {
+      showHeldRequests();
+    }
+  });
+  requestsWrap.addEventListener("click", function (event) {
+    const row = event.target.closest("#sd-request-rows > tr[data-id]");
+    if (row) {
+      openRequest(row.dataset.id);
+    }
+  });
+  document.getElementById("sd-requests-show").addEventListener("click", showHeldRequests);
+  document.getElementById("sd-request-close").addEventListener("click", closeRequest);
+  requestDetail.addEventListener("htmx:responseError", function () {
+    requestDetail.innerHTML =
+      '<p class="sd-muted">That request is no longer in the buffer.</p>';
+  });
+
+  // A detail opened from a table is brought to where the person is looking, and focused; the
+  // stream's detail opens beside the stream.
+  root.addEventListener("htmx:afterSwap", function (event) {
+    const target = event.detail.target;
+    if (target === detail) {
+      layout.classList.add("sd-open");
+    } else if (target === requestDetail || target.id === "sd-receiver-detail") {
+      target.scrollIntoView({ block: "start" });
+      target.focus({ preventScroll: true });
+    }
+  });
+
+  followFragment();
+  // A fragment edited in the address bar (or the browser's back button) is followed too.
+  window.addEventListener("hashchange", followFragment);
   applyState();
   tidyRows();
 
@@ -230,7 +367,8 @@
     select(rows[next]);
   }
   function closeDetail() {
-    detail.innerHTML = detailIntro;
+    layout.classList.remove("sd-open");
+    detail.replaceChildren();
     select(null);
   }
   document.getElementById("sd-close").addEventListener("click", closeDetail);
@@ -252,7 +390,11 @@
     if (event.key === "Escape") {
       if (typing) {
         target.blur();
-      } else if (!help.open) {
+      } else if (help.open) {
+        return;
+      } else if (!requestDetail.closest("[data-panel]").hidden) {
+        closeRequest();
+      } else {
         closeDetail();
       }
       return;
