@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from . import conf
 from .context import HOST, PID, PROCESS_ORIGIN, Origin
+from .database import CallQueries, hand_up, per_call, query_totals
 from .errors import ErrorInfo
 from .labels import (
     HANDLES,
@@ -121,6 +122,7 @@ class ReceiverCall:
     duration_ns: int
     result: Any
     error: ErrorInfo | None
+    queries: CallQueries = field(default_factory=CallQueries)
 
     @property
     def ok(self) -> bool:
@@ -133,6 +135,7 @@ class ReceiverCall:
             "location": self.location,
             "is_async": self.is_async,
             "duration_ns": self.duration_ns,
+            "queries": self.queries.as_dict(),
             "result": self.result,
             "error": None
             if error is None
@@ -166,9 +169,11 @@ class SignalEvent(_Named):
         "duration_ns",
         "id",
         "method",
+        "nested_queries",
         "origin",
         "parent",
         "payload_after_send",
+        "queries",
         "sender_key",
         "signal_key",
         "start_ns",
@@ -222,6 +227,9 @@ class SignalEvent(_Named):
         self.start_ns = start_ns
         self.duration_ns = 0
         self.calls: list[Call] = []
+        # The queries its receivers ran, and those of the sends they made (see database.py).
+        self.queries: list[Any] | None = None
+        self.nested_queries: list[Any] | None = None
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -261,9 +269,13 @@ class SignalEvent(_Named):
     @property
     def receivers(self) -> list[ReceiverCall]:
         # Sorted by start: concurrent async receivers finish in any order.
+        calls = sorted(self.calls, key=call_start)
+        queries = per_call(calls, self.queries, self.nested_queries)
         return [
-            ReceiverCall(*receiver_label(key), is_async, start, duration, result, error)
-            for key, is_async, start, duration, result, error in sorted(self.calls, key=call_start)
+            ReceiverCall(*receiver_label(key), is_async, start, duration, result, error, made)
+            for (key, is_async, start, duration, result, error), made in zip(
+                calls, queries, strict=True
+            )
         ]
 
     @property
@@ -283,6 +295,12 @@ class SignalEvent(_Named):
     def receiver_ns(self) -> int:
         """Time spent in receivers (overlapping async receivers count once each)."""
         return sum(map(call_duration, self.calls))
+
+    @property
+    def queries_total(self) -> dict[str, int]:
+        """The queries its receivers ran, with those of the sends they made, and their time."""
+        count, spent = query_totals(self)
+        return {"count": count, "duration_ns": spent}
 
     def _common_fields(self) -> dict[str, Any]:
         """The fields both the full and the row form of an event carry."""
@@ -317,6 +335,7 @@ class SignalEvent(_Named):
         return {
             **common,
             "ok": self.ok,
+            "queries_total": self.queries_total,
             "payload": self.payload,
             "receivers": [call.as_dict() for call in self.receivers],
             "pid": PID,
@@ -348,8 +367,9 @@ class SignalEvent(_Named):
 MAX_DEPTH = 100
 
 
-# A tally's receiver slot: stats.histogram.new_counts(), then the receiver's key.
-SLOT_KEY = 3
+# A tally's receiver slot: stats.histogram.new_counts(), then the receiver's key, then its
+# calls' queries: their own, their time, and with the sends they made, both again.
+SLOT_KEY, SLOT_QUERIES, SLOT_QUERY_NS, SLOT_TOTAL_QUERIES, SLOT_TOTAL_QUERY_NS = range(3, 8)
 
 
 def _depth(parent: Any) -> int:
@@ -376,8 +396,10 @@ class Tally(_Named):
         "folding",
         "id",
         "last_ns",
+        "nested_queries",
         "origin",
         "parent",
+        "queries",
         "receivers",
         "seen",
         "sender_key",
@@ -414,6 +436,9 @@ class Tally(_Named):
         self.start_ns = 0
         self.parent: Any = None
         self.seen: Any = None  # what the drains read last (see recorder.Recorder)
+        # The queries of the folded send running now (see database.py), counted as it is folded.
+        self.queries: list[Any] | None = None
+        self.nested_queries: list[Any] | None = None
 
     def names(self, signal: Signal, sender: Any) -> bool:
         """Whether this tally is of these objects (and not of others once at the same ids)."""
@@ -428,7 +453,7 @@ class Tally(_Named):
         """The counts of a receiver's calls (made on its first fold)."""
         slot = self.receivers.get(id(key))
         if slot is None:
-            slot = self.receivers[id(key)] = [*new_counts(), key]
+            slot = self.receivers[id(key)] = [*new_counts(), key, 0, 0, 0, 0]
         return slot
 
     def add(self, calls: list[Call], start_ns: int, end_ns: int, slow_ns: int, parent: Any) -> bool:
@@ -455,6 +480,8 @@ class Tally(_Named):
             self.first_ns = start_ns
         self.folded += 1
         self.last_ns = start_ns
+        if self.queries is not None or self.nested_queries is not None:
+            self._fold_queries(timed)
         timed.append((self.sends_counts, start_ns, end_ns - start_ns))
         spent = -timed[-1][2]
         for counts, _, value in timed:
@@ -476,6 +503,21 @@ class Tally(_Named):
             origin.signal_count += 1
             if parent is None:  # nested sends run inside their parent's receivers
                 origin.receiver_ns += spent
+
+    def _fold_queries(self, timed: list[tuple[list[Any], int, int]]) -> None:
+        """Count the queries of the send being folded into its receivers' slots: each call's
+        own, and in its total those of the sends it made; then hand them up (see
+        database.hand_up())."""
+        calls = [(counts[SLOT_KEY], False, start, duration) for counts, start, duration in timed]
+        for (counts, _, _), made in zip(
+            timed, per_call(calls, self.queries, self.nested_queries), strict=True
+        ):
+            counts[SLOT_QUERIES] += made.count
+            counts[SLOT_QUERY_NS] += made.duration_ns
+            counts[SLOT_TOTAL_QUERIES] += made.total_count
+            counts[SLOT_TOTAL_QUERY_NS] += made.total_ns
+        hand_up(self)
+        self.queries = self.nested_queries = None
 
     @property
     def uid(self) -> str:
@@ -507,6 +549,10 @@ class Tally(_Named):
                     "max_ns": histogram.max_ns,
                     "p50_ns": histogram.percentile(50),
                     "p95_ns": histogram.percentile(95),
+                    "queries": slot[SLOT_QUERIES],
+                    "query_ns": slot[SLOT_QUERY_NS],
+                    "total_queries": slot[SLOT_TOTAL_QUERIES],
+                    "total_query_ns": slot[SLOT_TOTAL_QUERY_NS],
                 }
             )
         return summaries
@@ -540,7 +586,16 @@ class LightSend:
     sender or kwargs: an outlier is made a full event by the send itself, which still has them
     (see :func:`promoted`)."""
 
-    __slots__ = ("calls", "duration_ns", "origin", "parent", "start_ns", "tally")
+    __slots__ = (
+        "calls",
+        "duration_ns",
+        "nested_queries",
+        "origin",
+        "parent",
+        "queries",
+        "start_ns",
+        "tally",
+    )
 
     detailed = False
 
@@ -552,6 +607,8 @@ class LightSend:
         self.origin = tally.origin
         self.start_ns = start_ns
         self.calls: list[Call] = []
+        self.queries: list[Any] | None = None
+        self.nested_queries: list[Any] | None = None
 
     @property
     def uid(self) -> str:

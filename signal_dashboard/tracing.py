@@ -32,7 +32,7 @@ from django.core.management.base import BaseCommand
 from django.core.signals import request_finished, request_started
 from django.dispatch import Signal, dispatcher
 
-from . import conf, hygiene, payload
+from . import conf, database, hygiene, payload
 from .context import (
     PROCESS_ORIGIN,
     SUSPENDED,
@@ -138,6 +138,8 @@ def _finish(event: SignalEvent, end_ns: int | None = None) -> None:
     to the recorder."""
     try:
         event.duration_ns = (end_ns or perf_counter_ns()) - event.start_ns
+        if event.queries is not None or event.nested_queries is not None:
+            database.hand_up(event)
         origin = event.origin
         if origin is not PROCESS_ORIGIN:
             # Read by the request's Server-Timing header before the recorder gets to it.
@@ -170,7 +172,9 @@ def _fold(
         first = not tally.folded
         if not tally.add(calls, start_ns, end, _slow_ns, parent):
             origin = tally.origin
-            _finish(promoted(signal, sender, method, named, parent, origin, start_ns, calls), end)
+            event = promoted(signal, sender, method, named, parent, origin, start_ns, calls)
+            database.move(tally, event)
+            _finish(event, end)
             return
         if first:  # the recorder's drains read it from now on
             recorder.record(tally)  # type: ignore[arg-type]
@@ -194,17 +198,21 @@ def _unfold(
         (counts[SLOT_KEY], False, start, duration, None, None) for counts, start, duration in timed
     ]
     try:
-        return promoted(signal, sender, method, named, parent, tally.origin, start_ns, calls)
+        event = promoted(signal, sender, method, named, parent, tally.origin, start_ns, calls)
+        database.move(tally, event)
+        return event
     except Exception:
         _Failures.add()
         return _Unrecorded()  # type: ignore[return-value]
 
 
 class _Unrecorded:
-    """Stands for an event that could not be made: its calls go nowhere."""
+    """Stands for an event that could not be made: its calls and queries go nowhere."""
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
+        self.queries: list[Any] | None = None
+        self.nested_queries: list[Any] | None = None
 
 
 def _failed_call(receiver: Any, is_async: bool, start: int, err: BaseException) -> Call:
@@ -288,6 +296,10 @@ async def _call_one_async(
     robust: bool,
 ) -> Any:
     """One async receiver, timed; a robust send's failure is returned, as Django does."""
+    if event is not None and database.ASYNC_MARKED:
+        # Its queries are told from those of the send's other receivers by its key, in the
+        # context of the task of its own that asyncio.gather() gave it (see database.py).
+        database.async_receiver.set(receiver_key(receiver))
     start = perf_counter_ns()
     try:
         response = await receiver(signal=signal, sender=sender, **named)
@@ -664,6 +676,7 @@ def _make_send(method: str, robust: bool) -> Callable[..., Any]:
                 _fold(event, calls, begin, end, parent, self, sender, method, named)  # type: ignore[arg-type]
             elif type(event) is LightSend:
                 tally = event.tally
+                database.move(event, tally)
                 _fold(tally, calls, begin, end, parent, self, sender, method, named)  # type: ignore[arg-type]
             elif event is not None:
                 _finish(event, end)
@@ -719,6 +732,7 @@ def _make_asend(method: str, robust: bool) -> Callable[..., Any]:
             if token is not None:
                 current_event.reset(token)
             if type(event) is LightSend:
+                database.move(event, event.tally)
                 _fold(
                     event.tally,
                     event.calls,
@@ -863,10 +877,12 @@ def install() -> None:
     for owner, name, make in _PATCHES:
         _originals[(owner, name)] = owner.__dict__[name]
         setattr(owner, name, make())
+    database.install()
 
 
 def uninstall() -> None:
     """Put Django's own methods back, exactly as they were."""
+    database.uninstall()
     while _originals:
         (owner, name), original = _originals.popitem()
         setattr(owner, name, original)
