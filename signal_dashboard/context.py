@@ -41,9 +41,12 @@ class Origin:
     duration_ns: int | None = None
     signal_count: int = 0
     receiver_ns: int = 0
-    # Every query it ran, in receivers or not, and their time (see database.py).
+    # Every query it ran, in receivers or not, and their time (see database.py), and of them
+    # those its receivers ran (nested sends' included).
     query_count: int = 0
     query_ns: int = 0
+    receiver_query_count: int = 0
+    receiver_query_ns: int = 0
     # Code object (or class) of the slowest top-level receiver; see labels.receiver_label().
     slowest_receiver_key: object = None
     slowest_receiver_ns: int = 0

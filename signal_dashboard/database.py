@@ -96,14 +96,22 @@ def _note(start: int, duration: int, sql: str) -> None:
             queries.append(record)
 
 
-def hand_up(send: Any) -> None:
+def hand_up(send: Any, parent: Any = None) -> None:
     """Give a finished send's queries (its own and its nested sends') to the send it is nested
-    in, whose receiver made it."""
-    parent = send.parent
-    if parent is None or parent is SUSPENDED or not hasattr(parent, "nested_queries"):
-        return
+    in (``parent``, if not its own), whose receiver made it; a send made outside any
+    receiver, to its request or command."""
     count, spent = query_totals(send)
     if not count:
+        return
+    if parent is None:
+        parent = send.parent
+    if parent is None:
+        origin = send.origin
+        if origin is not PROCESS_ORIGIN:
+            origin.receiver_query_count += count
+            origin.receiver_query_ns += spent
+        return
+    if parent is SUSPENDED or not hasattr(parent, "nested_queries"):
         return
     handed = (send.start_ns, count, spent, async_receiver.get())
     if parent.nested_queries is None:

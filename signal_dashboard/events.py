@@ -368,8 +368,10 @@ MAX_DEPTH = 100
 
 
 # A tally's receiver slot: stats.histogram.new_counts(), then the receiver's key, then its
-# calls' queries: their own, their time, and with the sends they made, both again.
+# calls' queries: their own, their time, and with the sends they made, both again, and the
+# most one call made so.
 SLOT_KEY, SLOT_QUERIES, SLOT_QUERY_NS, SLOT_TOTAL_QUERIES, SLOT_TOTAL_QUERY_NS = range(3, 8)
+SLOT_QUERY_MAX = 8
 
 
 def _depth(parent: Any) -> int:
@@ -453,7 +455,7 @@ class Tally(_Named):
         """The counts of a receiver's calls (made on its first fold)."""
         slot = self.receivers.get(id(key))
         if slot is None:
-            slot = self.receivers[id(key)] = [*new_counts(), key, 0, 0, 0, 0]
+            slot = self.receivers[id(key)] = [*new_counts(), key, 0, 0, 0, 0, 0]
         return slot
 
     def add(self, calls: list[Call], start_ns: int, end_ns: int, slow_ns: int, parent: Any) -> bool:
@@ -481,7 +483,7 @@ class Tally(_Named):
         self.folded += 1
         self.last_ns = start_ns
         if self.queries is not None or self.nested_queries is not None:
-            self._fold_queries(timed)
+            self._fold_queries(timed, parent)
         timed.append((self.sends_counts, start_ns, end_ns - start_ns))
         spent = -timed[-1][2]
         for counts, _, value in timed:
@@ -504,7 +506,7 @@ class Tally(_Named):
             if parent is None:  # nested sends run inside their parent's receivers
                 origin.receiver_ns += spent
 
-    def _fold_queries(self, timed: list[tuple[list[Any], int, int]]) -> None:
+    def _fold_queries(self, timed: list[tuple[list[Any], int, int]], parent: Any) -> None:
         """Count the queries of the send being folded into its receivers' slots: each call's
         own, and in its total those of the sends it made; then hand them up (see
         database.hand_up())."""
@@ -516,7 +518,10 @@ class Tally(_Named):
             counts[SLOT_QUERY_NS] += made.duration_ns
             counts[SLOT_TOTAL_QUERIES] += made.total_count
             counts[SLOT_TOTAL_QUERY_NS] += made.total_ns
-        hand_up(self)
+            if made.total_count > counts[SLOT_QUERY_MAX]:
+                counts[SLOT_QUERY_MAX] = made.total_count
+        if parent is not self:
+            hand_up(self, parent)
         self.queries = self.nested_queries = None
 
     @property

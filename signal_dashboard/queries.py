@@ -99,6 +99,11 @@ def request_summary(origin: Origin) -> dict[str, Any]:
         "receiver_ns": origin.receiver_ns,
         # The share of the request spent in receivers of the sends it made.
         "receiver_share": origin.receiver_ns / duration if duration else 0.0,
+        # Every query it ran, and those its receivers ran (nested sends' included).
+        "query_count": origin.query_count,
+        "query_ns": origin.query_ns,
+        "receiver_query_count": origin.receiver_query_count,
+        "receiver_query_ns": origin.receiver_query_ns,
         "slowest_receiver": None if slowest is None else receiver_label(slowest)[0],
         "slowest_receiver_ns": origin.slowest_receiver_ns,
         "storms": [{"receiver": label, "calls": calls} for label, calls in origin.storms],

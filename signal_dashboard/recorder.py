@@ -19,7 +19,15 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import conf, context
-from .events import CALL_KEY, SLOT_KEY, SignalEvent, Tally
+from .events import (
+    CALL_KEY,
+    SLOT_KEY,
+    SLOT_QUERY_MAX,
+    SLOT_TOTAL_QUERIES,
+    SLOT_TOTAL_QUERY_NS,
+    SignalEvent,
+    Tally,
+)
 from .hygiene import FINDINGS_KEPT, Finding
 from .labels import handle_of
 from .stats.histogram import Histogram, growth
@@ -221,18 +229,29 @@ class Recorder:
     def _read(self, tally: Tally) -> None:
         seen = tally.seen
         if seen is None:
-            seen = tally.seen = [0, None, {}]  # folded, the sends' histogram, per receiver
+            # folded, the sends' histogram, per receiver, and per receiver its queries
+            seen = tally.seen = [0, None, {}, {}]
         folded = tally.folded
         if folded == seen[0]:
             return
         seen[0] = folded
         sends, seen[1] = growth(tally.sends_counts, seen[1])
         receivers = []
+        queries = {}
         for ident, slot in list(tally.receivers.items()):
             added, seen[2][ident] = growth(slot, seen[2].get(ident))
             if added.count:
                 receivers.append((slot[SLOT_KEY], added))
-        self._latency.record_fold(tally.signal_key, tally.sender_key, sends, receivers)
+            made = slot[SLOT_TOTAL_QUERIES]
+            if made:
+                before = seen[3].get(ident, (0, 0))
+                queries[id(slot[SLOT_KEY])] = [
+                    made - before[0],
+                    slot[SLOT_QUERY_MAX],
+                    slot[SLOT_TOTAL_QUERY_NS] - before[1],
+                ]
+                seen[3][ident] = (made, slot[SLOT_TOTAL_QUERY_NS])
+        self._latency.record_fold(tally.signal_key, tally.sender_key, sends, receivers, queries)
         origin = tally.origin
         if origin is not context.PROCESS_ORIGIN:
             top_level = tally.parent is None

@@ -32,6 +32,9 @@ SORTABLE = (
     ("p99", "p99"),
     ("max", "Max"),
 )
+# Per receiver call only: the queries each made (with the sends it made), and their share of
+# the calls' time.
+RECEIVER_SORTABLE = (("queries", "Queries/call"), ("query_share", "In queries"))
 GROUP_HEADINGS = {"receiver": "Receiver", "signal": "Signal", "sender": "Sender"}
 
 
@@ -92,6 +95,8 @@ _ROW_FIELDS = (
     "signal_count",
     "receiver_ns",
     "receiver_share",
+    "query_count",
+    "receiver_query_count",
     "slowest_receiver",
     "slowest_receiver_ns",
 )
@@ -122,6 +127,8 @@ def _forget_request_rows(config: dict[str, Any]) -> None:
 def sort_headings(table: TableQuery) -> list[tuple[str, str, str]]:
     """The latency table's sortable headings: (column, label, arrow on the sorted one)."""
     columns = [("name", GROUP_HEADINGS.get(table.group, "Sender")), *SORTABLE]
+    if table.group == "receiver":
+        columns += RECEIVER_SORTABLE
     arrow = "▼" if table.descending else "▲"
     return [(column, label, arrow if table.sort == column else "") for column, label in columns]
 

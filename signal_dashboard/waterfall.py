@@ -34,6 +34,8 @@ class Bar:
     ok: bool = True
     event_id: str = ""
     detail: str = ""  # the sender of a send, the location of a receiver
+    queries: int = 0  # a receiver call's own queries
+    total_queries: int = 0  # and with those of the sends it made (a send's: all its calls')
 
 
 @dataclass
@@ -76,6 +78,7 @@ def build(origin: Origin, events: Iterable[SignalEvent]) -> Waterfall:
         send = bar("send", event.signal_label, depth, event.start_ns, event.duration_ns)
         send.ok, send.event_id, send.detail = event.ok, event.uid, event.sender_label
         send.self_ns = event.duration_ns - event.receiver_ns
+        send.total_queries = event.queries_total["count"]
         waterfall.bars.append(send)
         calls = event.receivers
         # Each nested send belongs to the first receiver running when it started.
@@ -91,6 +94,7 @@ def build(origin: Origin, events: Iterable[SignalEvent]) -> Waterfall:
             nested = inside.get(index, [])
             line = bar("receiver", call.label, depth + 1, call.start_ns, call.duration_ns)
             line.ok, line.detail = call.ok, call.location
+            line.queries, line.total_queries = call.queries.count, call.queries.total_count
             line.self_ns = max(0, call.duration_ns - sum(child.duration_ns for child in nested))
             waterfall.bars.append(line)
             for child in nested:

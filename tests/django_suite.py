@@ -48,7 +48,18 @@ SOURCES = REPO / ".venv" / "django-src"
 # a setting_changed receiver's warning (stacklevel=5) points at the override_settings line, which
 # a frame added between send() and its receivers would move; invalid_models_tests that a
 # pending model-signal connect() is recognised by the name and module of Signal.connect().
-DEFAULT_LABELS = ("dispatch", "signals", "settings_tests", "invalid_models_tests")
+# queries, transactions, select_for_update and test_utils check that the queries receivers
+# make are run, captured (assertNumQueries, CaptureQueriesContext) and logged as untraced.
+DEFAULT_LABELS = (
+    "dispatch",
+    "signals",
+    "settings_tests",
+    "invalid_models_tests",
+    "queries",
+    "transactions",
+    "select_for_update",
+    "test_utils",
+)
 
 
 def say(message: str) -> None:

@@ -22,6 +22,7 @@ from signal_dashboard.context import Origin, current_origin
 from signal_dashboard.demo.pizzeria.models import Pizza, Topping
 from signal_dashboard.events import SignalEvent
 from signal_dashboard.recorder import recorder
+from signal_dashboard.stats.table import TableQuery
 
 pytestmark = pytest.mark.django_db
 
@@ -278,3 +279,51 @@ def test_users_password_hash_never_reaches_an_export() -> None:
     exported = json.dumps([event.as_dict() for event in events])
     assert user.password not in exported
     assert "cook" not in exported
+
+
+def test_the_latency_table_counts_every_calls_queries_folded_or_not(
+    receivers: None, settings: Any
+) -> None:
+    settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "DETAIL_LIMIT": 2}
+    recorder.clear()
+    origin = Origin(kind="request", name="GET /toppings/", method="GET", path="/toppings/")
+    token = current_origin.set(origin)
+    try:
+        with tracing.capture(limit_detail=True) as events:
+            for index in range(10):
+                Topping.objects.create(name=f"topping-{index}")
+    finally:
+        current_origin.reset(token)
+    assert len(saves(events)) == 2  # the rest folded
+    recorder.drain()
+    (row,) = [
+        row
+        for row in recorder.latency.table(TableQuery())
+        if row.name == f"{__name__}.count_twice_and_look_up"
+    ]
+    assert row.histogram.count == 10
+    assert row.queries[:2] == [30, 3]
+    assert row.summary["queries_per_call"] == 3.0
+    assert 0 < row.summary["query_share"] <= 1
+    ordered = recorder.latency.table(TableQuery(sort="queries"))
+    assert ordered[0].name == row.name  # the only receiver that queries
+    # The request counted every query it ran: the saves' and their receivers'.
+    assert origin.query_count == 10 * (1 + 3)
+
+
+def test_a_request_says_how_many_of_its_queries_its_receivers_ran(
+    receivers: None, admin_client: Any
+) -> None:
+    recorder.clear()
+    with CaptureQueriesContext(connection) as captured:
+        assert admin_client.get("/toppings/save/?name=basil").status_code == 200
+    recorder.drain()
+    (request,) = [origin for origin in recorder.requests if origin.path == "/toppings/save/"]
+    assert request.receiver_query_count == 3
+    # Every query of the request (the session's and the user's too), not one more.
+    assert request.query_count == len(captured.captured_queries)
+    assert request.query_count > 3
+    page = admin_client.get(f"/signals/requests/{request.id}/").content.decode()
+    assert f"{request.query_count} queries, 3 in receivers" in page
+    rows = admin_client.get("/signals/").content.decode()
+    assert f"3 of {request.query_count}" in rows

@@ -68,6 +68,8 @@ def summary(**changes: Any) -> dict[str, Any]:
         "signal_count": 4,
         "receiver_ns": 2_000_000,
         "receiver_share": 0.162,
+        "query_count": 12,
+        "receiver_query_count": 9,
         "slowest_receiver": "shop.receivers.on_save",
         "slowest_receiver_ns": 1_500_000,
         "storms": [],
@@ -112,6 +114,7 @@ def cells(html: str) -> list[tuple[dict[str, str | None], list[str]]]:
 
 def test_latency_rows_show_each_receivers_figures_escaped() -> None:
     rows = context()["latency_rows"]
+    rows[0].queries = [6, 4, rows[0].histogram.sum_ns // 4]  # 3 calls: 2 per call, a quarter
     html = latency_table_html(context(latency_rows=rows))
     assert "<b>" not in html
     (first, first_cells), (second, _) = cells(html)
@@ -124,7 +127,8 @@ def test_latency_rows_show_each_receivers_figures_escaped() -> None:
     assert first_cells[4] == f"{rows[0].histogram.percentile(50) / 1e6:.3f} ms"  # p50
     assert first_cells[4].startswith("2.0")  # within the histogram's 0.8% of 2 ms
     assert first_cells[7] == "40.000 ms"  # max, exact
-    assert first_cells[9] == f"storm 3{TIMES} · up to 120 calls"
+    assert first_cells[8:10] == ["2 max 4", "25.0%"]  # queries per call, their share
+    assert first_cells[11] == f"storm 3{TIMES} · up to 120 calls"
     assert 'title="shop/receivers.py:12 &amp; more"' in html
     assert 'title="ran more than 50 times inside one request"' in html
     assert second["class"] == "sd-lat-row"
@@ -216,6 +220,7 @@ def test_request_rows_show_outcome_and_name_their_request() -> None:
         "4",
         "2.000 ms",
         "16.2%",
+        "9 of 12",
         "receivers.on_save 1.500 ms",
         "",
     ]
@@ -249,7 +254,7 @@ def test_failed_and_storming_requests_are_marked(
     if changes.get("kind") == "command":
         assert row_cells[0] == "command migrate"
     if changes.get("storms"):
-        assert row_cells[7] == f"storm receivers.on_save {TIMES}60"
+        assert row_cells[8] == f"storm receivers.on_save {TIMES}60"
 
 
 def test_counts_are_grouped_as_the_settings_say_but_ids_never(settings: Any) -> None:

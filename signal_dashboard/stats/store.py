@@ -19,6 +19,7 @@ from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..database import per_call
 from ..events import WALL_OFFSET_NS
 from ..labels import OpaqueSender, key_label, receiver_label
 from .histogram import Histogram, SealedHistogram
@@ -34,8 +35,34 @@ if TYPE_CHECKING:
 # histograms are packed, so both sides must share the bucket layout of stats.histogram).
 SNAPSHOT_FORMAT = 2
 
-# A series read from a snapshot: (last_ns, expired, [(slice id, histogram), ...]).
-_SeriesData = tuple[int, "SealedHistogram", list[tuple[int, "SealedHistogram"]]]
+# A series read from a snapshot: (last_ns, expired, [(slice id, histogram), ...], its queries
+# by slice id, those of expired slices).
+_SeriesData = tuple[
+    int, "SealedHistogram", list[tuple[int, "SealedHistogram"]], dict[int, list[int]], list[int]
+]
+
+
+# Queries of several calls: [queries, the most one call made, their time in ns].
+def new_queries() -> list[int]:
+    return [0, 0, 0]
+
+
+def add_queries(total: list[int], added: list[int]) -> None:
+    total[0] += added[0]
+    if added[1] > total[1]:
+        total[1] = added[1]
+    total[2] += added[2]
+
+
+def _queries(values: Any) -> list[int]:
+    """A Queries list read from a snapshot; ValueError if it is not one."""
+    if (
+        not isinstance(values, list)
+        or len(values) != 3
+        or any(type(value) is not int or value < 0 for value in values)
+    ):
+        raise ValueError("A series' queries are three non-negative integers.")
+    return values
 
 
 class Series:
@@ -46,7 +73,16 @@ class Series:
     slice is added to: the others, and ``expired``, are kept sealed (:class:`SealedHistogram`).
     """
 
-    __slots__ = ("batch", "batch_errors", "expired", "last_ns", "slices", "slowest")
+    __slots__ = (
+        "batch",
+        "batch_errors",
+        "expired",
+        "last_ns",
+        "queries",
+        "queries_expired",
+        "slices",
+        "slowest",
+    )
 
     def __init__(self) -> None:
         self.expired = SealedHistogram(Histogram())
@@ -57,6 +93,10 @@ class Series:
         # Values of the batch being recorded, not in a histogram yet (see LatencyStore.record_many).
         self.batch: list[int] = []
         self.batch_errors = 0
+        # The queries of the calls (or sends) per time slice, as Queries lists, and those of
+        # slices that left the window.
+        self.queries: dict[int, list[int]] = {}
+        self.queries_expired = new_queries()
 
     def add(self, value: int, error: bool, wall_ns: int, slice_id: int, max_slices: int) -> None:
         self.slice(slice_id, max_slices).add(value, error)
@@ -75,7 +115,36 @@ class Series:
         slices.append((slice_id, histogram))
         if len(slices) > max_slices:
             self._expire([slices.popleft()[1] for _ in range(len(slices) - max_slices)])
+            self._expire_queries(slices[0][0])
         return histogram
+
+    def add_queries(self, slice_id: int, count: int, duration_ns: int) -> None:
+        """Count one call's (or send's) queries, in its time slice."""
+        queries = self.queries.get(slice_id)
+        if queries is None:
+            queries = self.queries[slice_id] = new_queries()
+        add_queries(queries, [count, count, duration_ns])
+
+    def merge_queries(self, slice_id: int, added: list[int]) -> None:
+        """Add a Queries list (several calls' queries) to a time slice."""
+        queries = self.queries.get(slice_id)
+        if queries is None:
+            queries = self.queries[slice_id] = new_queries()
+        add_queries(queries, added)
+
+    def _expire_queries(self, first_kept: int) -> None:
+        for slice_id in [slice_id for slice_id in self.queries if slice_id < first_kept]:
+            add_queries(self.queries_expired, self.queries.pop(slice_id))
+
+    def queries_since(self, since_slice: int | None) -> list[int]:
+        """The queries of the calls since that time slice (None: since start)."""
+        total = new_queries()
+        if since_slice is None:
+            add_queries(total, self.queries_expired)
+        for slice_id, queries in list(self.queries.items()):
+            if since_slice is None or slice_id >= since_slice:
+                add_queries(total, queries)
+        return total
 
     def _expire(self, histograms: list[Histogram | SealedHistogram]) -> None:
         self.expired = SealedHistogram(Histogram.merged([self.expired, *histograms]))
@@ -92,6 +161,8 @@ class Series:
             "last_ns": self.last_ns,
             "expired": self.expired.packed(),
             "slices": [[slice_id, h.packed()] for slice_id, h in list(self.slices)],
+            "queries_expired": list(self.queries_expired),
+            "queries": [[slice_id, *queries] for slice_id, queries in list(self.queries.items())],
         }
 
     @staticmethod
@@ -99,13 +170,26 @@ class Series:
         """Read a series of another process (its :meth:`as_dict`); ValueError if it is not one."""
         try:
             slices = [(int(slice_id), SealedHistogram.unpack(h)) for slice_id, h in data["slices"]]
-            return int(data["last_ns"]), SealedHistogram.unpack(data["expired"]), slices
+            queries = {
+                int(slice_id): _queries(values) for slice_id, *values in data.get("queries", ())
+            }
+            expired_queries = _queries(data.get("queries_expired", new_queries()))
+            return (
+                int(data["last_ns"]),
+                SealedHistogram.unpack(data["expired"]),
+                slices,
+                queries,
+                expired_queries,
+            )
         except (KeyError, TypeError) as error:
             raise ValueError(f"A series needs last_ns, expired and slices ({error!r}).") from None
 
     def merge_parsed(self, parsed: _SeriesData, max_slices: int) -> None:
         """Add a series that :meth:`parse_dict` read to this one."""
-        last_ns, expired, theirs = parsed
+        last_ns, expired, theirs, queries, expired_queries = parsed
+        add_queries(self.queries_expired, expired_queries)
+        for slice_id, added in queries.items():
+            self.merge_queries(slice_id, added)
         self.last_ns = max(self.last_ns, last_ns)
         by_id: dict[int, list[Histogram | SealedHistogram]] = {}
         for slice_id, histogram in [*self.slices, *theirs]:
@@ -117,6 +201,8 @@ class Series:
         ]
         self._expire([expired, *(h for _, h in ordered[:-max_slices])])
         self.slices = deque(ordered[-max_slices:])
+        if self.slices:
+            self._expire_queries(self.slices[0][0])
 
     @property
     def total(self) -> Histogram:
@@ -272,7 +358,13 @@ class LatencyStore:
                     continue
             by_id = send_series.by_id
             failed = False
+            made = (
+                None
+                if event.queries is None and event.nested_queries is None
+                else iter(per_call(event.calls, event.queries, event.nested_queries))
+            )
             for receiver, _, _, duration, _, error in event.calls:  # see events.Call
+                call_queries = None if made is None else next(made)
                 entry = by_id.get(id(receiver))
                 if entry is not None:
                     series = entry[0]
@@ -287,6 +379,8 @@ class LatencyStore:
                 if not batch:
                     touched.append(series)
                 batch.append(duration)
+                if call_queries is not None and call_queries.total_count:
+                    series.add_queries(slice_id, call_queries.total_count, call_queries.total_ns)
                 if error is not None:
                     failed = True
                     series.batch_errors += 1
@@ -311,9 +405,11 @@ class LatencyStore:
         sender: Any,
         sends: Histogram,
         receivers: list[tuple[Any, Histogram]],
+        queries: Mapping[int, list[int]] | None = None,
     ) -> None:
         """Add what was folded into a tally since it was last read: its sends' durations and,
-        per receiver key, its calls' (each a histogram), to the current time slice."""
+        per receiver key, its calls' (each a histogram), and their queries (a Queries list per
+        id of the receiver key), to the current time slice."""
         wall_ns = time.time_ns()
         slice_id = wall_ns // self.slice_ns
         send_series = self.sends.get((signal, sender))
@@ -338,6 +434,9 @@ class LatencyStore:
                 by_id[id(receiver)] = (series, receiver)
             series.slice(slice_id, self.slices).merge(added)
             series.last_ns = wall_ns
+            made = None if queries is None else queries.get(id(receiver))
+            if made is not None and made[0]:
+                series.merge_queries(slice_id, made)
         self.version += 1
 
     def _add_batches(self, touched: list[Series], slice_id: Any) -> None:
@@ -585,6 +684,7 @@ def _add(
     if row is None:
         row = rows[name] = TableRow(name, Histogram(), location)
     row.histogram.merge(series.total if since is None else series.window(since))
+    add_queries(row.queries, series.queries_since(since))
     row.last = max(row.last, series.last_ns / 1e9)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .histogram import Histogram
@@ -14,7 +14,19 @@ if TYPE_CHECKING:
     from .store import Storms
 
 GROUPS = ("receiver", "signal", "sender")
-SORT_COLUMNS = ("name", "count", "errors", "mean", "p50", "p95", "p99", "max", "last")
+SORT_COLUMNS = (
+    "name",
+    "count",
+    "errors",
+    "mean",
+    "p50",
+    "p95",
+    "p99",
+    "max",
+    "last",
+    "queries",
+    "query_share",
+)
 
 
 @dataclass(frozen=True)
@@ -75,11 +87,21 @@ class TableRow:
     storms: Storms | None = None
     last: float = 0.0  # wall-clock seconds of the latest call
     slow: bool = False
+    # Its calls' queries (store.new_queries()): how many, the most one call made, their time.
+    queries: list[int] = field(default_factory=lambda: [0, 0, 0])
 
     @functools.cached_property
     def summary(self) -> dict[str, Any]:
-        """The histogram's summary (count, errors, mean, percentiles), computed once."""
-        return self.histogram.summary()
+        """The histogram's summary (count, errors, mean, percentiles) and the calls' queries
+        (per call, the most in one call, their share of the calls' time), computed once."""
+        histogram = self.histogram
+        count, most, spent = self.queries
+        return {
+            **histogram.summary(),
+            "queries_per_call": count / histogram.count if histogram.count else 0.0,
+            "queries_max": most,
+            "query_share": spent / histogram.sum_ns if histogram.sum_ns else 0.0,
+        }
 
     def as_dict(self) -> dict[str, Any]:
         data = {
@@ -100,6 +122,10 @@ class TableRow:
             return self.name.lower()
         if column == "last":
             return self.last
+        if column == "queries":
+            return self.summary["queries_per_call"]
+        if column == "query_share":
+            return self.summary["query_share"]
         summary = self.histogram
         if column == "count":
             return summary.count
