@@ -72,6 +72,11 @@ DEFAULTS: dict[str, Any] = {
     "STATS_WINDOW_SECONDS": 300,
     # A receiver that runs more than this many times inside one request or command is a storm.
     "STORM_THRESHOLD": 50,
+    # One receiver running the same SQL statement this many times or more inside one request or
+    # command is a finding (an N+1 inside the receiver).
+    "QUERY_REPEAT_THRESHOLD": 10,
+    # A receiver whose calls inside one request or command ran more queries than this is one.
+    "QUERY_REQUEST_THRESHOLD": 100,
     # Most (signal, sender, receiver) series the statistics keep; further ones count as overflow.
     "STATS_MAX_KEYS": 5000,
     # Rows a dashboard page keeps; older ones are removed as new ones arrive.

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .events import SignalEvent, Tally
@@ -47,6 +47,9 @@ class Origin:
     query_ns: int = 0
     receiver_query_count: int = 0
     receiver_query_ns: int = 0
+    # Per receiver (by id of its key): [key, its own queries, how many times it ran each
+    # statement], for the query findings (see querying.py).
+    receiver_queries: dict[int, list[Any]] = field(default_factory=dict, repr=False)
     # Code object (or class) of the slowest top-level receiver; see labels.receiver_label().
     slowest_receiver_key: object = None
     slowest_receiver_ns: int = 0
@@ -92,6 +95,16 @@ class Origin:
         if top_level and longest_ns > self.slowest_receiver_ns:
             self.slowest_receiver_ns = longest_ns
             self.slowest_receiver_key = key
+
+    def count_queries(self, key: object, count: int, statements: dict[str, int]) -> None:
+        """Charge ``count`` queries of a receiver, ``statements`` by SQL, to this origin."""
+        entry = self.receiver_queries.get(id(key))
+        if entry is None:
+            entry = self.receiver_queries[id(key)] = [key, 0, {}]
+        entry[1] += count
+        kept = entry[2]
+        for sql, times in statements.items():
+            kept[sql] = kept.get(sql, 0) + times
 
     def receiver_call_counts(self) -> dict[object, int]:
         """Calls per receiver key. Counted by id() on the hot path, as hashing a code object

@@ -212,6 +212,10 @@ class CallQueries:
         self.total_count += count
         self.total_ns += duration_ns
 
+    def by_statement(self) -> dict[str, int]:
+        """How many times it ran each of its own statements (SQL as run)."""
+        return {sql: count for sql, (count, _) in self._by_sql.items()}
+
     @property
     def statements(self) -> list[dict[str, Any]]:
         """Its own statements, those run most first, each once with how often it ran and for

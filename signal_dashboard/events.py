@@ -372,6 +372,9 @@ MAX_DEPTH = 100
 # most one call made so.
 SLOT_KEY, SLOT_QUERIES, SLOT_QUERY_NS, SLOT_TOTAL_QUERIES, SLOT_TOTAL_QUERY_NS = range(3, 8)
 SLOT_QUERY_MAX = 8
+SLOT_STATEMENTS = 9  # sql -> how many times its calls ran it (their own)
+# Distinct statements a slot counts (statements with values in their text are all distinct).
+STATEMENTS_KEPT = 200
 
 
 def _depth(parent: Any) -> int:
@@ -455,7 +458,7 @@ class Tally(_Named):
         """The counts of a receiver's calls (made on its first fold)."""
         slot = self.receivers.get(id(key))
         if slot is None:
-            slot = self.receivers[id(key)] = [*new_counts(), key, 0, 0, 0, 0, 0]
+            slot = self.receivers[id(key)] = [*new_counts(), key, 0, 0, 0, 0, 0, {}]
         return slot
 
     def add(self, calls: list[Call], start_ns: int, end_ns: int, slow_ns: int, parent: Any) -> bool:
@@ -520,6 +523,11 @@ class Tally(_Named):
             counts[SLOT_TOTAL_QUERY_NS] += made.total_ns
             if made.total_count > counts[SLOT_QUERY_MAX]:
                 counts[SLOT_QUERY_MAX] = made.total_count
+            if made.count:
+                statements = counts[SLOT_STATEMENTS]
+                for sql, times in made.by_statement().items():
+                    if sql in statements or len(statements) < STATEMENTS_KEPT:
+                        statements[sql] = statements.get(sql, 0) + times
         if parent is not self:
             hand_up(self, parent)
         self.queries = self.nested_queries = None

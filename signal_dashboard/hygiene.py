@@ -41,7 +41,16 @@ from .context import HOST, PID, PROCESS_ORIGIN, current_origin
 from .labels import receiver_key, receiver_label, short_label, signal_label
 from .locations import is_project_code
 
-KINDS = ("lost", "doubled", "connected", "disconnect_missed")
+KINDS = (
+    "lost",
+    "doubled",
+    "connected",
+    "disconnect_missed",
+    # The queries receivers make (see querying.py).
+    "query_in_init",
+    "query_repeated",
+    "query_heavy",
+)
 # Findings kept in this process, newest last (the registry lists them).
 FINDINGS_KEPT = 500
 _DISPATCHER_FILE = dispatcher.__file__
@@ -64,6 +73,11 @@ class Finding:
     # A lost receiver's connect() (time.perf_counter_ns()): a test report charges the loss to
     # the test that connected it, not to the one running when the collector found it.
     connected_ns: int | None = None
+    # A query finding's figure (queries, or runs of one statement) and statement (as shown),
+    # and when its request or command began (perf_counter_ns), for a test report to place it.
+    count: int = 0
+    statement: str = ""
+    began_ns: int | None = None
     # As events have them: a finding is never inside a send, and runs no receiver.
     parent = None
     calls: tuple[()] = ()
@@ -83,7 +97,27 @@ class Finding:
             return f"Receiver doubled: {who}, connected again under another key (at {where})"
         if self.kind == "connected":
             return f"Receiver connected at run time: {who} (at {where})"
+        if self.kind == "query_in_init":
+            return (
+                f"Receiver queries on every model instance: {who} ran {self.count} quer"
+                f"{'y' if self.count == 1 else 'ies'} in a {short_label(self.signal)} receiver, "
+                f"which runs for every row loaded (at {where})"
+            )
+        if self.kind == "query_repeated":
+            return (
+                f"Same query {self.count} times in one receiver: {who} ran "
+                f"{self.statement} {self.count} times in {self._origin_name} (at {where})"
+            )
+        if self.kind == "query_heavy":
+            return f"Receiver ran {self.count} queries in {self._origin_name}: {who} (at {where})"
         return f"disconnect() removed nothing: {who} (at {where})"
+
+    @property
+    def _origin_name(self) -> str:
+        origin = self.origin
+        if origin.get("kind") == "request":
+            return f"one request ({origin.get('method')} {origin.get('path')})"
+        return f"one {origin.get('kind')} ({origin.get('name')})"
 
     def as_row(self) -> dict[str, Any]:
         """The stream's row: a send's fields, its outcome the finding."""
@@ -120,6 +154,7 @@ class Finding:
             "origin": self.origin,
             "pid": PID,
             "host": HOST,
+            **({"count": self.count, "statement": self.statement} if self.count else {}),
         }
 
     def as_row_and_dict(self) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -22,6 +22,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .database import per_call
 from .locations import is_installed, path_of
 from .stats.histogram import Histogram
 
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 # How many rows the report's lists show.
 SLOWEST_SHOWN = 10
 BUSIEST_SHOWN = 5
+# (test or set-up, receiver) pairs with queries a test process passes on, the most first.
+QUERIES_KEPT = 50
 # How many of the tests (and set-ups) a hygiene line names.
 PLACES_SHOWN = 3
 # Where installed packages live: a receiver there is a third party's (or Django's).
@@ -67,6 +70,8 @@ class SignalCoverage:
         self.sent: set[str] = set()
         self.sends: Counter[Phase] = Counter()
         self.calls_per_phase: Counter[tuple[Phase, str]] = Counter()
+        # Each receiver's own queries, per test or set-up.
+        self.queries_per_phase: Counter[tuple[Phase, str]] = Counter()
         # One group per (receiver, kind, signal): see _gather().
         self.findings: dict[tuple[str, str, str], dict[str, Any]] = {}
         # The phases begun and not ended, innermost last (a fixture's set-up or teardown runs
@@ -107,11 +112,13 @@ class SignalCoverage:
         self.sends[self.phase] += 1
 
     def record_finding(self, finding: Finding) -> None:
-        """A lost, doubled or run-time receiver, or a disconnect that removed nothing."""
-        connected_ns = getattr(finding, "connected_ns", None)
+        """A lost, doubled or run-time receiver, a disconnect that removed nothing, or a
+        receiver's queries (see querying.py)."""
         # A receiver is lost when the garbage collector gets to it, perhaps tests later: the
-        # test (or set-up) that connected it, and left it connected, is the one to name.
-        phase = self.phase if connected_ns is None else self._phase_at(connected_ns)
+        # test (or set-up) that connected it, and left it connected, is the one to name. A
+        # request's query findings are judged after it ended: the test that made it is named.
+        when = getattr(finding, "connected_ns", None) or getattr(finding, "began_ns", None)
+        phase = self.phase if when is None else self._phase_at(when)
         _gather(
             self.findings,
             {
@@ -128,6 +135,12 @@ class SignalCoverage:
     def _count(self, event: SignalEvent, phase: Phase) -> None:
         self.sent.add(event.signal_key.label)
         self.sends[phase] += 1
+        if event.queries is not None:
+            for call, made in zip(
+                event.calls, per_call(event.calls, event.queries, None), strict=True
+            ):
+                if made.count:
+                    self.queries_per_phase[phase, self._label(call[0])] += made.count
         for key, _, _, duration, _, error in event.calls:  # see events.Call
             label = self._label(key)
             histogram = self.calls.get(label)
@@ -205,6 +218,11 @@ class SignalCoverage:
             # Receivers run more than the threshold inside one test, or one set-up.
             "storms": self._storms(storm_threshold, setup=False),
             "setup_storms": self._storms(storm_threshold, setup=True),
+            # [test or set-up, receiver, its queries there], the most first.
+            "queries": [
+                [phase.name, label, count]
+                for (phase, label), count in self.queries_per_phase.most_common(QUERIES_KEPT)
+            ],
             "started_late": self.started_late,
             "class_prepared_receivers": sorted(class_prepared_receivers),
         }
@@ -271,6 +289,7 @@ def merge(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "sends_per_setup": Counter(),
         "storms": [],
         "setup_storms": [],
+        "queries": [],
         "started_late": False,
         "class_prepared_receivers": set(),
     }
@@ -286,6 +305,7 @@ def merge(parts: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         merged["sends_per_setup"].update(part["sends_per_setup"])
         merged["storms"] += part["storms"]
         merged["setup_storms"] += part["setup_storms"]
+        merged["queries"] += part.get("queries", [])
         merged["started_late"] |= part["started_late"]
         merged["class_prepared_receivers"].update(part["class_prepared_receivers"])
         merged["storm_threshold"] = part["storm_threshold"]  # every process has the settings
@@ -393,6 +413,11 @@ def summary(data: Mapping[str, Any], root: Path, all_receivers: bool) -> dict[st
         "storm_threshold": data["storm_threshold"],
         "storms": storms(data["storms"], "test"),
         "setup_storms": storms(data["setup_storms"], "setup"),
+        "queries": [
+            {"place": place, "receiver": receiver, "queries": count}
+            for place, receiver, count in sorted(data.get("queries", []), key=lambda q: -q[2])
+            if counts(known.get(receiver, ""))
+        ][:BUSIEST_SHOWN],
         # Lost, doubled and run-time receivers, disconnects that removed nothing: one per
         # receiver, kind and signal, the most frequent first.
         "hygiene": sorted(
@@ -452,6 +477,12 @@ def report_lines(result: Mapping[str, Any]) -> list[str]:
             f"  {item['receiver']} x{item['calls']}  in {item['setup']}"
             for item in result["setup_storms"]
         ]
+    if result["queries"]:
+        lines.append("Receivers that ran the most queries (their own, in one test or set-up):")
+        lines += [
+            f"  {item['queries']:>6}  {item['receiver']}  in {item['place']}"
+            for item in result["queries"]
+        ]
     if result["hygiene"]:
         lines.append("Signal hygiene (see the dashboard's registry):")
         lines += [
@@ -468,6 +499,9 @@ _HYGIENE = {
     "doubled": "doubled (connected twice)",
     "connected": "connected while a request or command ran",
     "disconnect_missed": "disconnect() removed nothing",
+    "query_in_init": "queries in a pre_init/post_init receiver (run for every row)",
+    "query_repeated": "the same query many times in one request or command",
+    "query_heavy": "many queries in one request or command",
 }
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import conf, context
+from . import conf, context, querying
 from .events import (
     CALL_KEY,
     SLOT_KEY,
@@ -185,6 +185,8 @@ class Recorder:
                 batch = []
                 self._read_tallies(item)
                 item.storms = latency.record_origin(item)
+                querying.count_tallies(tally for tally in item.sent.values() if tally.folded)
+                querying.judge(item)
                 self._requests.append(item)
                 continue
             if type(item) is Tally:  # its first fold: read from now on
@@ -200,6 +202,8 @@ class Recorder:
             events.append(event)
             if event.origin is not process:
                 event.origin.count_calls(event)
+            if event.queries is not None:
+                querying.count_event(event)
             for subscriber in subscribers:
                 self._call(subscriber, event)
         if batch:
@@ -251,6 +255,8 @@ class Recorder:
                     slot[SLOT_TOTAL_QUERY_NS] - before[1],
                 ]
                 seen[3][ident] = (made, slot[SLOT_TOTAL_QUERY_NS])
+        if queries:
+            querying.check_tally(tally)
         self._latency.record_fold(tally.signal_key, tally.sender_key, sends, receivers, queries)
         origin = tally.origin
         if origin is not context.PROCESS_ORIGIN:
