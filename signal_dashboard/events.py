@@ -108,6 +108,7 @@ class Row(TypedDict):
     slowest_receiver_ns: int
     ok: bool
     error: str | None
+    queries: NotRequired[int]  # its receivers' queries, with those of the sends they made
     history_id: NotRequired[str]
 
 
@@ -356,6 +357,9 @@ class SignalEvent(_Named):
             "slowest_receiver_ns": 0 if slowest is None else slowest[CALL_DURATION],
             "ok": not errors,
             "error": f"{errors[0].type}: {errors[0].message}" if errors else None,
+            "queries": 0
+            if self.queries is None and self.nested_queries is None
+            else query_totals(self)[0],
         }
 
     def __repr__(self) -> str:

@@ -20,6 +20,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from .database import per_call
 from .events import WALL_OFFSET_NS, SignalEvent, call_start
 from .labels import receiver_label
 from .stats.histogram import bucket_middle
@@ -113,12 +114,17 @@ class Exporter:
             },
         )
         children = sorted(self._children.pop(id(event), []), key=lambda child: child.start_ns)
-        for key, is_async, start, duration, _, error in sorted(event.calls, key=call_start):
+        calls = sorted(event.calls, key=call_start)
+        made = per_call(calls, event.queries, event.nested_queries)
+        for (key, is_async, start, duration, _, error), queries in zip(calls, made, strict=True):
             label, location = receiver_label(key)
             path, _, line = location.rpartition(":")
             attributes: dict[str, Any] = {
                 "code.function.name": label,
                 "django.signal.receiver.async": is_async,
+                # Its own queries, and with those of the sends it made (see database.py).
+                "django.signal.receiver.queries": queries.count,
+                "django.signal.receiver.queries.total": queries.total_count,
             }
             if path and line.isdigit():
                 attributes["code.file.path"] = path

@@ -14,9 +14,10 @@ import sys
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -25,6 +26,7 @@ from pytest_django.live_server_helper import LiveServer
 
 from signal_dashboard.demo.pizzeria import signals
 from signal_dashboard.demo.pizzeria.models import Order, Pizza, Topping
+from signal_dashboard.demo.pizzeria.signals import TICKETS, print_kitchen_tickets
 from signal_dashboard.demo.pizzeria.traffic import ACTIONS, TrafficGenerator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -201,6 +203,46 @@ def test_the_demo_starts_with_its_three_mistakes_and_no_other_finding(tmp_path: 
         ("doubled", f"{prefix}.kitchen_display.update_kitchen_display"),
         ("lost", f"{prefix}.mistakes.connect_a_receiver_that_gets_lost.<locals>.tell_the_waiter"),
     ]
+
+
+def test_the_demos_kitchen_tickets_show_their_n_plus_one(tmp_path: Path) -> None:
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    with _running_demo(tmp_path, port):
+        traffic = TrafficGenerator(base_url)
+        for _ in range(4):  # 12 orders: as many tickets, each loading its pizza on its own
+            assert traffic.step("bake_batch") == "bake_batch"
+        browser = _signed_in(base_url)
+        with browser.open(f"{base_url}/signals/events.ndjson", timeout=10) as got:
+            records = [json.loads(line) for line in got.read().decode().splitlines() if line]
+        with browser.open(f"{base_url}/signals/stats.json", timeout=10) as got:
+            stats = json.loads(got.read().decode())
+
+    receiver = "signal_dashboard.demo.pizzeria.signals.print_kitchen_tickets"
+    repeated = [
+        record
+        for record in records
+        if record.get("type") == "query_repeated" and record["receiver"] == receiver
+    ]
+    assert repeated, [record.get("type") for record in records]
+    assert repeated[-1]["count"] == TICKETS
+    assert repeated[-1]["statement"].startswith("SELECT ")
+    assert '"pizzeria_pizza"' in repeated[-1]["statement"]
+    assert repeated[-1]["locations"][0].endswith(f"signals.py:{_line_of(print_kitchen_tickets)}")
+    # Each ticket's query is in the receiver's detail, and in the latency table.
+    sends = [
+        record
+        for record in records
+        if record.get("signal", "").endswith("pizza_done") and "receivers" in record
+    ]
+    [tickets] = [call for call in sends[-1]["receivers"] if call["receiver"] == receiver]
+    assert tickets["queries"]["count"] == 1 + TICKETS  # the orders, then a pizza per order
+    [row] = [row for row in stats["receivers"] if row["name"] == receiver]
+    assert row["queries_max"] == 1 + TICKETS
+
+
+def _line_of(function: Callable[..., Any]) -> int:
+    return function.__code__.co_firstlineno
 
 
 def test_a_dashboard_stays_signed_in_when_the_demo_restarts(tmp_path: Path) -> None:

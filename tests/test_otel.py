@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from signal_dashboard import checks, otel
+from signal_dashboard.demo.pizzeria.models import Topping
 from signal_dashboard.otel import DURATION_METRIC, Exporter
 from signal_dashboard.recorder import recorder
 from signal_dashboard.testing.processes import free_port
@@ -229,3 +230,33 @@ def override_config(**values: Any) -> Any:
     from django.test import override_settings
 
     return override_settings(SIGNAL_DASHBOARD={**settings.SIGNAL_DASHBOARD, **values})
+
+
+@pytest.mark.django_db
+def test_a_receiver_span_says_how_many_queries_it_ran(
+    exported: tuple[InMemorySpanExporter, InMemoryMetricReader, TracerProvider],
+) -> None:
+    spans, _, _ = exported
+
+    def count_toppings(sender: Any, **kwargs: Any) -> None:
+        Topping.objects.count()
+        slice_ordered.send(sender="kitchen")
+
+    def count_again(sender: Any, **kwargs: Any) -> None:
+        Topping.objects.count()
+
+    pizza_ordered.connect(count_toppings)
+    slice_ordered.connect(count_again)
+    try:
+        assert Client().get("/order/?name=margherita").status_code == 200
+    finally:
+        pizza_ordered.disconnect(count_toppings)
+        slice_ordered.disconnect(count_again)
+    recorder.drain()
+    finished = spans.get_finished_spans()
+    outer = by_name(finished, f"{__name__}.{count_toppings.__qualname__}")
+    inner = by_name(finished, f"{__name__}.{count_again.__qualname__}")
+    assert outer.attributes["django.signal.receiver.queries"] == 1
+    assert outer.attributes["django.signal.receiver.queries.total"] == 2
+    assert inner.attributes["django.signal.receiver.queries"] == 1
+    assert inner.attributes["django.signal.receiver.queries.total"] == 1

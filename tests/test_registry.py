@@ -197,6 +197,7 @@ def test_installed_app_signals_are_listed() -> None:
     assert info.label == "signal_dashboard.demo.pizzeria.signals.pizza_done"
     assert not info.builtin
     assert [(r.label, r.is_async, r.sender) for r in info.receivers] == [
+        ("signal_dashboard.demo.pizzeria.signals.print_kitchen_tickets", False, None),
         ("signal_dashboard.demo.pizzeria.signals.check_oven", False, None),
         ("signal_dashboard.demo.pizzeria.signals.announce_pizza", True, None),
     ]

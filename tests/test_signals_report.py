@@ -505,3 +505,56 @@ def test_a_lost_receiver_is_charged_to_the_test_that_connected_it(
             "in test_lost_later.py::test_a_receiver_kept_for_later",
         ]
     )
+
+
+def test_the_report_names_the_receivers_that_ran_the_most_queries(
+    kitchen: pytest.Pytester,
+) -> None:
+    receivers = kitchen.path / "kitchen" / "receivers.py"
+    receivers.write_text(
+        receivers.read_text()
+        + textwrap.dedent(
+            """
+
+            @receiver(oven_lit)
+            def check_the_staff(sender, **kwargs):
+                from django.contrib.auth.models import User
+
+                for _ in range(3):
+                    User.objects.filter(username="chef").exists()
+            """
+        )
+    )
+    (kitchen.path / "test_oven.py").write_text(
+        textwrap.dedent(
+            """
+            import pytest
+
+            from kitchen.signals import oven_lit
+
+
+            @pytest.mark.django_db
+            def test_light_the_oven_twice():
+                oven_lit.send(sender="chef")
+                oven_lit.send(sender="chef")
+            """
+        )
+    )
+    report = kitchen.path / "signals.json"
+    result = run(kitchen, "--signals", f"--signals-json={report}")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "Receivers that ran the most queries (their own, in one test or set-up):",
+            "       6  kitchen.receivers.check_the_staff"
+            "  in test_oven.py::test_light_the_oven_twice",
+        ]
+    )
+    data = json.loads(report.read_text())
+    assert data["queries"] == [
+        {
+            "place": "test_oven.py::test_light_the_oven_twice",
+            "receiver": "kitchen.receivers.check_the_staff",
+            "queries": 6,
+        }
+    ]

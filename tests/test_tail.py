@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -169,6 +170,16 @@ def test_a_row_is_one_line_of_time_signal_sender_receivers_duration_outcome_orig
         "07:08:09.123  test_tail.pizza_baked  tests.test_tail.Pizza  2 receivers  2.346 ms  ok  "
         f"process {PROCESS_ORIGIN.name}  [{HOST}:{PID}]"
     )
+
+
+def test_a_row_says_how_many_queries_its_receivers_ran_when_they_ran_any() -> None:
+    [row] = rows_for(Pizza)
+    assert "quer" not in format_row(row)
+    row.update(queries=3)
+    assert "  2 receivers  " in format_row(row)
+    assert re.search(r" ms  3 queries  ok  ", format_row(row))
+    row.update(queries=1)
+    assert re.search(r" ms  1 query  ok  ", format_row(row))
 
 
 def test_a_request_is_shown_by_method_and_path_a_command_by_name() -> None:

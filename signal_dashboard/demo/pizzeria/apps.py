@@ -21,6 +21,7 @@ class PizzeriaConfig(AppConfig):
         model.post_save.connect(signals.refresh_menu_board, sender=Pizza)
         model.m2m_changed.connect(signals.toppings_changed, sender=Pizza.toppings.through)
         model.pre_delete.connect(signals.order_deleting, sender=Order)
+        signals.pizza_done.connect(signals.print_kitchen_tickets)
         signals.pizza_done.connect(signals.check_oven)
         signals.pizza_done.connect(signals.announce_pizza)
         auth.user_logged_in.connect(signals.count_login)

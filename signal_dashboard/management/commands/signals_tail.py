@@ -183,6 +183,11 @@ def format_row(row: Row) -> str:
             row["sender"],
             f"{receivers} receiver{'' if receivers == 1 else 's'}",
             f"{row['duration_ns'] / 1e6:.3f} ms",
+            *(
+                (f"{queries} quer{'y' if queries == 1 else 'ies'}",)
+                if (queries := row.get("queries", 0))
+                else ()
+            ),
             outcome,
             cause,
             f"[{origin['host']}:{origin['pid']}]",
