@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,11 +33,16 @@ REPO = Path(__file__).resolve().parent.parent
 VENVS = REPO / ".venv"
 BIN = "Scripts" if os.name == "nt" else "bin"
 
-# Debian packages the suites need; each provides a command of the same name.
+# Debian packages the suites need, each with a command that tells it is installed.
 # chromium: the browser tests drive it with Playwright (tests/browser.py).
 # redis-server: the multi-process tests start their own on a free port (tests/redis_server.py);
-# the service Debian may start on installing it is never used.
-SYSTEM_PACKAGES: tuple[str, ...] = ("chromium", "redis-server")
+# postgresql: the query tests start a cluster of their own (tests/postgres_server.py). The
+# services Debian may start on installing them are never used.
+SYSTEM_PACKAGES: dict[str, str] = {
+    "chromium": "chromium",
+    "redis-server": "redis-server",
+    "postgresql": "pg_ctlcluster",
+}
 
 
 @dataclass(frozen=True)
@@ -144,13 +149,15 @@ def apt_install(packages: Sequence[str]) -> None:
         raise SetupError(f"`apt-get install {' '.join(packages)}` failed: {hint}")
 
 
-def ensure_system_packages(packages: Sequence[str]) -> None:
-    """Install the Debian packages whose command is missing."""
-    missing = [package for package in packages if shutil.which(package) is None]
+def ensure_system_packages(packages: Mapping[str, str]) -> None:
+    """Install the Debian packages (name: a command it provides) whose command is missing."""
+    missing = [package for package, command in packages.items() if shutil.which(command) is None]
     if not missing:
         return
     apt_install(missing)
-    still_missing = [package for package in missing if shutil.which(package) is None]
+    still_missing = [
+        packages[package] for package in missing if shutil.which(packages[package]) is None
+    ]
     if still_missing:
         raise SetupError(f"installed, but still no command named: {' '.join(still_missing)}")
 

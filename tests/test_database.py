@@ -4,9 +4,13 @@ untouched."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,10 +27,12 @@ from signal_dashboard.demo.pizzeria.models import Pizza, Topping
 from signal_dashboard.events import SignalEvent
 from signal_dashboard.recorder import recorder
 from signal_dashboard.stats.table import TableQuery
+from tests.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "hunter2-never-shown"
+REPO = Path(__file__).resolve().parent.parent
 inner_signal = Signal()
 
 
@@ -327,3 +333,47 @@ def test_a_request_says_how_many_of_its_queries_its_receivers_ran(
     assert f"{request.query_count} queries, 3 in receivers" in page
     rows = admin_client.get("/signals/").content.decode()
     assert f"3 of {request.query_count}" in rows
+
+
+def run_scenario(module: str, settings: str, **environ: str) -> dict[str, Any]:
+    """What a scenario module run in a process of its own, under these settings, saw."""
+    done = subprocess.run(
+        [sys.executable, "-m", module],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": settings, **environ},
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@pytest.mark.postgres
+def test_on_a_real_postgresql_server_side_cursors_and_async_views_are_counted() -> None:
+    with PostgresServer() as server:
+        seen = run_scenario(
+            "tests.postgres_scenarios",
+            "tests.settings_postgres",
+            SIGNAL_DASHBOARD_TEST_PG_PORT=str(server.port),
+        )
+    assert seen["vendor"] == "postgresql"
+    assert seen["same_queries"] is True
+    assert seen["saves"] == [[2]]
+    assert seen["walked"] == sorted(["basil", "oregano", "chili", "rocket", "olives"])
+    assert seen["walk_queries"] == [1]  # one server-side cursor, read a chunk at a time
+    assert seen["iterated"] == seen["walked"]
+    assert seen["init_queries"] == [[1]] * 5
+    assert seen["secret_shown"] is False
+    assert seen["async_view"]["status"] == 200
+    assert seen["async_view"]["in_receivers"] == 2
+    assert seen["async_view"]["queries"] >= 3  # the insert, the receiver's two
+
+
+def test_beside_django_debug_toolbars_sql_panel_both_count_every_query() -> None:
+    seen = run_scenario("tests.toolbar_scenario", "tests.settings_toolbar")
+    assert seen["status"] == 200
+    # The save, then the receiver's two: the toolbar's panel and the dashboard agree.
+    assert seen["toolbar_queries"] == seen["our_queries"] == 3
+    assert seen["toolbar_sql"][0].startswith('INSERT INTO "pizzeria_topping"')
+    assert seen["in_receivers"] == 2
