@@ -35,7 +35,11 @@ second. Counted so, a flush carries as many events as it would under a server's 
 slowly valgrind runs; the counts include everything the process does, on every thread.
 
 Needs valgrind (Debian: ``apt-get install valgrind``). Takes about a minute per send case, and
-two or three per request setup. ``--only sends`` or ``--only requests`` runs one part.
+two or three per request setup. ``--only sends``, ``--only queries`` or ``--only requests``
+runs one part.
+
+The query cases count a query made inside a request but outside any receiver, by the ORM and
+through a cursor, with tracing off and on: what noting each query for its request costs.
 """
 
 from __future__ import annotations
@@ -117,6 +121,51 @@ def child(side: str, receivers: int, in_request: bool, sends: int) -> None:
             send(sender=Sender, size="large")
         drain()
     os._exit(0)  # the interpreter's teardown is the same for both sides: not counted
+
+
+# The query cases: (label, what runs the query). Each runs in a request, outside any receiver.
+QUERY_CASES = (
+    ("query by the ORM (.exists() by primary key)", "orm"),
+    ("query through a cursor (SELECT 1)", "cursor"),
+)
+WARM_UP_QUERIES = 500
+
+
+def query_child(side: str, how: str, queries: int) -> None:
+    """Queries made outside any receiver, on an in-memory SQLite database: what counting them
+    for their request costs (signal_dashboard/database.py)."""
+    sys.path.insert(0, str(REPO))
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        DEBUG=False,
+        INSTALLED_APPS=["django.contrib.contenttypes", "signal_dashboard"],
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+        SIGNAL_DASHBOARD={"ENABLED": False},
+    )
+    django.setup()
+    from django.contrib.contenttypes.models import ContentType
+    from django.core.management import call_command
+    from django.db import connection
+
+    from signal_dashboard import tracing
+    from signal_dashboard.context import Origin, current_origin
+    from signal_dashboard.recorder import recorder
+
+    call_command("migrate", verbosity=0)
+    if side == "ours":
+        recorder.start = lambda: None  # type: ignore[method-assign]
+        tracing.install()
+    current_origin.set(Origin(kind="request", name="GET /"))
+    if how == "orm":
+        for _ in range(WARM_UP_QUERIES + queries):
+            ContentType.objects.filter(pk=1).exists()
+    else:
+        with connection.cursor() as cursor:
+            for _ in range(WARM_UP_QUERIES + queries):
+                cursor.execute("SELECT 1")
+    os._exit(0)
 
 
 def install_minimal_tracer(queue: deque[Any]) -> None:
@@ -319,8 +368,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=150, help="timed requests")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--request-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--query-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--queries", type=int, default=2000, help="timed queries per case")
     parser.add_argument(
-        "--only", choices=("sends", "requests"), help="run only the sends or the request cases"
+        "--only",
+        choices=("sends", "requests", "queries"),
+        help="run only the sends, the request or the query cases",
     )
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis transport")
     args = parser.parse_args()
@@ -332,12 +385,36 @@ def main() -> None:
         side, requests = args.request_child
         request_child(side, int(requests))
         return
+    if args.query_child:
+        side, how, queries = args.query_child
+        query_child(side, how, int(queries))
+        return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
-    if args.only != "requests":
+    if args.only in (None, "sends"):
         print_sends(args.sends)
-    if args.only != "sends":
+    if args.only in (None, "queries"):
+        print_queries(args.queries)
+    if args.only in (None, "requests"):
         print_requests(args.requests, with_redis=not args.no_redis)
+
+
+def print_queries(queries: int) -> None:
+    import django
+
+    print(
+        f"Python {platform.python_version()}, Django {django.get_version()}, "
+        f"instructions per query over {queries} queries outside receivers (callgrind)"
+    )
+    header = f"{'case':<48}{'vanilla':>10}{'ours':>10}{'ratio':>8}"
+    print(header)
+    print("-" * len(header))
+    for label, how in QUERY_CASES:
+        vanilla, ours = (
+            per_unit(queries, "--query-child", side, how) for side in ("vanilla", "ours")
+        )
+        print(f"{label:<48}{vanilla:>10.0f}{ours:>10.0f}{ours / vanilla:>8.2f}")
+    print()
 
 
 def print_sends(sends: int) -> None:

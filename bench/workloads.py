@@ -1,12 +1,15 @@
 """What users feel: model workloads with signal receivers, vanilla Django vs ours, in one run.
 
-    python bench/workloads.py [--rows 10000] [--saves 1000] [--rounds 7]
+    python bench/workloads.py [--rows 10000] [--saves 1000] [--queries 5000] [--rounds 7]
 
-Two workloads on the demo's ``Topping`` model, in an in-memory SQLite database, each inside a
-request (an ``Origin``, as the middleware makes), as Django's docs warn they get expensive:
+Three workloads on the demo's ``Topping`` model, in an in-memory SQLite database, each inside a
+request (an ``Origin``, as the middleware makes), the first two as Django's docs warn they get
+expensive:
 
 - iterate ``--rows`` rows with one ``post_init`` receiver (``list(Topping.objects.all())``);
-- ``save()`` ``--saves`` new rows with a ``pre_save`` and a ``post_save`` receiver.
+- ``save()`` ``--saves`` new rows with a ``pre_save`` and a ``post_save`` receiver;
+- run ``--queries`` small queries outside any receiver (``.exists()`` by primary key): what
+  counting the request's queries costs (see signal_dashboard/database.py).
 
 Four sides alternate within each round, in a rotating order, so that machine noise hits them
 alike: vanilla (tracing not installed), "full" (every send in full detail), "folded"
@@ -65,7 +68,7 @@ def on_save(sender: Any, instance: Any, **kwargs: Any) -> None:
     instance.saved = True
 
 
-def workloads(rows: int, saves: int) -> dict[str, Callable[[], None]]:
+def workloads(rows: int, saves: int, queries: int) -> dict[str, Callable[[], None]]:
     from django.db.models.signals import post_init, post_save, pre_save
 
     from signal_dashboard.demo.pizzeria.models import Topping
@@ -84,7 +87,17 @@ def workloads(rows: int, saves: int) -> dict[str, Callable[[], None]]:
         for _ in range(saves):
             Topping(name=f"s{next(names)}").save()
 
-    return {f"iterate {rows} rows, post_init": iterate, f"save() {saves} rows": save}
+    first = Topping.objects.values_list("pk", flat=True).first()
+
+    def query() -> None:
+        for _ in range(queries):
+            Topping.objects.filter(pk=first).exists()
+
+    return {
+        f"iterate {rows} rows, post_init": iterate,
+        f"save() {saves} rows": save,
+        f"{queries} queries, no receiver": query,
+    }
 
 
 def span_exporter() -> Any:
@@ -135,6 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000)
     parser.add_argument("--saves", type=int, default=1000)
+    parser.add_argument("--queries", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     setup()
@@ -151,7 +165,7 @@ def main() -> None:
         + "".join(f"{side:>10}" for side in sides)
         + "".join(f"{side:>8}" for side in sides[1:])
     )
-    for label, workload in workloads(args.rows, args.saves).items():
+    for label, workload in workloads(args.rows, args.saves, args.queries).items():
         best = dict.fromkeys(sides, float("inf"))
         for round_ in range(args.rounds):
             for side in sides[round_ % 4 :] + sides[: round_ % 4]:

@@ -60,40 +60,40 @@ failures = 0
 def count_query(
     execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Mapping[str, Any]
 ) -> Any:
-    """The execute wrapper: the query runs as it would; then it is counted where it belongs."""
+    """The execute wrapper: the query runs as it would; then it is counted where it belongs
+    (in one function: it runs for every query)."""
     if not _installed:
         return execute(sql, params, many, context)
     start = perf_counter_ns()
     try:
         return execute(sql, params, many, context)
     finally:
+        duration = perf_counter_ns() - start
         try:
-            _note(start, perf_counter_ns() - start, sql)
+            origin = current_origin.get()
+            if origin is not PROCESS_ORIGIN:
+                origin.query_count += 1
+                origin.query_ns += duration
+            # The innermost send running here (tracing._current_parent(), which cannot be
+            # imported here: tracing imports this module).
+            send = sync_send.event
+            parent = current_event.get()
+            if (
+                parent is not None
+                and parent is not SUSPENDED
+                and (send is None or parent.start_ns > send.start_ns)
+            ):
+                send = parent
+            if send is not None and parent is not SUSPENDED:
+                record = (start, duration, sql, async_receiver.get())
+                queries = send.queries
+                if queries is None:
+                    send.queries = [record]
+                else:
+                    queries.append(record)
         except Exception:
             global failures
             failures += 1
-
-
-def _note(start: int, duration: int, sql: str) -> None:
-    origin = current_origin.get()
-    if origin is not PROCESS_ORIGIN:
-        origin.query_count += 1
-        origin.query_ns += duration
-    # The innermost send running here (tracing._current_parent(), which cannot be imported
-    # here: tracing imports this module).
-    send = sync_send.event
-    parent = current_event.get()
-    if parent is SUSPENDED:
-        return
-    if parent is not None and (send is None or parent.start_ns > send.start_ns):
-        send = parent
-    if send is not None:
-        record = (start, duration, sql, async_receiver.get())
-        queries = send.queries
-        if queries is None:
-            send.queries = [record]
-        else:
-            queries.append(record)
 
 
 def hand_up(send: Any, parent: Any = None) -> None:
