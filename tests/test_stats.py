@@ -674,3 +674,21 @@ def test_a_merge_changes_its_fingerprint_only_when_a_process_store_changed(
     once = MergedStore([unversioned])
     assert once.fingerprint() == once.fingerprint()
     assert MergedStore([unversioned]).fingerprint() != once.fingerprint()
+
+
+def test_a_series_queries_expire_with_its_slices_and_merge_across_processes() -> None:
+    mine, theirs = Series(), Series()
+    for slice_id, count in [(1, 3), (2, 1), (3, 4)]:
+        mine.slice(slice_id, max_slices=2)
+        mine.add_queries(slice_id, count, duration_ns=count * 1000)
+    theirs.slice(3, max_slices=2)
+    theirs.add_queries(3, 7, duration_ns=7000)
+    assert mine.queries_since(None) == [8, 4, 8000]  # since start: queries, most in one, time
+    assert mine.queries_since(3) == [4, 4, 4000]
+    assert sorted(mine.queries) == [2, 3]  # slice 1 left the window: its queries expired
+    mine.merge_parsed(Series.parse_dict(json.loads(json.dumps(theirs.as_dict()))), 2)
+    assert mine.queries_since(None) == [15, 7, 15000]
+    assert mine.queries_since(3) == [11, 7, 11000]
+    damaged = {**theirs.as_dict(), "queries": [[3, 1, -1, 0]]}
+    with pytest.raises(ValueError, match="queries"):
+        Series.parse_dict(damaged)
