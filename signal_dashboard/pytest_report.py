@@ -127,6 +127,10 @@ class SignalCoverage:
                 "receiver": finding.receiver,
                 "locations": finding.locations,
                 "count": 1,
+                # A query finding's figure (the most queries, or runs of one statement) and
+                # that statement.
+                "most": getattr(finding, "count", 0),
+                "statement": getattr(finding, "statement", ""),
                 "tests": {} if phase.setup else {phase.name: 1},
                 "setup": {phase.name: 1} if phase.setup else {},
             },
@@ -243,6 +247,8 @@ def _gather(groups: dict[tuple[str, str, str], dict[str, Any]], finding: Mapping
     if group is None:
         group = groups[key] = {**finding, "locations": [], "count": 0, "tests": {}, "setup": {}}
     group["count"] += finding["count"]
+    if finding.get("most", 0) > group.get("most", 0):
+        group["most"], group["statement"] = finding["most"], finding.get("statement", "")
     group["locations"] += [
         where for where in finding["locations"] if where not in group["locations"]
     ]
@@ -417,7 +423,7 @@ def summary(data: Mapping[str, Any], root: Path, all_receivers: bool) -> dict[st
             {"place": place, "receiver": receiver, "queries": count}
             for place, receiver, count in sorted(data.get("queries", []), key=lambda q: -q[2])
             if counts(known.get(receiver, ""))
-        ][:BUSIEST_SHOWN],
+        ],
         # Lost, doubled and run-time receivers, disconnects that removed nothing: one per
         # receiver, kind and signal, the most frequent first.
         "hygiene": sorted(
@@ -481,13 +487,18 @@ def report_lines(result: Mapping[str, Any]) -> list[str]:
         lines.append("Receivers that ran the most queries (their own, in one test or set-up):")
         lines += [
             f"  {item['queries']:>6}  {item['receiver']}  in {item['place']}"
-            for item in result["queries"]
+            for item in result["queries"][:BUSIEST_SHOWN]
         ]
+        more = len(result["queries"]) - BUSIEST_SHOWN
+        if more > 0:
+            lines.append(f"  and {more} more (--signals-json lists them)")
     if result["hygiene"]:
         lines.append("Signal hygiene (see the dashboard's registry):")
         lines += [
-            f"  {_HYGIENE[item['type']]}: {item['receiver']} x{item['count']} on "
-            f"{item['signal']} at {' and '.join(item['locations'])}  "
+            f"  {_HYGIENE[item['type']]}: {item['receiver']} x{item['count']}"
+            + (f" on {item['signal']}" if item["signal"] else "")
+            + _most(item)
+            + f" at {' and '.join(item['locations'])}  "
             f"in {_places([*item['tests'], *item['setup']])}"
             for item in result["hygiene"]
         ]
@@ -503,6 +514,16 @@ _HYGIENE = {
     "query_repeated": "the same query many times in one request or command",
     "query_heavy": "many queries in one request or command",
 }
+
+
+def _most(item: Mapping[str, Any]) -> str:
+    """What a query finding's worst case was: ``(at most 12 runs of SELECT …)``."""
+    most = item.get("most", 0)
+    if not most or not item["type"].startswith("query_"):
+        return ""
+    if item["type"] == "query_repeated":
+        return f" (at most {most} runs of {item.get('statement', '')})"
+    return f" (at most {most} queries)"
 
 
 def _places(names: list[str]) -> str:

@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
+
+from signal_dashboard.hygiene import Finding
+from signal_dashboard.pytest_report import BUSIEST_SHOWN, SignalCoverage, report_lines, summary
 
 SIGNALS = """
 from django.dispatch import Signal
@@ -558,3 +563,35 @@ def test_the_report_names_the_receivers_that_ran_the_most_queries(
             "queries": 6,
         }
     ]
+
+
+def test_query_findings_say_their_worst_case_and_a_long_list_says_it_goes_on(
+    tmp_path: Path,
+) -> None:
+    coverage = SignalCoverage()
+    phase = coverage.begin("test_orders.py::test_rush_hour", setup=False)
+    where = f"{tmp_path}/kitchen/receivers.py:3"
+    for runs in (12, 10):  # two requests of the test
+        coverage.record_finding(
+            Finding(
+                "query_repeated",
+                "",
+                "kitchen.receivers.reprint_tickets",
+                [where],
+                origin={"kind": "request", "method": "GET", "path": "/orders/"},
+                count=runs,
+                statement='SELECT * FROM "kitchen_order" WHERE "id" = %s',
+                began_ns=time.perf_counter_ns(),
+            )
+        )
+    for index in range(BUSIEST_SHOWN + 2):
+        coverage.queries_per_phase[phase, f"kitchen.receivers.r{index}"] = 20 - index
+    lines = report_lines(summary(coverage.data({}, {}, [], 50), tmp_path, all_receivers=True))
+    assert (
+        "  the same query many times in one request or command: kitchen.receivers.reprint_tickets"
+        f' x2 (at most 12 runs of SELECT * FROM "kitchen_order" WHERE "id" = %s) at {where}'
+        "  in test_orders.py::test_rush_hour"
+    ) in lines
+    assert "      20  kitchen.receivers.r0  in test_orders.py::test_rush_hour" in lines
+    assert "  and 2 more (--signals-json lists them)" in lines
+    assert not any("kitchen.receivers.r6" in line for line in lines)
