@@ -78,7 +78,9 @@ def judge(origin: Any) -> None:
     repeat = config["QUERY_REPEAT_THRESHOLD"]
     heavy = config["QUERY_REQUEST_THRESHOLD"]
     where = origin.as_dict()
-    for key, count, statements in list(origin.receiver_queries.values()):
+    # Judged once: the statements go, not kept as long as the request's summary is.
+    judged, origin.receiver_queries = origin.receiver_queries, {}
+    for key, count, statements in judged.values():
         label, location = receiver_label(key)
         sql, times = max(statements.items(), key=lambda item: item[1], default=("", 0))
         if times >= repeat:

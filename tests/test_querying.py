@@ -158,3 +158,11 @@ def test_an_init_receiver_that_queries_is_found_when_folded(settings: Any) -> No
     recorder.drain(periodic=True)
     (found,) = findings("query_in_init")
     assert found.receiver == f"{__name__}.count_pizzas_on_init"
+
+
+def test_a_finished_request_keeps_no_statements_once_judged(n_plus_one: None, client: Any) -> None:
+    client.get("/toppings/save/?name=basil")
+    assert len(findings("query_repeated")) == 1
+    (request,) = [origin for origin in recorder.requests if origin.path == "/toppings/save/"]
+    assert request.receiver_queries == {}
+    assert request.receiver_query_count == REPEATS  # its figures stay
