@@ -28,6 +28,7 @@ from signal_dashboard.events import SignalEvent
 from signal_dashboard.recorder import recorder
 from signal_dashboard.stats.table import TableQuery
 from tests.postgres_server import PostgresServer
+from tests.receiving import connected
 
 pytestmark = pytest.mark.django_db
 
@@ -53,22 +54,17 @@ def count_pizzas(sender: Any, **kwargs: Any) -> None:
 
 @pytest.fixture
 def receivers() -> Iterator[None]:
-    post_save.connect(count_twice_and_look_up, sender=Topping)
-    try:
+    with connected(post_save, count_twice_and_look_up, sender=Topping):
         yield
-    finally:
-        post_save.disconnect(count_twice_and_look_up, sender=Topping)
 
 
 @pytest.fixture
 def nested() -> Iterator[None]:
-    post_save.connect(look_up_then_send, sender=Topping)
-    inner_signal.connect(count_pizzas)
-    try:
+    with (
+        connected(post_save, look_up_then_send, sender=Topping),
+        connected(inner_signal, count_pizzas),
+    ):
         yield
-    finally:
-        post_save.disconnect(look_up_then_send, sender=Topping)
-        inner_signal.disconnect(count_pizzas)
 
 
 def saves(events: list[SignalEvent]) -> list[SignalEvent]:
@@ -276,13 +272,9 @@ def test_users_password_hash_never_reaches_an_export() -> None:
     def look_up_user(sender: Any, **kwargs: Any) -> None:
         User.objects.filter(username="cook").values_list("password", flat=True).first()
 
-    post_save.connect(look_up_user, sender=Topping)
-    try:
-        user = User.objects.create_user("cook", password="pbkdf2-secret")
-        with tracing.capture() as events:
-            Topping.objects.create(name="basil")
-    finally:
-        post_save.disconnect(look_up_user, sender=Topping)
+    user = User.objects.create_user("cook", password="pbkdf2-secret")
+    with connected(post_save, look_up_user, sender=Topping), tracing.capture() as events:
+        Topping.objects.create(name="basil")
     exported = json.dumps([event.as_dict() for event in events])
     assert user.password not in exported
     assert "cook" not in exported

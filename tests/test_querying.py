@@ -16,6 +16,7 @@ from signal_dashboard.context import Origin, current_origin
 from signal_dashboard.demo.pizzeria.models import Pizza, Topping
 from signal_dashboard.hygiene import Finding
 from signal_dashboard.recorder import recorder
+from tests.receiving import connected
 
 pytestmark = pytest.mark.django_db
 
@@ -47,11 +48,8 @@ def fresh() -> Iterator[None]:
 
 @pytest.fixture
 def n_plus_one() -> Iterator[None]:
-    post_save.connect(look_up_pizzas_each_time, sender=Topping)
-    try:
+    with connected(post_save, look_up_pizzas_each_time, sender=Topping):
         yield
-    finally:
-        post_save.disconnect(look_up_pizzas_each_time, sender=Topping)
 
 
 def line_of(function: Any) -> str:
@@ -110,16 +108,17 @@ def test_a_folded_receivers_queries_count_toward_the_findings(settings: Any) -> 
     def count_per_save(sender: Any, instance: Topping, **kwargs: Any) -> None:
         Pizza.objects.count()  # once per save, but a save per row: N+1 across its calls
 
-    post_save.connect(count_per_save, sender=Topping)
     origin = Origin(kind="command", name="load_toppings", started_ns=perf_counter_ns())
     token = current_origin.set(origin)
     try:
-        with tracing.capture(limit_detail=True) as events:
+        with (
+            connected(post_save, count_per_save, sender=Topping),
+            tracing.capture(limit_detail=True) as events,
+        ):
             for index in range(6):
                 Topping.objects.create(name=f"topping-{index}")
     finally:
         current_origin.reset(token)
-        post_save.disconnect(count_per_save, sender=Topping)
     assert len([event for event in events if event.signal is post_save]) == 1  # 5 folded
     origin.duration_ns = perf_counter_ns() - origin.started_ns
     recorder.record_request(origin)  # as a command's end does
@@ -130,12 +129,9 @@ def test_a_folded_receivers_queries_count_toward_the_findings(settings: Any) -> 
 
 def test_an_init_receiver_that_queries_is_found_once(db: None) -> None:
     Topping.objects.bulk_create([Topping(name=f"topping-{index}") for index in range(5)])
-    post_init.connect(count_pizzas_on_init, sender=Topping)
-    try:
+    with connected(post_init, count_pizzas_on_init, sender=Topping):
         list(Topping.objects.all())
         list(Topping.objects.all())
-    finally:
-        post_init.disconnect(count_pizzas_on_init, sender=Topping)
     (found,) = findings("query_in_init")
     assert found.signal == "django.db.models.signals.post_init"
     assert found.locations == [line_of(count_pizzas_on_init)]
@@ -148,12 +144,11 @@ def test_an_init_receiver_that_queries_is_found_once(db: None) -> None:
 def test_an_init_receiver_that_queries_is_found_when_folded(settings: Any) -> None:
     settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "DETAIL_LIMIT": 0}
     Topping.objects.bulk_create([Topping(name=f"topping-{index}") for index in range(3)])
-    post_init.connect(count_pizzas_on_init, sender=Topping)
-    try:
-        with tracing.capture(limit_detail=True) as events:
-            list(Topping.objects.all())
-    finally:
-        post_init.disconnect(count_pizzas_on_init, sender=Topping)
+    with (
+        connected(post_init, count_pizzas_on_init, sender=Topping),
+        tracing.capture(limit_detail=True) as events,
+    ):
+        list(Topping.objects.all())
     assert [event for event in events if event.signal is post_init] == []  # all folded
     recorder.drain(periodic=True)
     (found,) = findings("query_in_init")
