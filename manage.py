@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv" / "demo"
-REQUIRED = ("django", "daphne", "channels", "django_htmx")
+REQUIRED = ("django", "daphne", "channels", "django_htmx", "django_tasks", "django_tasks_db")
 
 
 def bootstrap() -> None:
@@ -26,7 +26,7 @@ def bootstrap() -> None:
         print(f"First run: installing the project and its dependencies in {VENV}", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
         subprocess.run(
-            [python, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[redis]"], check=True
+            [python, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[redis,demo]"], check=True
         )
     # Replace this process with the same command under the venv's Python.
     os.execv(python, [python, __file__, *sys.argv[1:]])

@@ -24,14 +24,15 @@ _next_origin_id = itertools.count(1).__next__
 
 @dataclass(eq=False)
 class Origin:
-    """What caused a send: an HTTP request, a management command, or the process itself.
+    """What caused a send: an HTTP request, a management command, a task run, or the
+    process itself.
 
     One object is shared by every event sent on its behalf; the request fields
-    (``status``, ``user_id``) are filled in as they become known.
+    (``status``, ``user_id``) and the task fields are filled in as they become known.
     """
 
-    kind: str  # "request", "command" or "process"
-    name: str  # "GET /pizzas/", "migrate", or the script's name
+    kind: str  # "request", "command", "task" or "process"
+    name: str  # "GET /pizzas/", "migrate", the task's function path, or the script's name
     request_id: str | None = None
     method: str | None = None
     path: str | None = None
@@ -58,7 +59,19 @@ class Origin:
     _receiver_keys: dict[int, object] = field(default_factory=dict, repr=False)
     # Receivers that ran more than STORM_THRESHOLD times here: (label, calls), set at the end.
     storms: list[tuple[str, int]] = field(default_factory=list)
-    error: str | None = None  # a command's exception, as "Type: message"
+    error: str | None = None  # a command's exception or a task's error, as "Type: message"
+    # A task run's (see tasks.py): its id, backend alias, attempt (1 for the first) and status
+    # ("RUNNING", "SUCCESSFUL", "FAILED"), and what enqueued it (tasks.link()), if known here.
+    task_id: str | None = None
+    backend: str | None = None
+    attempt: int | None = None
+    task_status: str | None = None
+    enqueued_by: dict[str, Any] | None = None
+    # The origin current before a task run began, current again when it ends.
+    previous: Origin | None = field(default=None, repr=False)
+    # Tasks it enqueued ({"name", "task_id", "backend"} each), and how many more.
+    enqueued: list[dict[str, Any]] = field(default_factory=list)
+    enqueued_more: int = 0
     # Sends made here per (id of signal, id of sender), against DETAIL_LIMIT, and those past it
     # folded (the process's are counted per second and thread: see tracing._ProcessTallies).
     sent: dict[tuple[int, int], Tally] = field(default_factory=dict, repr=False)
@@ -129,6 +142,14 @@ class Origin:
                 method=self.method,
                 path=self.path,
                 user_id=self.user_id,
+            )
+        elif self.kind == "task":
+            by = self.enqueued_by
+            data.update(
+                task_id=self.task_id,
+                backend=self.backend,
+                attempt=self.attempt,
+                enqueued_by=None if by is None else by["label"],
             )
         return data
 

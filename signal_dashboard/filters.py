@@ -27,7 +27,9 @@ _FALSE = frozenset({"", "off", "false", "0", "no"})
 _MAX_QUOTED = 40
 _MAX_UNKNOWN_LISTED = 5
 
-_TEXT_FIELDS = ("sender", "signal", "receiver", "path", "process")
+_TEXT_FIELDS = ("sender", "signal", "receiver", "path", "process", "task")
+# What may have caused a send (Origin.kind): the "kind" field admits one of them.
+ORIGIN_KINDS = ("request", "command", "task", "process")
 # Exact labels, comma-separated, of what the page hides (its "hide" buttons add to them).
 _HIDE_FIELDS = ("hide_signals", "hide_senders", "hide_receivers")
 MAX_HIDDEN = 50
@@ -46,6 +48,8 @@ class EventFilter:
     receiver: str = ""  # case-insensitive substring of any of row["receivers"]
     path: str = ""  # prefix of row["origin"]["path"]
     process: str = ""  # case-insensitive substring of "host:pid" of the process that sent it
+    task: str = ""  # case-insensitive substring of its task's name, or its task's id
+    kind: str = ""  # what caused it: one of ORIGIN_KINDS ("" for any)
     min_duration_ms: float | None = None
     errors_only: bool = False
     hide_signals: frozenset[str] = frozenset()  # rows of these signals are hidden
@@ -55,6 +59,7 @@ class EventFilter:
 
     FIELDS: ClassVar[tuple[str, ...]] = (
         *_TEXT_FIELDS,
+        "kind",
         "min_duration_ms",
         "errors_only",
         *_HIDE_FIELDS,
@@ -64,6 +69,7 @@ class EventFilter:
     _signal: str = field(init=False, repr=False, compare=False)
     _receiver: str = field(init=False, repr=False, compare=False)
     _process: str = field(init=False, repr=False, compare=False)
+    _task: str = field(init=False, repr=False, compare=False)
     _min_duration_ns: int | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -71,6 +77,7 @@ class EventFilter:
         object.__setattr__(self, "_signal", self.signal.lower())
         object.__setattr__(self, "_receiver", self.receiver.lower())
         object.__setattr__(self, "_process", self.process.lower())
+        object.__setattr__(self, "_task", self.task.lower())
         # Whole nanoseconds, so that 2.007 ms admits a send of exactly 2_007_000 ns
         # (2.007 * 1e6 is 2007000.0000000002 in floating point).
         threshold = None if self.min_duration_ms is None else round(self.min_duration_ms * 1e6)
@@ -98,6 +105,7 @@ class EventFilter:
         hidden = {name: _parse_labels(name, data.get(name)) for name in _HIDE_FIELDS}
         return cls(
             **text,
+            kind=_parse_kind(data.get("kind")),
             min_duration_ms=_parse_duration(data.get("min_duration_ms")),
             errors_only=_parse_flag(data.get("errors_only")),
             **hidden,
@@ -128,15 +136,29 @@ class EventFilter:
         receivers = row["receivers"]
         if self.hide_receivers and receivers and self.hide_receivers.issuperset(receivers):
             return False
+        if (self.kind or self._task) and not self._matches_origin(row["origin"]):
+            return False
         if self.path:
             path = row["origin"].get("path")
             return path is not None and path.startswith(self.path)
         return True
 
+    def _matches_origin(self, origin: Mapping[str, Any]) -> bool:
+        """Whether what caused a send, or a request's summary, passes kind and task."""
+        if self.kind and origin.get("kind") != self.kind:
+            return False
+        if self._task:
+            if origin.get("kind") != "task":
+                return False
+            name, task_id = origin.get("name") or "", origin.get("task_id") or ""
+            return self._task in name.lower() or self._task == task_id.lower()
+        return True
+
     def matches_request(self, summary: Mapping[str, Any]) -> bool:
-        """Whether a request or command summary (``queries.request_summary()``) passes the
-        fields a request can answer: path, process, receiver (one it ran), minimum duration
-        (the request's) and errors only (a 5xx answer, or a command that raised)."""
+        """Whether a request, command or task summary (``queries.request_summary()``) passes
+        the fields it can answer: path, process, kind, task, receiver (one it ran), minimum
+        duration (its own) and errors only (a 5xx answer, a command that raised, a task that
+        failed)."""
         if self.errors_only and not summary["failed"]:
             return False
         if self._min_duration_ns is not None:
@@ -148,6 +170,8 @@ class EventFilter:
         if self._receiver and not any(
             self._receiver in receiver.lower() for receiver in summary["receivers"]
         ):
+            return False
+        if (self.kind or self._task) and not self._matches_origin(summary):
             return False
         if self.path:
             path = summary.get("path")
@@ -170,13 +194,19 @@ class EventFilter:
     def needs_events(self) -> bool:
         """Whether a field is set that only single events can answer (not aggregates)."""
         return bool(
-            self.path or self.process or self.min_duration_ms is not None or self.errors_only
+            self.path
+            or self.process
+            or self.task
+            or self.kind
+            or self.min_duration_ms is not None
+            or self.errors_only
         )
 
     def without_event_fields(self) -> EventFilter:
-        """This filter with path, process, minimum duration and errors only cleared."""
+        """This filter with path, process, task, kind, minimum duration and errors only
+        cleared."""
         return dataclasses.replace(
-            self, path="", process="", min_duration_ms=None, errors_only=False
+            self, path="", process="", task="", kind="", min_duration_ms=None, errors_only=False
         )
 
     def with_hidden(self, field_name: str, label: str) -> EventFilter:
@@ -198,6 +228,8 @@ class EventFilter:
     def to_query(self) -> dict[str, str]:
         """The fields that differ from the defaults, as strings for a URL's query."""
         query = {name: getattr(self, name) for name in _TEXT_FIELDS if getattr(self, name)}
+        if self.kind:
+            query["kind"] = self.kind
         if self.min_duration_ms is not None:
             query["min_duration_ms"] = _format_number(self.min_duration_ms)
         if self.errors_only:
@@ -216,6 +248,8 @@ class EventFilter:
             or self.receiver
             or self.path
             or self.process
+            or self.task
+            or self.kind
             or self.min_duration_ms is not None
             or self.errors_only
             or self.hide_signals
@@ -251,6 +285,21 @@ def _parse_text(name: str, value: object) -> str:
             f"{name} is too long: at most {MAX_TEXT_LENGTH} characters, got {len(value)}."
         )
     return value
+
+
+def _parse_kind(value: object) -> str:
+    """One of ORIGIN_KINDS, or "" (any); from a form, a one-item list of it."""
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if value is None or value == "":
+        return ""
+    if type(value) is not str:
+        raise FilterError(f"kind must be text; got {_kind(value)}.")
+    if value not in ORIGIN_KINDS:
+        raise FilterError(
+            f"kind must be one of {', '.join(ORIGIN_KINDS)}; got {_quote(str(value))}."
+        )
+    return str(value)
 
 
 def _parse_duration(value: object) -> float | None:

@@ -451,6 +451,11 @@ def _added(before: list[Any], after: list[Any]) -> bool:
     return any(id(entry) not in known for entry in after)
 
 
+# Called after every connect() once tracing is installed: signals defined by modules imported
+# since (tasks.notice()) are recognised as they get their first receivers.
+after_connect: Callable[[], None] | None = None
+
+
 def _make_connect(original: Callable[..., Any]) -> Callable[..., Any]:
     def connect(
         self: Signal,
@@ -462,6 +467,8 @@ def _make_connect(original: Callable[..., Any]) -> Callable[..., Any]:
         before = list(self.receivers)
         result = original(self, receiver, sender, weak, dispatch_uid)
         try:
+            if after_connect is not None:
+                after_connect()
             if _added(before, self.receivers):
                 location = caller_location(self, receiver)
                 hygiene.connected(self, receiver, sender, weak, dispatch_uid, location)

@@ -13,12 +13,14 @@ import datetime
 import decimal
 import enum
 import functools
+import inspect
 import itertools
 import json
 import math
 import re
 import types
 import uuid
+import weakref
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -382,9 +384,64 @@ _BY_BASE_TYPE: tuple[tuple[type, _Handler], ...] = (
 )
 
 
+# Task results of Django's tasks framework and of its backport, known by name: neither module
+# need be importable.
+_TASK_RESULTS = frozenset(
+    {("django.tasks.base", "TaskResult"), ("django_tasks.base", "TaskResult")}
+)
+
+
+def _task_result(value: Any, limits: Limits, depth: int) -> dict[str, Any]:
+    """A task result: its task, id and status, and its arguments by parameter name, each
+    masked as a keyword argument of that name would be. Read from its fields only (its return
+    value raises until the task finished)."""
+    task = getattr(value, "task", None)
+    function = getattr(task, "func", None)
+    status = getattr(value, "status", None)
+    args = getattr(value, "args", None) or []
+    kwargs = getattr(value, "kwargs", None) or {}
+    names = _parameters(function, bool(getattr(task, "takes_context", False)))
+    named = dict(zip(names, args, strict=False))
+    unnamed = list(args[len(named) :])
+    if type(kwargs) is dict:
+        named.update(kwargs)
+    summary = {
+        "task": _name(function) if function is not None else f"<{_name(type(task))}>",
+        "id": summarize(getattr(value, "id", None), limits, depth + 1),
+        "status": None if status is None else str(getattr(status, "value", status)),
+        "arguments": _dict(named, limits, depth + 1),
+    }
+    if unnamed:
+        summary["more_arguments"] = _collection(unnamed, limits, depth + 1)
+    return summary
+
+
+def _parameters(function: Any, takes_context: bool) -> tuple[str, ...]:
+    """The names a task function's positional arguments bind to (none if unknown); a task
+    that takes its context is called with it first, before its arguments."""
+    code = getattr(function, "__code__", None)
+    names = _parameter_names.get(code) if code is not None else None
+    if names is None:
+        try:
+            parameters = inspect.signature(function).parameters.values()
+        except (TypeError, ValueError):
+            return ()
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        names = tuple(parameter.name for parameter in parameters if parameter.kind in positional)
+        if code is not None:
+            _parameter_names[code] = names
+    return names[1:] if takes_context else names
+
+
+# Code object of a task function -> its positional parameters' names (held weakly).
+_parameter_names: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
 @functools.lru_cache(maxsize=512)  # bounded: classes made at runtime must not pile up here
 def _handler_for(kind: type) -> _Handler:
     for base, handler in _BY_BASE_TYPE:
         if issubclass(kind, base):
             return handler
+    if any((base.__module__, base.__qualname__) in _TASK_RESULTS for base in kind.__mro__):
+        return _task_result
     return _type_name

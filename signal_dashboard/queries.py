@@ -6,9 +6,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from django.urls import reverse
+
+from . import tasks
 from .backends import backend
 from .conf import get_config
-from .context import Origin
+from .context import HOST, PID, Origin
 from .filters import EventFilter
 from .labels import receiver_label
 from .recorder import recorder
@@ -84,16 +87,25 @@ def recent_rows() -> list[dict[str, Any]]:
 
 
 def request_summary(origin: Origin) -> dict[str, Any]:
-    """A finished request (or command) as JSON-ready data."""
+    """A finished request, command or task run as JSON-ready data."""
     slowest = origin.slowest_receiver_key
     duration = origin.duration_ns
     before, after = url_parts("signal_dashboard:request")
+    task_status = origin.task_status
+    enqueuer = origin.enqueued_by or tasks.enqueuer_of(origin.task_id)
     return {
         **origin.as_dict(),
         "id": origin.id,
         "url": f"{before}{origin.id}{after}",  # its waterfall
         "status": origin.status,
         "error": origin.error,
+        "task_status": task_status,
+        # What enqueued the task (found by its id if another process ran it), and its id if
+        # it is listed here; and the tasks it enqueued.
+        "enqueued_by": None if enqueuer is None else enqueuer["label"],
+        "enqueued_by_id": _listed_here(enqueuer),
+        "enqueued": [_enqueued_task(task) for task in origin.enqueued],
+        "enqueued_more": origin.enqueued_more,
         "duration_ns": duration,
         "signal_count": origin.signal_count,
         "receiver_ns": origin.receiver_ns,
@@ -107,6 +119,27 @@ def request_summary(origin: Origin) -> dict[str, Any]:
         "slowest_receiver": None if slowest is None else receiver_label(slowest)[0],
         "slowest_receiver_ns": origin.slowest_receiver_ns,
         "storms": [{"receiver": label, "calls": calls} for label, calls in origin.storms],
-        "failed": bool(origin.error) or (origin.status is not None and origin.status >= 500),
+        "failed": bool(origin.error)
+        or task_status == "FAILED"
+        or (origin.status is not None and origin.status >= 500),
         "receivers": sorted({receiver_label(key)[0] for key in origin.receiver_call_counts()}),
+    }
+
+
+def _listed_here(link: dict[str, Any] | None) -> int | None:
+    """The id of the origin a task link names, if it is this process's and still listed."""
+    if link is None or link["pid"] != PID or link["host"] != HOST:
+        return None
+    return link["id"] if any(o.id == link["id"] for o in list(recorder.requests)) else None
+
+
+def _enqueued_task(task: dict[str, Any]) -> dict[str, Any]:
+    """A task an origin enqueued, with where its sends are: its latest run here, if listed
+    (``run_id``), and the stream filtered to it (every process's, with Redis)."""
+    task_id = task["task_id"]
+    run = next((o for o in reversed(list(recorder.requests)) if o.task_id == task_id), None)
+    return {
+        **task,
+        "run_id": None if run is None else run.id,
+        "stream_url": f"{reverse('signal_dashboard:index')}?{urlencode({'task': task_id})}",
     }

@@ -20,7 +20,7 @@ from django.template.loader import render_to_string
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.safestring import mark_safe
 
-from . import conf
+from . import conf, tasks
 from .conf import get_config
 from .events import Row
 from .labels import last_part, origin_label, short_label
@@ -63,6 +63,11 @@ def row_html(row: Row, event_url: tuple[str, str] | None = None) -> str:
     origin = row["origin"]
     caused_by_title = _text(origin_label(origin))
     caused_by = breakable(origin_label(origin))
+    if origin["kind"] == "task":
+        by = tasks.enqueued_by(origin)
+        caused_by_title += f" {_text(origin['task_id'])}" + (
+            f", enqueued by {_text(by)}" if by else ""
+        )
     if history_id:
         caused_by += (
             f' <span class="sd-muted sd-process">{_text(origin["host"])}:{_text(origin["pid"])}'

@@ -91,6 +91,8 @@ _ROW_FIELDS = (
     "path",
     "status",
     "error",
+    "task_status",
+    "enqueued_by",
     "duration_ns",
     "signal_count",
     "receiver_ns",
@@ -169,6 +171,10 @@ def sparkline(histogram: Histogram) -> str:
 
 
 def request_failed(summary: Mapping[str, Any]) -> bool:
-    """Whether a request answered 5xx, or a command raised."""
+    """Whether a request answered 5xx, a command raised, or a task failed."""
     status = summary["status"]
-    return bool(summary["error"]) or (status is not None and status >= 500)
+    return (
+        bool(summary["error"])
+        or summary.get("task_status") == "FAILED"
+        or (status is not None and status >= 500)
+    )

@@ -32,7 +32,7 @@ from django.core.management.base import BaseCommand
 from django.core.signals import request_finished, request_started
 from django.dispatch import Signal, dispatcher
 
-from . import conf, database, hygiene, payload
+from . import conf, database, hygiene, payload, tasks
 from .context import (
     PROCESS_ORIGIN,
     SUSPENDED,
@@ -401,6 +401,15 @@ def _new_event(
             return None
         if _ignored_senders and _ignores_sender(sender):
             return None
+        if tasks.boundaries and id(signal) in tasks.boundaries:
+            # A task's own signals (see tasks.py): never folded, as each names its task.
+            if parent is None:
+                origin = tasks.boundaries[id(signal)](named, current_origin.get())
+            else:  # sent inside a receiver: that send's, but the enqueuer is noted
+                origin = parent.origin
+                if tasks.is_enqueued(signal):
+                    tasks.note_enqueued(named, origin)
+            return SignalEvent(signal, sender, method, named, parent, origin, perf_counter_ns())
         if parent is not None:
             origin = parent.origin
         elif signal is request_started or signal is request_finished:
@@ -874,6 +883,8 @@ def install() -> None:
     if _originals:
         return
     hygiene.hygiene.ran = _ran
+    hygiene.after_connect = tasks.notice
+    tasks.notice()
     for owner, name, make in _PATCHES:
         _originals[(owner, name)] = owner.__dict__[name]
         setattr(owner, name, make())
@@ -883,6 +894,7 @@ def install() -> None:
 def uninstall() -> None:
     """Put Django's own methods back, exactly as they were."""
     database.uninstall()
+    hygiene.after_connect = None
     while _originals:
         (owner, name), original = _originals.popitem()
         setattr(owner, name, original)

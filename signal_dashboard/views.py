@@ -15,14 +15,14 @@ from django.http import (
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
-from . import waterfall
+from . import tasks, waterfall
 from .access import dashboard_access
 from .backends import backend
 from .broadcast import broadcaster
 from .conf import get_config
 from .context import Origin
 from .events import Row
-from .filters import EventFilter, FilterError
+from .filters import ORIGIN_KINDS, EventFilter, FilterError
 from .hygiene import KINDS, Finding, hygiene
 from .queries import page_state, recent_rows, request_summary, tables_context
 from .recorder import recorder
@@ -61,6 +61,7 @@ def index(request: HttpRequest) -> HttpResponse:
             "transport": backend().status(),
             "recording": backend().recording(),
             "ws_url": f"/{config['WEBSOCKET_PATH']}" + state["page_query"],
+            "origin_kinds": ORIGIN_KINDS,
             "max_rows": config["MAX_ROWS"],
             "dropped": broadcaster.dropped,
             "tracing_installed": is_installed(),
@@ -82,6 +83,7 @@ def event_detail(request: HttpRequest, event_id: str) -> HttpResponse:
                 "children": [child for child in events if child.parent is event],
                 "parent": event.parent,
                 "origin": event.origin.as_dict(),
+                "enqueued_by": tasks.enqueued_by(event.origin.as_dict()),
             }
             return render(request, "signal_dashboard/_detail.html", context)
     for finding in list(recorder.findings):
@@ -108,6 +110,7 @@ def event_detail(request: HttpRequest, event_id: str) -> HttpResponse:
         "children": [_listed(row) for row in reversed(rows) if row["parent_id"] == event_id],
         "parent": next((_listed(row) for row in rows if row["id"] == parent_id), None),
         "origin": data["origin"],
+        "enqueued_by": tasks.enqueued_by(data["origin"]),
     }
     return render(request, "signal_dashboard/_detail.html", context)
 

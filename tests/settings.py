@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
 from tempfile import gettempdir
 
@@ -13,6 +14,11 @@ SECRET_KEY = "signal-dashboard-tests-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
 
+# Django 6's tasks framework, or on Django 5.2 the django-tasks backport (an app of its own).
+TASKS_MODULE = "django.tasks" if find_spec("django.tasks") else "django_tasks"
+TASKS_APPS = [] if TASKS_MODULE == "django.tasks" else ["django_tasks"]
+TASKS = {"default": {"BACKEND": f"{TASKS_MODULE}.backends.immediate.ImmediateBackend"}}
+
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
@@ -22,6 +28,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "signal_dashboard",
     "signal_dashboard.demo.pizzeria",
+    *TASKS_APPS,
 ]
 
 MIDDLEWARE = [

@@ -9,7 +9,11 @@ from __future__ import annotations
 import os
 
 from tests.settings import *  # noqa: F403
-from tests.settings import DATABASES
+from tests.settings import DATABASES, INSTALLED_APPS
+
+# Tasks are stored in the shared database, and a db_worker process (django-tasks-db) runs them.
+INSTALLED_APPS = [*INSTALLED_APPS, "django_tasks_db"]
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 SIGNAL_DASHBOARD = {"ENABLED": True, "REDIS_URL": os.environ["SIGNAL_DASHBOARD_TEST_REDIS_URL"]}
 

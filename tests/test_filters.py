@@ -14,7 +14,7 @@ from django.http import QueryDict
 from signal_dashboard.filters import EventFilter, FilterError
 
 KNOWN = (
-    "Known: sender, signal, receiver, path, process, min_duration_ms, errors_only, "
+    "Known: sender, signal, receiver, path, process, task, kind, min_duration_ms, errors_only, "
     "hide_signals, hide_senders, hide_receivers."
 )
 HTMX_ENVELOPE = frozenset({"HEADERS", "action"})
@@ -64,6 +64,8 @@ def test_fields_are_the_dataclass_fields_in_order() -> None:
         "receiver",
         "path",
         "process",
+        "task",
+        "kind",
         "min_duration_ms",
         "errors_only",
         "hide_signals",
@@ -498,7 +500,7 @@ def test_prepared_needles_do_not_affect_equality_or_repr() -> None:
     assert EventFilter(sender="Pizza") == EventFilter.parse({"sender": " Pizza "})
     assert hash(EventFilter(sender="Pizza")) == hash(EventFilter.parse({"sender": "Pizza"}))
     assert repr(EventFilter(sender="x")) == (
-        "EventFilter(sender='x', signal='', receiver='', path='', process='', "
+        "EventFilter(sender='x', signal='', receiver='', path='', process='', task='', kind='', "
         "min_duration_ms=None, errors_only=False, hide_signals=frozenset(), "
         "hide_senders=frozenset(), hide_receivers=frozenset())"
     )
@@ -538,3 +540,54 @@ def test_hiding_adds_to_the_filter_and_is_bounded() -> None:
         first.with_hidden("sender", "x")
     with pytest.raises(FilterError, match="hide_senders must be comma-separated labels"):
         EventFilter.parse({"hide_senders": 5})
+
+
+def _caused_by(origin: dict[str, object]) -> dict[str, object]:
+    return {
+        "ok": True,
+        "duration_ns": 1,
+        "sender": "pizzeria.Order",
+        "signal": "django.db.models.signals.post_save",
+        "receivers": ["pizzeria.receivers.on_save"],
+        "origin": {"pid": 1, "host": "h", **origin},
+    }
+
+
+TASK_ORIGIN = {"kind": "task", "name": "pizzeria.tasks.bake_in_oven", "task_id": "AbC123"}
+REQUEST_ORIGIN = {"kind": "request", "name": "GET /", "method": "GET", "path": "/"}
+
+
+@pytest.mark.parametrize(
+    ("query", "admitted"),
+    [
+        ({"task": "bake"}, {"task"}),
+        ({"task": "BAKE_IN"}, {"task"}),
+        ({"task": "abc123"}, {"task"}),  # its id, whole
+        ({"task": "abc"}, set()),  # not part of an id
+        ({"kind": "task"}, {"task"}),
+        ({"kind": "request"}, {"request"}),
+        ({"kind": "command"}, set()),
+        ({"kind": ""}, {"task", "request"}),
+    ],
+)
+def test_task_and_kind_pick_sends_and_requests_by_what_caused_them(
+    query: dict[str, str], admitted: set[str]
+) -> None:
+    event_filter = EventFilter.parse(query)
+    origins = {"task": TASK_ORIGIN, "request": REQUEST_ORIGIN}
+    rows = {kind for kind, origin in origins.items() if event_filter.matches(_caused_by(origin))}
+    summaries = {
+        kind
+        for kind, origin in origins.items()
+        if event_filter.matches_request(
+            {"failed": False, "duration_ns": 5, "host": "h", "pid": 1, "receivers": [], **origin}
+        )
+    }
+    assert rows == summaries == admitted
+    assert event_filter.needs_events is bool(query.get("task") or query.get("kind"))
+
+
+@pytest.mark.parametrize("kind", ["tasks", "Request", "worker", ["task", "command"], 3])
+def test_an_unknown_kind_is_refused(kind: object) -> None:
+    with pytest.raises(FilterError, match="kind must be"):
+        EventFilter.parse({"kind": kind})

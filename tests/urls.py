@@ -24,6 +24,13 @@ async def async_save_topping(request: HttpRequest) -> HttpResponse:
     return HttpResponse(f"saved {topping.pk}")
 
 
+def bake_later(request: HttpRequest, pk: int) -> HttpResponse:
+    """Enqueue an order's baking with the settings' task backend; answers the task's id."""
+    from signal_dashboard.demo.pizzeria.tasks import bake_in_oven
+
+    return HttpResponse(bake_in_oven.enqueue(pk).id)
+
+
 pizza_ordered = Signal()
 """Sent by the ``order/`` view; tests connect receivers to it (sender: the view's name)."""
 
@@ -138,5 +145,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("lose/", lose_a_receiver),
     path("double/", double_a_receiver),
     path("miss/", miss_a_disconnect),
+    path("tasks/bake/<int:pk>/", bake_later),
+    path("pizzeria/", include("signal_dashboard.demo.pizzeria.urls")),
     path("signals/", include("signal_dashboard.urls")),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -10,6 +11,15 @@ BASE_DIR = Path(__file__).resolve().parent.parent.parent
 SECRET_KEY = os.environ.get("DEMO_SECRET_KEY", "demo-only-insecure-key-never-use-in-production")
 DEBUG = os.environ.get("DEMO_DEBUG", "true").lower() in {"1", "true", "yes", "on"}
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+
+# Django 6's tasks framework, or on Django 5.2 the django-tasks backport (an app of its own).
+# Tasks run in the process that enqueues them; with DEMO_TASK_WORKER=1 (`demo --worker`) they
+# are stored in the database, and a db_worker process (django-tasks-db) runs them.
+TASKS_MODULE = "django.tasks" if find_spec("django.tasks") else "django_tasks"
+TASKS_APPS = ([] if TASKS_MODULE == "django.tasks" else ["django_tasks"]) + ["django_tasks_db"]
+TASKS = {"default": {"BACKEND": f"{TASKS_MODULE}.backends.immediate.ImmediateBackend"}}
+if os.environ.get("DEMO_TASK_WORKER") == "1":
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 INSTALLED_APPS = [
     "daphne",
@@ -22,6 +32,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "signal_dashboard",
     "signal_dashboard.demo.pizzeria",
+    *TASKS_APPS,
 ]
 
 MIDDLEWARE = [

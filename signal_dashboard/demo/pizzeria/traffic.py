@@ -27,6 +27,7 @@ ACTIONS: dict[str, tuple[re.Pattern[str], int]] = {
     "create_pizza": (re.compile(r"/pizzas/new/$"), 3),
     "place_order": (re.compile(r"/pizzas/\d+/order/$"), 4),
     "bake": (re.compile(r"/orders/\d+/bake/$"), 3),
+    "bake_later": (re.compile(r"/orders/\d+/bake-later/$"), 2),
     "deliver": (re.compile(r"/orders/\d+/deliver/$"), 2),
     "delete_order": (re.compile(r"/orders/\d+/delete/$"), 1),
     "log_in": (re.compile(r"/login/$"), 1),

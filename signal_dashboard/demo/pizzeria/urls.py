@@ -11,6 +11,7 @@ urlpatterns = [
     path("pizzas/new/", views.create_pizza, name="create_pizza"),
     path("pizzas/<int:pk>/order/", views.place_order, name="place_order"),
     path("orders/<int:pk>/bake/", views.bake_order, name="bake_order"),
+    path("orders/<int:pk>/bake-later/", views.bake_later, name="bake_later"),
     path("orders/<int:pk>/deliver/", views.deliver_order, name="deliver_order"),
     path("orders/<int:pk>/delete/", views.delete_order, name="delete_order"),
     path("login/", views.log_in, name="log_in"),

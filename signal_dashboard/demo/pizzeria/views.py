@@ -59,6 +59,17 @@ def bake_order(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
+def bake_later(request: HttpRequest, pk: int) -> HttpResponse:
+    """Enqueue the order's baking as a task: the task backend runs it, here or in a worker."""
+    from .tasks import bake_in_oven
+
+    order = get_object_or_404(Order, pk=pk)
+    result = bake_in_oven.enqueue(order.pk)
+    messages.success(request, f"Enqueued baking order #{order.pk} (task {result.id}).")
+    return redirect("pizzeria:home")
+
+
+@require_POST
 def deliver_order(request: HttpRequest, pk: int) -> HttpResponse:
     order = get_object_or_404(Order, pk=pk)
     _set_status(order, Order.Status.DELIVERED)

@@ -41,6 +41,11 @@ class Command(BaseCommand):
             "--no-traffic", action="store_true", help="Only serve; press the buttons yourself."
         )
         parser.add_argument(
+            "--worker",
+            action="store_true",
+            help="Run tasks in a db_worker process (django-tasks-db); needs REDIS_URL.",
+        )
+        parser.add_argument(
             "--duration",
             type=float,
             metavar="SECONDS",
@@ -62,8 +67,16 @@ class Command(BaseCommand):
         if _answers(port):
             raise CommandError(f"Port {port} is already in use: pick another with --port.")
 
+        if options["worker"]:
+            if not settings.SIGNAL_DASHBOARD.get("REDIS_URL"):
+                raise CommandError(
+                    "--worker needs REDIS_URL: the worker's sends reach the dashboard through "
+                    "Redis (REDIS_URL=redis://127.0.0.1:6379/0 python3 manage.py demo --worker)."
+                )
+            os.environ["DEMO_TASK_WORKER"] = "1"  # for daphne and the worker
         # Daphne's own log and access log only from -v 2 on: the dashboard is the thing to watch.
         server = _start_daphne(port, verbosity=max(0, options["verbosity"] - 1))
+        worker = _start_worker() if options["worker"] else None
         traffic: TrafficGenerator | None = None
         died = False
         try:
@@ -83,6 +96,8 @@ class Command(BaseCommand):
             self.stdout.write("")
         finally:
             _stop(server)
+            if worker is not None:
+                _stop(worker)
 
         if traffic is not None:
             stats = traffic.stats
@@ -118,6 +133,13 @@ def _answers(port: int) -> bool:
 def _start_daphne(port: int, verbosity: int) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "daphne", "-b", HOST, "-p", str(port), "-v", str(verbosity)]
     command.append(ASGI_APPLICATION)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE}
+    return subprocess.Popen(command, cwd=PROJECT_ROOT, env=env)
+
+
+def _start_worker() -> subprocess.Popen[bytes]:
+    """django-tasks-db's worker, running the tasks the pizzeria enqueues."""
+    command = [sys.executable, "-m", "django", "db_worker", "--interval", "0.5"]
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE}
     return subprocess.Popen(command, cwd=PROJECT_ROOT, env=env)
 
