@@ -59,6 +59,8 @@ DEFAULT_LABELS = (
     "transactions",
     "select_for_update",
     "test_utils",
+    # Django 6's tasks framework: task_enqueued, task_started and task_finished are origins.
+    *(("tasks",) if django.VERSION >= (6, 0) else ()),
 )
 
 
