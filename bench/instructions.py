@@ -40,6 +40,11 @@ runs one part.
 
 The query cases count a query made inside a request but outside any receiver, by the ORM and
 through a cursor, with tracing off and on: what noting each query for its request costs.
+
+The task case (``--only tasks``) counts a task run on the in-process backend whose body sends
+nothing: the run itself, its three task signals' sends (each reaching the tasks framework's
+logging receiver, with logging off) and, on our side, tracing those sends and making the run an
+origin.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ REPO = Path(__file__).resolve().parent.parent
 WARM_UP = 2000
 DRAIN_EVERY = 100
 WARM_UP_REQUESTS = 50
+WARM_UP_TASKS = 200
 REQUEST_PATH = "/traffic/bake-batch/"
 CASES = (
     # (label, receivers, inside a request)
@@ -332,6 +338,53 @@ async def _publishing(transport: Any) -> Any:
     return publish
 
 
+def noop_task() -> None:
+    """The task the task cases run: no body, no signal of its own."""
+
+
+def task_child(side: str, tasks: int) -> None:
+    """Task runs on the in-process backend (Django 6's tasks framework, or the backport on
+    5.2) whose body sends nothing: what making each run an origin costs (the task signals'
+    own sends, traced, are the rest)."""
+    sys.path.insert(0, str(REPO))
+    import importlib.util
+
+    import django
+    from django.conf import settings
+
+    module = "django.tasks" if importlib.util.find_spec("django.tasks") else "django_tasks"
+    settings.configure(
+        DEBUG=False,
+        INSTALLED_APPS=[
+            "django.contrib.contenttypes",
+            "signal_dashboard",
+            *([] if module == "django.tasks" else ["django_tasks"]),
+        ],
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+        TASKS={"default": {"BACKEND": f"{module}.backends.immediate.ImmediateBackend"}},
+        LOGGING_CONFIG=None,
+        SIGNAL_DASHBOARD={"ENABLED": False},
+    )
+    django.setup()
+    import logging
+
+    from signal_dashboard import tracing
+    from signal_dashboard.recorder import recorder
+
+    logging.disable(logging.CRITICAL)  # the tasks framework logs every run
+    task = importlib.import_module(module).task()(noop_task)
+    if side == "ours":
+        recorder.start = lambda: None  # type: ignore[method-assign]
+        tracing.install()
+    for done in range(WARM_UP_TASKS + tasks):
+        task.enqueue()
+        if side == "ours" and done % DRAIN_EVERY == 0:
+            recorder.drain()
+    if side == "ours":
+        recorder.drain()
+    os._exit(0)
+
+
 def instructions(*child_args: object) -> int:
     command = [
         "valgrind",
@@ -369,11 +422,13 @@ def main() -> None:
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--request-child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--query-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--task-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--tasks", type=int, default=1000, help="timed task runs")
     parser.add_argument("--queries", type=int, default=2000, help="timed queries per case")
     parser.add_argument(
         "--only",
-        choices=("sends", "requests", "queries"),
-        help="run only the sends, the request or the query cases",
+        choices=("sends", "requests", "queries", "tasks"),
+        help="run only the sends, the request, the query or the task cases",
     )
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis transport")
     args = parser.parse_args()
@@ -389,14 +444,36 @@ def main() -> None:
         side, how, queries = args.query_child
         query_child(side, how, int(queries))
         return
+    if args.task_child:
+        side, tasks = args.task_child
+        task_child(side, int(tasks))
+        return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
     if args.only in (None, "sends"):
         print_sends(args.sends)
     if args.only in (None, "queries"):
         print_queries(args.queries)
+    if args.only in (None, "tasks"):
+        print_tasks(args.tasks)
     if args.only in (None, "requests"):
         print_requests(args.requests, with_redis=not args.no_redis)
+
+
+def print_tasks(tasks: int) -> None:
+    import django
+
+    print(
+        f"Python {platform.python_version()}, Django {django.get_version()}, "
+        f"instructions per task run over {tasks} runs (in-process backend, callgrind)"
+    )
+    header = f"{'case':<48}{'vanilla':>10}{'ours':>10}{'ratio':>8}"
+    print(header)
+    print("-" * len(header))
+    vanilla, ours = (per_unit(tasks, "--task-child", side) for side in ("vanilla", "ours"))
+    label = "task run, no signal of its own"
+    print(f"{label:<48}{vanilla:>10.0f}{ours:>10.0f}{ours / vanilla:>8.2f}")
+    print()
 
 
 def print_queries(queries: int) -> None:

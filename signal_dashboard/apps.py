@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+
 from django.apps import AppConfig
 
 
@@ -14,6 +16,14 @@ class SignalDashboardConfig(AppConfig):
         if conf.tracing_enabled():
             tracing.install()
             transport.start_publisher()
+            trace_celery = conf.get_config()["CELERY"]
+            if trace_celery or (trace_celery is None and "celery" in sys.modules):
+                try:
+                    from . import celery
+                except ImportError:  # check E008 says what to install
+                    pass
+                else:
+                    celery.install()
             if conf.get_config()["OPENTELEMETRY"]:
                 try:
                     from . import otel

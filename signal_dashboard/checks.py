@@ -125,6 +125,14 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 id="signal_dashboard.E007",
             )
         )
+    if user_config.get("CELERY") and importlib.util.find_spec("celery") is None:
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['CELERY'] is on but Celery is not installed.",
+                hint="pip install 'signal-dashboard[celery]', or leave CELERY unset.",
+                id="signal_dashboard.E008",
+            )
+        )
     return messages
 
 

@@ -68,6 +68,10 @@ DEFAULTS: dict[str, Any] = {
     # Export traced sends as OpenTelemetry spans (and folded sends' receiver durations as a
     # histogram), to the global tracer and meter providers: needs the opentelemetry extra.
     "OPENTELEMETRY": False,
+    # Celery task runs as origins (see celery.py): None when Celery is imported by the time the
+    # app is ready (a project's celery.py imported by its __init__.py, as Celery's Django guide
+    # has it), True to import it, False never.
+    "CELERY": None,
     # The rolling window of the latency statistics, beside the totals since start.
     "STATS_WINDOW_SECONDS": 300,
     # A receiver that runs more than this many times inside one request or command is a storm.

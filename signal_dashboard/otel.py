@@ -28,6 +28,7 @@ from .stats.histogram import bucket_middle
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .context import Origin
     from .events import Tally
     from .stats.histogram import Histogram
 
@@ -111,6 +112,7 @@ class Exporter:
                 "django.signal.sender": sender,
                 "django.signal.method": event.method,
                 "django.signal.receivers": len(event.calls),
+                **_task_attributes(event.origin),
             },
         )
         children = sorted(self._children.pop(id(event), []), key=lambda child: child.start_ns)
@@ -184,3 +186,10 @@ def start() -> Exporter:
         exporter = Exporter()
         exporter.start()
     return exporter
+
+
+def _task_attributes(origin: Origin) -> dict[str, Any]:
+    """A task run's name and id, on the spans of the sends it caused."""
+    if origin.kind != "task":
+        return {}
+    return {"django.task.name": origin.name, "django.task.id": origin.task_id or ""}

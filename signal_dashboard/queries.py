@@ -12,6 +12,7 @@ from . import tasks
 from .backends import backend
 from .conf import get_config
 from .context import HOST, PID, Origin
+from .events import WALL_OFFSET_NS
 from .filters import EventFilter
 from .labels import receiver_label
 from .recorder import recorder
@@ -69,7 +70,8 @@ def page_state(event_filter: EventFilter, query: TableQuery) -> dict[str, Any]:
 
 
 def _matching_requests(event_filter: EventFilter) -> list[dict[str, Any]]:
-    """The newest finished requests and commands that the filter admits, newest first."""
+    """The newest finished requests, commands and task runs that the filter admits, newest
+    first: this process's, and with Redis every other process's too."""
     rows = []
     for origin in reversed(list(recorder.requests)):
         summary = request_summary(origin)
@@ -77,7 +79,16 @@ def _matching_requests(event_filter: EventFilter) -> list[dict[str, Any]]:
             rows.append(summary)
             if len(rows) == MAX_REQUEST_ROWS:
                 break
-    return rows
+    others = [
+        summary
+        for summary in map(_other_summary, backend().other_requests())
+        if event_filter.matches_request(summary)
+    ]
+    if not others:
+        return rows
+    rows.extend(others)
+    rows.sort(key=lambda summary: summary["finished_at"], reverse=True)
+    return rows[:MAX_REQUEST_ROWS]
 
 
 def recent_rows() -> list[dict[str, Any]]:
@@ -86,25 +97,23 @@ def recent_rows() -> list[dict[str, Any]]:
     return backend().recent_rows(get_config()["HISTORY_SIZE"])
 
 
-def request_summary(origin: Origin) -> dict[str, Any]:
-    """A finished request, command or task run as JSON-ready data."""
+def origin_data(origin: Origin) -> dict[str, Any]:
+    """A finished request, command or task run as JSON-ready data, as any process shows it
+    (what the Redis transport publishes: see ``request_summary()`` for this process's)."""
     slowest = origin.slowest_receiver_key
     duration = origin.duration_ns
-    before, after = url_parts("signal_dashboard:request")
     task_status = origin.task_status
     enqueuer = origin.enqueued_by or tasks.enqueuer_of(origin.task_id)
     return {
         **origin.as_dict(),
         "id": origin.id,
-        "url": f"{before}{origin.id}{after}",  # its waterfall
+        "finished_at": (origin.started_ns + (duration or 0) + WALL_OFFSET_NS) / 1e9,
         "status": origin.status,
         "error": origin.error,
         "task_status": task_status,
-        # What enqueued the task (found by its id if another process ran it), and its id if
-        # it is listed here; and the tasks it enqueued.
         "enqueued_by": None if enqueuer is None else enqueuer["label"],
-        "enqueued_by_id": _listed_here(enqueuer),
-        "enqueued": [_enqueued_task(task) for task in origin.enqueued],
+        "enqueuer": enqueuer,
+        "enqueued": list(origin.enqueued),
         "enqueued_more": origin.enqueued_more,
         "duration_ns": duration,
         "signal_count": origin.signal_count,
@@ -123,6 +132,42 @@ def request_summary(origin: Origin) -> dict[str, Any]:
         or task_status == "FAILED"
         or (origin.status is not None and origin.status >= 500),
         "receivers": sorted({receiver_label(key)[0] for key in origin.receiver_call_counts()}),
+    }
+
+
+def request_summary(origin: Origin) -> dict[str, Any]:
+    """A finished request, command or task run of this process, as its row and waterfall
+    show it: ``origin_data()`` with where to go from it."""
+    before, after = url_parts("signal_dashboard:request")
+    return _with_links(origin_data(origin), url=f"{before}{origin.id}{after}")
+
+
+def _other_summary(data: dict[str, Any]) -> dict[str, Any]:
+    """Another process's request, command or task run (its ``origin_data()``): no waterfall
+    here, but a link to its sends in the stream; a task's enqueuer found here if it is ours."""
+    if data.get("kind") == "task" and not data.get("enqueued_by"):
+        enqueuer = tasks.enqueuer_of(data.get("task_id"))
+        if enqueuer is not None:
+            data = {**data, "enqueued_by": enqueuer["label"], "enqueuer": enqueuer}
+    return _with_links(data, url=None)
+
+
+def _with_links(data: dict[str, Any], url: str | None) -> dict[str, Any]:
+    """A summary with its links: its waterfall (``url``, None for another process's), its
+    sends in the stream, what enqueued it and the runs of the tasks it enqueued, if here."""
+    if data.get("kind") == "task":
+        stream = {"task": data.get("task_id")}
+    else:
+        stream = {"process": f"{data.get('host')}:{data.get('pid')}", "kind": data.get("kind")}
+        if data.get("path"):
+            stream["path"] = data["path"]
+    return {
+        **data,
+        "url": url,
+        "remote": url is None,
+        "stream_url": f"{reverse('signal_dashboard:index')}?{urlencode(stream)}",
+        "enqueued_by_id": _listed_here(data.get("enqueuer")),
+        "enqueued": [_enqueued_task(task) for task in data.get("enqueued") or ()],
     }
 
 

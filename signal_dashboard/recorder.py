@@ -98,6 +98,7 @@ class Recorder:
         self._requests: deque[Origin] = deque(
             maxlen=request_size or defaults["REQUEST_BUFFER_SIZE"]
         )
+        self.requests_added = 0  # finished requests, commands and task runs, ever
         # The settings last taken (see _follow_settings()); False: sizes of its own.
         self._sizes: _Sizes | bool | None = None if follows else False
         self._latency = LatencyStore()
@@ -188,6 +189,7 @@ class Recorder:
                 querying.count_tallies(tally for tally in item.sent.values() if tally.folded)
                 querying.judge(item)
                 self._requests.append(item)
+                self.requests_added += 1
                 continue
             if type(item) is Tally:  # its first fold: read from now on
                 self._tallies[id(item)] = item  # type: ignore[assignment]

@@ -93,6 +93,8 @@ _ROW_FIELDS = (
     "error",
     "task_status",
     "enqueued_by",
+    "remote",
+    "stream_url",
     "duration_ns",
     "signal_count",
     "receiver_ns",

@@ -138,21 +138,51 @@ def _remember(table: OrderedDict[str, Any], key: str, value: Any, kept: int) -> 
         table.popitem(last=False)
 
 
-def note_enqueued(named: dict[str, Any], enqueuer: Origin) -> tuple[str, str, str | None] | None:
-    """Record that ``enqueuer`` enqueued the task of a task_enqueued send: (name, id, backend),
-    or None if the send names no task."""
-    result = named.get("task_result")
-    if result is None:
-        return None
-    name, task_id, backend, _, _ = _facts(result)
-    by = link(enqueuer)
-    _remember(_enqueuers, task_id, by, ENQUEUERS_KEPT)
+def enqueued(name: str, task_id: str, backend: str | None, enqueuer: Origin) -> None:
+    """Record that ``enqueuer`` enqueued task ``task_id``: the enqueuer lists it, and a run of
+    it in this process (or a dashboard here showing another's) names the enqueuer."""
+    _remember(_enqueuers, task_id, link(enqueuer), ENQUEUERS_KEPT)
     if enqueuer is not PROCESS_ORIGIN:
         if len(enqueuer.enqueued) < TASKS_LISTED:
             enqueuer.enqueued.append({"name": name, "task_id": task_id, "backend": backend})
         else:
             enqueuer.enqueued_more += 1
-    return name, task_id, backend
+
+
+def begin(
+    name: str, task_id: str, backend: str | None, attempt: int | None, status: str | None
+) -> Origin:
+    """A task run begins here: its origin is current until :func:`end`. A task enqueued here
+    a moment ago (the in-process backend) continues the origin its task_enqueued send made."""
+    origin = _enqueued.pop(task_id, None) or _task_origin(name, task_id, backend)
+    origin.attempt, origin.task_status = attempt, status
+    origin.previous = current_origin.get()
+    current_origin.set(origin)
+    return origin
+
+
+def end(
+    name: str,
+    task_id: str,
+    backend: str | None,
+    attempt: int | None,
+    status: str | None,
+    error: str | None = None,
+) -> Origin:
+    """A task run ends: its origin is recorded, and the origin before it is current again.
+    One whose start was not seen here (sent before tracing began, or ignored) is made now."""
+    current = current_origin.get()
+    if current.kind == "task" and current.task_id == task_id:
+        origin = current
+        current_origin.set(origin.previous or PROCESS_ORIGIN)
+        origin.previous = None
+    else:
+        origin = _task_origin(name, task_id, backend)
+    origin.attempt, origin.task_status = attempt, status
+    origin.error = error or origin.error
+    origin.duration_ns = perf_counter_ns() - origin.started_ns
+    recorder.record_request(origin)
+    return origin
 
 
 def _task_origin(name: str, task_id: str, backend: str | None) -> Origin:
@@ -167,15 +197,29 @@ def _task_origin(name: str, task_id: str, backend: str | None) -> Origin:
     )
 
 
+# --- Django's tasks framework: its signals are the boundaries ---------------------------------
+
+
+def note_enqueued(named: dict[str, Any], enqueuer: Origin) -> tuple[Any, ...] | None:
+    """Record the enqueuer of a task_enqueued send's task; its :func:`_facts`, or None if the
+    send names no task."""
+    result = named.get("task_result")
+    if result is None:
+        return None
+    facts = _facts(result)
+    enqueued(facts[0], facts[1], facts[2], enqueuer)
+    return facts
+
+
 def _enqueued_origin(named: dict[str, Any], current: Origin) -> Origin:
     """A task_enqueued send at the top level belongs to its task: an origin that its run
     continues if the run is here (the in-process backend), else that only this send names."""
-    noted = note_enqueued(named, current)
-    if noted is None:
+    facts = note_enqueued(named, current)
+    if facts is None:
         return current
-    name, task_id, backend = noted
+    name, task_id, backend, _, status = facts
     origin = _task_origin(name, task_id, backend)
-    origin.task_status = _facts(named["task_result"])[4]
+    origin.task_status = status
     _remember(_enqueued, task_id, origin, ENQUEUED_KEPT)
     return origin
 
@@ -183,37 +227,17 @@ def _enqueued_origin(named: dict[str, Any], current: Origin) -> Origin:
 def _started_origin(named: dict[str, Any], current: Origin) -> Origin:
     """A task run begins: its origin is current until its task_finished send."""
     result = named.get("task_result")
-    if result is None:
-        return current
-    name, task_id, backend, attempt, status = _facts(result)
-    origin = _enqueued.pop(task_id, None)
-    if origin is None:
-        origin = _task_origin(name, task_id, backend)
-    origin.attempt, origin.task_status = attempt, status
-    origin.previous = current
-    current_origin.set(origin)
-    return origin
+    return current if result is None else begin(*_facts(result))
 
 
 def _finished_origin(named: dict[str, Any], current: Origin) -> Origin:
-    """A task run ends: its origin is recorded, and the origin before it is current again.
-    The task_finished send still belongs to the task (as request_finished to its request)."""
+    """A task run ends. The task_finished send still belongs to the task (as
+    request_finished to its request)."""
     result = named.get("task_result")
     if result is None:
         return current
-    name, task_id, backend, attempt, status = _facts(result)
-    if current.kind == "task" and current.task_id == task_id:
-        origin = current
-        current_origin.set(origin.previous or PROCESS_ORIGIN)
-        origin.previous = None
-    else:  # its start was not seen here (sent before tracing began, or ignored)
-        origin = _task_origin(name, task_id, backend)
-    origin.attempt, origin.task_status = attempt, status
-    if status == "FAILED":
-        origin.error = _error(result)
-    origin.duration_ns = perf_counter_ns() - origin.started_ns
-    recorder.record_request(origin)
-    return origin
+    facts = _facts(result)
+    return end(*facts, error=_error(result) if facts[4] == "FAILED" else None)
 
 
 _SIGNAL_NAMES = ("task_enqueued", "task_started", "task_finished")

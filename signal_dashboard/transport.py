@@ -75,6 +75,10 @@ return table.concat(ids, " ")
 # With the snapshot's format in it: processes of versions that write another format do not
 # read each other's statistics (nor match each other's key pattern).
 STATS_KEY_PREFIX = f"signal_dashboard:stats-v{SNAPSHOT_FORMAT}:"
+# Each process's latest finished requests, commands and task runs (queries.origin_data()
+# each, newest first), as JSON, kept as long as its statistics.
+REQUESTS_KEY_PREFIX = "signal_dashboard:requests-v1:"
+REQUESTS_PUBLISHED = 50
 
 FLUSH_INTERVAL = 0.1
 MAX_BATCH = 500  # rows per message: channels_redis keeps whole messages in memory
@@ -289,21 +293,8 @@ def _read_snapshots() -> list[dict[str, Any] | ValueError]:
     """Every other process's statistics (a ValueError for each that is not JSON or not a
     snapshot). This process's own figures are fresher than what it last wrote to Redis, so its
     key is not read."""
-    url = redis_url()
-    assert url is not None
-    own_key = (STATS_KEY_PREFIX + SOURCE).encode()
-    client = _redis_client(url)
-    try:
-        keys = [
-            key
-            for key in client.scan_iter(match=f"{STATS_KEY_PREFIX}*", count=100)
-            if key != own_key
-        ]
-        values = client.mget(keys) if keys else []
-    finally:
-        client.close()
     snapshots: list[dict[str, Any] | ValueError] = []
-    for key, value in zip(keys, values, strict=True):
+    for key, value in _others(STATS_KEY_PREFIX):
         if not value:  # expired since the scan
             continue
         name = key.decode(errors="replace")
@@ -317,6 +308,44 @@ def _read_snapshots() -> list[dict[str, Any] | ValueError]:
         else:
             snapshots.append(ValueError(f"{name} holds no statistics."))
     return snapshots
+
+
+def _others(prefix: str) -> list[tuple[bytes, bytes | None]]:
+    """(key, value) of every other process's key under ``prefix`` (the value None if it
+    expired since it was listed)."""
+    url = redis_url()
+    assert url is not None
+    own_key = (prefix + SOURCE).encode()
+    client = _redis_client(url)
+    try:
+        keys = [key for key in client.scan_iter(match=f"{prefix}*", count=100) if key != own_key]
+        values = client.mget(keys) if keys else []
+    finally:
+        client.close()
+    return list(zip(keys, values, strict=True))
+
+
+class _OtherRequests:
+    rows: list[dict[str, Any]] = []
+    read_at = -MERGED_STATS_TTL
+
+
+def other_requests() -> list[dict[str, Any]]:
+    """Every other process's published requests, commands and task runs (read from Redis at
+    most every ``MERGED_STATS_TTL``); a process's that cannot be read is left out."""
+    now = time.monotonic()
+    if now - _OtherRequests.read_at < MERGED_STATS_TTL:
+        return _OtherRequests.rows
+    rows: list[dict[str, Any]] = []
+    for _, value in _others(REQUESTS_KEY_PREFIX):
+        try:
+            published = json.loads(value) if value else []
+        except ValueError:
+            continue
+        if isinstance(published, list):
+            rows.extend(row for row in published if isinstance(row, dict) and "kind" in row)
+    _OtherRequests.rows, _OtherRequests.read_at = rows, now
+    return rows
 
 
 def _unreadable(store: MergedStore, error: ValueError) -> None:
@@ -370,6 +399,8 @@ class Publisher(EventBatches):
         self._stats_version = -1
         self._stats_written_at = 0.0
         self._stats_interval = STATS_INTERVAL
+        self._requests_added = 0
+        self._requests_written_at = 0.0
         self._stopping = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
@@ -452,6 +483,7 @@ class Publisher(EventBatches):
             while self.pending:
                 await asyncio.wait_for(self._flush(layer, append), OPERATION_TIMEOUT * 2)
             await asyncio.wait_for(self._write_stats(client), OPERATION_TIMEOUT * 2)
+            await asyncio.wait_for(self._write_requests(client), OPERATION_TIMEOUT * 2)
         except Exception as error:
             if not self.error:
                 logger.warning(
@@ -507,6 +539,20 @@ class Publisher(EventBatches):
 
     def _message(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         return {**self.batch(rows), "source": SOURCE}
+
+    async def _write_requests(self, client: Any) -> None:
+        """This process's latest finished requests, commands and task runs, for the other
+        processes' Requests tabs: when one was added (and now and then, to outlive expiry)."""
+        from .queries import origin_data  # the read side's form of them
+
+        now = time.monotonic()
+        added = recorder.requests_added
+        if added == self._requests_added and now - self._requests_written_at < STATS_RETENTION / 2:
+            return
+        origins = list(recorder.requests)[-REQUESTS_PUBLISHED:]
+        data = json.dumps([origin_data(origin) for origin in reversed(origins)], default=str)
+        await client.set(REQUESTS_KEY_PREFIX + SOURCE, data, ex=STATS_RETENTION)
+        self._requests_added, self._requests_written_at = added, now
 
     async def _write_stats(self, client: Any) -> None:
         store = recorder.latency

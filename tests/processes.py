@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from signal_dashboard.testing.processes import (
     OUTPUT_TAIL,
@@ -111,7 +112,70 @@ def session_cookie(db_path: Path | str, redis_url: str, username: str, password:
     return result.stdout.split()[-1]
 
 
-class DaphneServer:
+class ChildProcess:
+    """A process of the test project (tests.settings_redis) that a test starts and stops:
+    its output goes to a log file (a pipe nobody reads would fill and block it)."""
+
+    name = "child"
+
+    def __init__(self, db_path: Path | str, redis_url: str) -> None:
+        self.db_path = Path(db_path)
+        self.redis_url = redis_url
+        self.process: subprocess.Popen[bytes] | None = None
+        self._logs = tempfile.TemporaryDirectory(prefix=f"signal-dashboard-{self.name}-")
+        self.log_path = Path(self._logs.name) / f"{self.name}.log"
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise ProcessError(f"{self.name} is not started")
+        return self.process.pid
+
+    def output(self) -> str:
+        """The end of what the process wrote to stdout and stderr."""
+        return read_tail(self.log_path)
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Start the process and wait until it is ready."""
+        if self.process is not None and self.process.poll() is None:
+            raise ProcessError(f"{self.name} is already running (pid {self.process.pid})")
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                cwd=REPO,
+                env=project_env(self.db_path, self.redis_url),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until_ready(self.process, self.ready, what=self.name, output=self.output)
+
+    def stop(self) -> None:
+        """Terminate the process (killed after ``STOP_TIMEOUT``); a no-op if it is not running."""
+        if self.process is not None:
+            stop_process(self.process)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+        self._logs.cleanup()
+
+
+class DaphneServer(ChildProcess):
     """``tests.asgi:application`` (or another ``application`` of tests/asgi.py) served by
     Daphne in a child process, on a free port.
 
@@ -119,53 +183,22 @@ class DaphneServer:
     from ``/toppings/``, which lists the toppings.
     """
 
+    name = "daphne"
+
     def __init__(
         self, db_path: Path | str, redis_url: str, application: str = "application"
     ) -> None:
+        super().__init__(db_path, redis_url)
         self.application = f"tests.asgi:{application}"
-        self.db_path = Path(db_path)
-        self.redis_url = redis_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-        # A file, not a pipe: nobody reads a pipe while the server runs, and once full it
-        # would block the server's logging (an access-log line per request).
-        self._logs = tempfile.TemporaryDirectory(prefix="signal-dashboard-daphne-")
-        self.log_path = Path(self._logs.name) / "daphne.log"
 
-    @property
-    def pid(self) -> int:
-        if self.process is None:
-            raise ProcessError("Daphne is not started")
-        return self.process.pid
+    def command(self) -> list[str]:
+        host, port = "127.0.0.1", str(self.port)
+        return [sys.executable, "-c", _DAPHNE, "-b", host, "-p", port, self.application]
 
-    def output(self) -> str:
-        """The end of what the server wrote to stdout and stderr."""
-        return read_tail(self.log_path)
-
-    def start(self) -> None:
-        """Start the server and wait until it serves pages."""
-        if self.process is not None and self.process.poll() is None:
-            raise ProcessError(f"Daphne is already running (pid {self.process.pid})")
-        command = [sys.executable, "-c", _DAPHNE, "-b", "127.0.0.1", "-p", str(self.port)]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [*command, self.application],
-                cwd=REPO,
-                env=project_env(self.db_path, self.redis_url),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_until_ready(self.process, self._serves, what="Daphne", output=self.output)
-
-    def stop(self) -> None:
-        """Terminate the server (killed after ``STOP_TIMEOUT``); a no-op if it is not running."""
-        if self.process is not None:
-            stop_process(self.process)
-
-    def _serves(self) -> bool:
+    def ready(self) -> bool:
         try:
             status, body = http_get(self.url + "/toppings/", timeout=5)
         except OSError:  # not listening yet
@@ -178,15 +211,19 @@ class DaphneServer:
             )
         return True
 
-    def __enter__(self) -> DaphneServer:
-        self.start()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-        self._logs.cleanup()
+class CeleryWorker(ChildProcess):
+    """A Celery worker for ``tests.celery_app`` in a child process (one task at a time), its
+    broker the tests' Redis; stopped with a warm shutdown, so that it publishes what it traced."""
+
+    name = "celery"
+
+    def command(self) -> list[str]:
+        return [
+            *(sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker"),
+            *("--pool", "solo", "--loglevel", "INFO"),
+            *("--without-heartbeat", "--without-mingle", "--without-gossip"),
+        ]
+
+    def ready(self) -> bool:
+        return " ready." in self.output()

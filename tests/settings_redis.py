@@ -15,7 +15,12 @@ from tests.settings import DATABASES, INSTALLED_APPS
 INSTALLED_APPS = [*INSTALLED_APPS, "django_tasks_db"]
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
-SIGNAL_DASHBOARD = {"ENABLED": True, "REDIS_URL": os.environ["SIGNAL_DASHBOARD_TEST_REDIS_URL"]}
+SIGNAL_DASHBOARD = {
+    "ENABLED": True,
+    "REDIS_URL": os.environ["SIGNAL_DASHBOARD_TEST_REDIS_URL"],
+    # Celery task runs (tests/celery_app.py): the app is imported when a view first uses it.
+    "CELERY": True,
+}
 
 _shared_db = os.environ.get("SIGNAL_DASHBOARD_TEST_DB")
 if _shared_db:

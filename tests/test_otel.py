@@ -260,3 +260,28 @@ def test_a_receiver_span_says_how_many_queries_it_ran(
     assert outer.attributes["django.signal.receiver.queries.total"] == 2
     assert inner.attributes["django.signal.receiver.queries"] == 1
     assert inner.attributes["django.signal.receiver.queries.total"] == 1
+
+
+@pytest.mark.django_db
+def test_a_task_runs_sends_are_spans_under_the_current_span_naming_the_task(
+    exported: tuple[InMemorySpanExporter, InMemoryMetricReader, TracerProvider],
+) -> None:
+    from signal_dashboard.demo.pizzeria.models import Order, Pizza
+    from signal_dashboard.demo.pizzeria.tasks import bake_in_oven
+
+    spans, _, tracer_provider = exported
+    pizza = Pizza.objects.create(name="Funghi", price="10.00")
+    order = Order.objects.create(pizza=pizza, quantity=1, customer_name="Grace")
+    tracer = tracer_provider.get_tracer("a task runner")
+    with tracer.start_as_current_span("run bake_in_oven") as run:
+        result = bake_in_oven.enqueue(order.pk)
+    recorder.drain()
+    finished = spans.get_finished_spans()
+    done = by_name(finished, "pizza_done pizzeria.Pizza")
+    assert parent_of(done) == run.get_span_context().span_id
+    assert done.attributes["django.task.name"] == (
+        "signal_dashboard.demo.pizzeria.tasks.bake_in_oven"
+    )
+    assert done.attributes["django.task.id"] == result.id
+    outside = by_name(finished, "run bake_in_oven")
+    assert "django.task.name" not in outside.attributes

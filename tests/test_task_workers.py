@@ -1,5 +1,6 @@
-"""Task runs in a real worker process: django-tasks-db's db_worker, publishing through the
-tests' Redis, its task enqueued by a request to a Daphne server that serves the dashboard."""
+"""Task runs in real worker processes (django-tasks-db's db_worker, a Celery worker),
+publishing through the tests' Redis, their tasks enqueued by a request to a Daphne server that
+serves the dashboard."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import html
 import re
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from celery import Celery
 
 from signal_dashboard.testing.processes import http_get
 from signal_dashboard.testing.redis_server import RedisServer
-from tests.processes import DaphneServer, run_command, session_cookie
+from tests.processes import CeleryWorker, DaphneServer, run_command, session_cookie
 
 pytestmark = pytest.mark.redis
 
@@ -34,31 +37,71 @@ def _page(url: str, session_key: str) -> str:
         return response.read().decode()
 
 
-def test_a_worker_runs_the_task_a_request_enqueued_and_the_dashboard_links_them(
-    project_db: Path, redis_server: RedisServer
-) -> None:
+def _stream_rows(page: str) -> list[str]:
+    return [html.unescape(row) for row in ROW.findall(page)]
+
+
+def _request_rows(page: str) -> list[str]:
+    body = page.split('id="sd-request-rows"')[1].split("</tbody>")[0]
+    return [html.unescape(row) for row in re.findall(r"<tr.*?</tr>", body, re.DOTALL)]
+
+
+def _signal(row: str) -> str:
+    return re.search(r'data-signal="[^"]*\.([^".]+)"', row).group(1)  # type: ignore[union-attr]
+
+
+def _wait_for(read: Callable[[], list[str]], enough: Callable[[list[str]], bool]) -> list[str]:
+    """What ``read()`` gives once ``enough`` of it is there (what there is at EVENT_TIMEOUT)."""
+    deadline = time.monotonic() + EVENT_TIMEOUT
+    while True:
+        found = read()
+        if enough(found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def order_id(project_db: Path, redis_server: RedisServer) -> int:
     made = run_command(["shell", "-c", MAKE_ORDER], project_db, redis_server.url)
     assert made.returncode == 0, made.stderr
-    order_id = int(made.stdout.split()[-1])
-    session_key = session_cookie(project_db, redis_server.url, "staff", "password")
+    return int(made.stdout.split()[-1])
+
+
+@pytest.fixture
+def session_key(project_db: Path, redis_server: RedisServer) -> str:
+    return session_cookie(project_db, redis_server.url, "staff", "password")
+
+
+@pytest.fixture
+def server(project_db: Path, redis_server: RedisServer) -> Iterator[DaphneServer]:
     with DaphneServer(project_db, redis_server.url) as server:
-        status, task_id = http_get(f"{server.url}/tasks/bake/{order_id}/")
-        assert status == 200
-        worker = run_command(
-            ["db_worker", "--batch", "--no-startup-delay"], project_db, redis_server.url
-        )
-        assert worker.returncode == 0, worker.stderr
-        deadline = time.monotonic() + EVENT_TIMEOUT
-        while True:
-            page = _page(f"{server.url}/signals/?task={task_id}", session_key)
-            rows = [html.unescape(row) for row in ROW.findall(page)]
-            names = {re.search(r'data-signal="([^"]+)"', row).group(1) for row in rows}  # type: ignore[union-attr]
-            if "django.db.models.signals.post_save" in names or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        yield server
+
+
+def test_a_db_worker_runs_the_task_a_request_enqueued_and_the_dashboard_links_them(
+    project_db: Path,
+    redis_server: RedisServer,
+    order_id: int,
+    session_key: str,
+    server: DaphneServer,
+) -> None:
+    status, task_id = http_get(f"{server.url}/tasks/bake/{order_id}/")
+    assert status == 200
+    worker = run_command(
+        ["db_worker", "--batch", "--no-startup-delay"], project_db, redis_server.url
+    )
+    assert worker.returncode == 0, worker.stderr
+    rows = _wait_for(
+        lambda: _stream_rows(_page(f"{server.url}/signals/?task={task_id}", session_key)),
+        lambda found: "post_save" in map(_signal, found),
+    )
+    runs = _wait_for(
+        lambda: _request_rows(_page(f"{server.url}/signals/?kind=task", session_key)), bool
+    )
+    requests = _request_rows(_page(f"{server.url}/signals/?path=/tasks/", session_key))
     # The task's sends name it, and what enqueued it: task_enqueued, sent where it was
     # enqueued (the server), and every send of its run, made by the worker.
-    assert {name.rpartition(".")[2] for name in names} == {
+    assert set(map(_signal, rows)) == {
         "task_enqueued",
         "task_started",
         "pre_save",
@@ -68,8 +111,63 @@ def test_a_worker_runs_the_task_a_request_enqueued_and_the_dashboard_links_them(
     }
     for row in rows:
         assert f"task {TASK} {task_id}, enqueued by GET /tasks/bake/{order_id}/" in row
-        made_here = f":{server.pid}</span>" in row
-        assert made_here is (
-            'data-signal="django.tasks.signals.task_enqueued"' in row
-            or 'data-signal="django_tasks.signals.task_enqueued"' in row
+        assert (f":{server.pid}</span>" in row) is (_signal(row) == "task_enqueued")
+    # The Requests tab: the run, made by the worker, with its outcome and what enqueued it,
+    # linked to its sends in the stream (its waterfall is the worker's)...
+    [run] = runs
+    assert "sd-remote" in run
+    assert "data-id=" not in run
+    assert "tasks.bake_in_oven" in run
+    assert f"by GET /tasks/bake/{order_id}/" in run
+    assert "successful" in run
+    assert f'href="/signals/?task={task_id}"' in run
+    assert f":{server.pid}<" not in run
+    # ... and the request that enqueued it, the server's own, counting the task.
+    [request] = requests
+    assert f"GET /tasks/bake/{order_id}/" in request
+    assert "· 1 task" in request
+    assert "sd-remote" not in request
+
+
+CELERY_TASK = "tests.celery_app.bake"
+BURN = "from tests.celery_app import burn; print(burn.delay({order_id}).id)"
+
+
+def test_a_celery_worker_runs_a_task_a_request_called_and_each_retry_is_a_run(
+    project_db: Path,
+    redis_server: RedisServer,
+    order_id: int,
+    session_key: str,
+    server: DaphneServer,
+) -> None:
+    with CeleryWorker(project_db, redis_server.url) as worker:
+        status, task_id = http_get(f"{server.url}/celery/bake/{order_id}/?fail_first=1")
+        assert status == 200
+        runs = _wait_for(
+            lambda: _request_rows(_page(f"{server.url}/signals/?kind=task", session_key)),
+            lambda found: sum("sd-remote" in row for row in found) >= 2,
         )
+        rows = _stream_rows(_page(f"{server.url}/signals/?task={task_id}", session_key))
+        # Results and exceptions are the tasks' own, read back from Celery's result backend.
+        results = Celery(broker=redis_server.url, backend=redis_server.url)
+        assert results.AsyncResult(task_id).get(timeout=EVENT_TIMEOUT) == (
+            f"baked order #{order_id}"
+        )
+        burn = BURN.format(order_id=order_id)
+        burnt = run_command(["shell", "-c", burn], project_db, redis_server.url)
+        assert burnt.returncode == 0, burnt.stderr
+        with pytest.raises(ValueError, match=f"the oven burnt order #{order_id}"):
+            results.AsyncResult(burnt.stdout.split()[-1]).get(timeout=EVENT_TIMEOUT)
+        worker_log = worker.output()
+    # The body's Django signals name the Celery task run and the request that called .delay().
+    assert "post_save" in map(_signal, rows), worker_log
+    for row in rows:
+        assert f"task {CELERY_TASK} {task_id}, enqueued by GET /celery/bake/{order_id}/" in row
+        assert f":{server.pid}</span>" not in row  # the worker's
+    # Two runs: the first retried, the second succeeded; both enqueued by the request.
+    runs = [row for row in runs if CELERY_TASK.rpartition(".")[2] in row]
+    assert len(runs) == 2, worker_log
+    assert all(f"by GET /celery/bake/{order_id}/" in row for row in runs)
+    retried = 'retry: <span class="sd-error-text">RuntimeError: the oven is not hot yet'
+    assert any(retried in row for row in runs), runs
+    assert any(">success<" in row for row in runs), runs

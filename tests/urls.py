@@ -31,6 +31,14 @@ def bake_later(request: HttpRequest, pk: int) -> HttpResponse:
     return HttpResponse(bake_in_oven.enqueue(pk).id)
 
 
+def celery_bake(request: HttpRequest, pk: int) -> HttpResponse:
+    """Hand an order's baking to a Celery worker (``?fail_first=N``: it retries N times)."""
+    from tests.celery_app import bake
+
+    fail_first = int(request.GET.get("fail_first", 0))
+    return HttpResponse(bake.delay(pk, fail_first=fail_first).id)
+
+
 pizza_ordered = Signal()
 """Sent by the ``order/`` view; tests connect receivers to it (sender: the view's name)."""
 
@@ -146,6 +154,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("double/", double_a_receiver),
     path("miss/", miss_a_disconnect),
     path("tasks/bake/<int:pk>/", bake_later),
+    path("celery/bake/<int:pk>/", celery_bake),
     path("pizzeria/", include("signal_dashboard.demo.pizzeria.urls")),
     path("signals/", include("signal_dashboard.urls")),
 ]

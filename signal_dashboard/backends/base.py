@@ -40,6 +40,11 @@ class Backend:
         there. May raise if the backend cannot be read."""
         return None
 
+    def other_requests(self) -> list[dict[str, Any]]:
+        """Other processes' recent requests, commands and task runs (each its
+        ``queries.origin_data()``), in no order; none if the backend reaches no other."""
+        return []
+
     def latency_store(self) -> LatencyStore:
         """The statistics the dashboards show."""
         raise NotImplementedError

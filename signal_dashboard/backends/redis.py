@@ -49,6 +49,13 @@ class RedisBackend(LocalBackend):
     def other_event(self, history_id: str) -> dict[str, Any] | None:
         return transport.history_event(history_id)
 
+    def other_requests(self) -> list[dict[str, Any]]:
+        # None if Redis cannot be read: the status line says why.
+        try:
+            return transport.other_requests()
+        except Exception:
+            return []
+
     def latency_store(self) -> LatencyStore:
         return transport.merged_latency_store()
 
