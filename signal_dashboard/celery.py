@@ -4,7 +4,8 @@ Celery's signals are its own, not Django's, so they are not traced: they are the
 of a task run, as the tasks framework's are (see tasks.py). Connected once each:
 
 - ``before_task_publish``, where ``.delay()`` or ``.apply_async()`` is called: the origin
-  running there (a request, a command, another task) is the task's enqueuer;
+  running there (a request, a command, another task) is the task's enqueuer (a task run
+  eagerly is published nowhere: its enqueuer is what runs where it runs);
 - ``task_prerun``, in the worker: the task run's origin (its name, id, and attempt: its
   retries so far, plus one) is current for the Django signals its body sends;
 - ``task_failure`` and ``task_retry``: what went wrong, for the run's record;
@@ -37,11 +38,8 @@ def _published(sender: Any = None, headers: Any = None, **kwargs: Any) -> None:
     global failures
     try:
         task_id = headers.get("id") if isinstance(headers, dict) else None
-        current = current_origin.get()
-        # A retry publishes its task again, from its own run: its enqueuer stays the first's.
-        if task_id is not None and not (current.kind == "task" and current.task_id == task_id):
-            name = str(sender or headers.get("task"))
-            tasks.enqueued(name, str(task_id), BACKEND, current)
+        if task_id is not None:
+            _enqueued(str(sender or headers.get("task")), str(task_id))
     except Exception:
         failures += 1
 
@@ -49,7 +47,12 @@ def _published(sender: Any = None, headers: Any = None, **kwargs: Any) -> None:
 def _prerun(task_id: Any = None, task: Any = None, **kwargs: Any) -> None:
     global failures
     try:
-        tasks.begin(_name(task), str(task_id), BACKEND, _attempt(task), "STARTED")
+        name = _name(task)
+        # Run where it was called (eager: .apply(), or task_always_eager), it was published
+        # nowhere: what called it is what is running here.
+        if getattr(getattr(task, "request", None), "is_eager", False) is True:
+            _enqueued(name, str(task_id))
+        tasks.begin(name, str(task_id), BACKEND, _attempt(task), "STARTED")
     except Exception:
         failures += 1
 
@@ -75,6 +78,14 @@ def _postrun(task_id: Any = None, task: Any = None, state: Any = None, **kwargs:
         )
     except Exception:
         failures += 1
+
+
+def _enqueued(name: str, task_id: str) -> None:
+    """The origin running here enqueued the task; unless it is the task itself, retrying
+    (a retry is published, or run, from its own run): its enqueuer stays the first's."""
+    current = current_origin.get()
+    if not (current.kind == "task" and current.task_id == task_id):
+        tasks.enqueued(name, task_id, BACKEND, current)
 
 
 def _note_error(task_id: Any, error: Any) -> None:

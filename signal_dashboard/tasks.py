@@ -142,7 +142,9 @@ def enqueued(name: str, task_id: str, backend: str | None, enqueuer: Origin) -> 
     """Record that ``enqueuer`` enqueued task ``task_id``: the enqueuer lists it, and a run of
     it in this process (or a dashboard here showing another's) names the enqueuer."""
     _remember(_enqueuers, task_id, link(enqueuer), ENQUEUERS_KEPT)
-    if enqueuer is not PROCESS_ORIGIN:
+    # (Listed once: a retry run where it was called is enqueued by its caller again.)
+    listed = any(task["task_id"] == task_id for task in enqueuer.enqueued)
+    if enqueuer is not PROCESS_ORIGIN and not listed:
         if len(enqueuer.enqueued) < TASKS_LISTED:
             enqueuer.enqueued.append({"name": name, "task_id": task_id, "backend": backend})
         else:

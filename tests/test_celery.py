@@ -124,3 +124,21 @@ def test_the_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [(m.id, m.msg) for m in messages if m.id == "signal_dashboard.E008"] == [
         ("signal_dashboard.E008", "SIGNAL_DASHBOARD['CELERY'] is on but Celery is not installed.")
     ]
+
+
+def test_a_task_run_eagerly_is_enqueued_by_what_called_it(eager: Any, order: Order) -> None:
+    from signal_dashboard.context import Origin
+
+    command = Origin(kind="command", name="bake_all")
+    token = current_origin.set(command)
+    try:
+        result = eager.bake.delay(order.pk, fail_first=1)
+    finally:
+        current_origin.reset(token)
+    first, second = runs()
+    assert first.enqueued_by == second.enqueued_by
+    assert first.enqueued_by is not None
+    assert first.enqueued_by["label"] == "command bake_all"
+    assert command.enqueued == [
+        {"name": "tests.celery_app.bake", "task_id": result.id, "backend": "celery"}
+    ]
