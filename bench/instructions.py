@@ -41,10 +41,11 @@ runs one part.
 The query cases count a query made inside a request but outside any receiver, by the ORM and
 through a cursor, with tracing off and on: what noting each query for its request costs.
 
-The task case (``--only tasks``) counts a task run on the in-process backend whose body sends
-nothing: the run itself, its three task signals' sends (each reaching the tasks framework's
-logging receiver, with logging off) and, on our side, tracing those sends and making the run an
-origin.
+The task cases (``--only tasks``) count a task run whose body sends nothing, on the
+in-process backend and on django-tasks-db's database backend (enqueued, then run by its
+worker, both in the child): the run itself, its three task signals' sends (each reaching the
+tasks framework's logging receiver, with logging off; the database backend's saves send
+theirs) and, on our side, tracing those sends and making the run an origin.
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ WARM_UP = 2000
 DRAIN_EVERY = 100
 WARM_UP_REQUESTS = 50
 WARM_UP_TASKS = 200
+TASK_CASES = (
+    # (label, backend)
+    ("in-process backend (enqueue runs it)", "immediate"),
+    ("database backend: enqueued, run by its worker", "database"),
+)
 REQUEST_PATH = "/traffic/bake-batch/"
 CASES = (
     # (label, receivers, inside a request)
@@ -342,10 +348,10 @@ def noop_task() -> None:
     """The task the task cases run: no body, no signal of its own."""
 
 
-def task_child(side: str, tasks: int) -> None:
-    """Task runs on the in-process backend (Django 6's tasks framework, or the backport on
-    5.2) whose body sends nothing: what making each run an origin costs (the task signals'
-    own sends, traced, are the rest)."""
+def task_child(side: str, backend: str, tasks: int) -> None:
+    """Task runs whose body sends nothing: on the in-process backend (``immediate``: Django 6's
+    tasks framework, or the backport on 5.2), or enqueued to django-tasks-db's database backend
+    (``database``, SQLite in memory) and run by its worker, in this process."""
     sys.path.insert(0, str(REPO))
     import importlib.util
 
@@ -353,35 +359,67 @@ def task_child(side: str, tasks: int) -> None:
     from django.conf import settings
 
     module = "django.tasks" if importlib.util.find_spec("django.tasks") else "django_tasks"
+    on_database = backend == "database"
     settings.configure(
         DEBUG=False,
         INSTALLED_APPS=[
             "django.contrib.contenttypes",
             "signal_dashboard",
             *([] if module == "django.tasks" else ["django_tasks"]),
+            *(["django_tasks_db"] if on_database else []),
         ],
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
-        TASKS={"default": {"BACKEND": f"{module}.backends.immediate.ImmediateBackend"}},
+        TASKS={
+            "default": {
+                "BACKEND": "django_tasks_db.DatabaseBackend"
+                if on_database
+                else f"{module}.backends.immediate.ImmediateBackend"
+            }
+        },
         LOGGING_CONFIG=None,
         SIGNAL_DASHBOARD={"ENABLED": False},
     )
     django.setup()
     import logging
 
+    from django.core.management import call_command
+
     from signal_dashboard import tracing
     from signal_dashboard.recorder import recorder
 
     logging.disable(logging.CRITICAL)  # the tasks framework logs every run
     task = importlib.import_module(module).task()(noop_task)
+    # The worker finds the task by its function's path: the task must be what is there.
+    sys.modules[noop_task.__module__].noop_task = task  # type: ignore[attr-defined]
+    if on_database:
+        call_command("migrate", verbosity=0)
     if side == "ours":
         recorder.start = lambda: None  # type: ignore[method-assign]
         tracing.install()
-    for done in range(WARM_UP_TASKS + tasks):
-        task.enqueue()
-        if side == "ours" and done % DRAIN_EVERY == 0:
+
+    def run(count: int) -> None:
+        for done in range(count):
+            task.enqueue()
+            if side == "ours" and done % DRAIN_EVERY == 0:
+                recorder.drain()
+        if on_database:
+            from django_tasks_db.management.commands.db_worker import Worker
+
+            worker_options = {"queue_names": ["default"], "backend_name": "default"}
+            Worker(
+                **worker_options,
+                interval=0,
+                batch=True,
+                startup_delay=False,
+                max_tasks=None,
+                worker_id="bench",
+                excluded_queue_names=[],
+            ).run()
+        if side == "ours":
             recorder.drain()
-    if side == "ours":
-        recorder.drain()
+
+    run(WARM_UP_TASKS)
+    run(tasks)
     os._exit(0)
 
 
@@ -422,7 +460,7 @@ def main() -> None:
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--request-child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--query-child", nargs=3, help=argparse.SUPPRESS)
-    parser.add_argument("--task-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--task-child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--tasks", type=int, default=1000, help="timed task runs")
     parser.add_argument("--queries", type=int, default=2000, help="timed queries per case")
     parser.add_argument(
@@ -445,8 +483,8 @@ def main() -> None:
         query_child(side, how, int(queries))
         return
     if args.task_child:
-        side, tasks = args.task_child
-        task_child(side, int(tasks))
+        side, backend, tasks = args.task_child
+        task_child(side, backend, int(tasks))
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -465,14 +503,16 @@ def print_tasks(tasks: int) -> None:
 
     print(
         f"Python {platform.python_version()}, Django {django.get_version()}, "
-        f"instructions per task run over {tasks} runs (in-process backend, callgrind)"
+        f"instructions per task run over {tasks} runs, the body sending nothing (callgrind)"
     )
     header = f"{'case':<48}{'vanilla':>10}{'ours':>10}{'ratio':>8}"
     print(header)
     print("-" * len(header))
-    vanilla, ours = (per_unit(tasks, "--task-child", side) for side in ("vanilla", "ours"))
-    label = "task run, no signal of its own"
-    print(f"{label:<48}{vanilla:>10.0f}{ours:>10.0f}{ours / vanilla:>8.2f}")
+    for label, backend in TASK_CASES:
+        vanilla, ours = (
+            per_unit(tasks, "--task-child", side, backend) for side in ("vanilla", "ours")
+        )
+        print(f"{label:<48}{vanilla:>10.0f}{ours:>10.0f}{ours / vanilla:>8.2f}")
     print()
 
 

@@ -133,6 +133,7 @@ class Origin:
         data = {
             "kind": self.kind,
             "name": self.name,
+            "id": self.id,
             "pid": self.pid,
             "host": self.host,
         }

@@ -338,7 +338,11 @@ class SignalEvent(_Named):
             "ok": self.ok,
             "queries_total": self.queries_total,
             "payload": self.payload,
-            "receivers": [call.as_dict() for call in self.receivers],
+            # Each call's start from the send's, so that another process can lay them out.
+            "receivers": [
+                {**call.as_dict(), "start_offset_ns": call.start_ns - self.start_ns}
+                for call in self.receivers
+            ],
             "pid": PID,
             "host": HOST,
         }

@@ -30,6 +30,13 @@ _MAX_UNKNOWN_LISTED = 5
 _TEXT_FIELDS = ("sender", "signal", "receiver", "path", "process", "task")
 # What may have caused a send (Origin.kind): the "kind" field admits one of them.
 ORIGIN_KINDS = ("request", "command", "task", "process")
+# How the page's "Caused by" select names each.
+ORIGIN_KIND_CHOICES = (
+    ("request", "requests"),
+    ("command", "commands"),
+    ("task", "tasks"),
+    ("process", "the process itself"),
+)
 # Exact labels, comma-separated, of what the page hides (its "hide" buttons add to them).
 _HIDE_FIELDS = ("hide_signals", "hide_senders", "hide_receivers")
 MAX_HIDDEN = 50

@@ -177,6 +177,8 @@ def short_label(label: str | None) -> str:
     """The last two parts of a dotted label: ``signals.post_save``, ``receivers.on_save``."""
     if not label:
         return ""
+    if label.startswith("<") and label.endswith(">"):  # "<myapp.backends.Backend instance>"
+        return f"<{short_label(label[1:-1])}>"
     return ".".join(label.rsplit(".", 2)[-2:])
 
 

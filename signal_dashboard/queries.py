@@ -142,9 +142,18 @@ def request_summary(origin: Origin) -> dict[str, Any]:
     return _with_links(origin_data(origin), url=f"{before}{origin.id}{after}")
 
 
+def other_request_summary(host: str, pid: int, origin_id: int) -> dict[str, Any] | None:
+    """Another process's request, command or task run, as its row and waterfall show it, if
+    the backend still has it."""
+    for data in backend().other_requests():
+        if (data.get("host"), data.get("pid"), data.get("id")) == (host, pid, origin_id):
+            return _other_summary(data)
+    return None
+
+
 def _other_summary(data: dict[str, Any]) -> dict[str, Any]:
-    """Another process's request, command or task run (its ``origin_data()``): no waterfall
-    here, but a link to its sends in the stream; a task's enqueuer found here if it is ours."""
+    """Another process's request, command or task run (its ``origin_data()``), with a link to
+    its sends in the stream; a task's enqueuer found here if it is ours."""
     if data.get("kind") == "task" and not data.get("enqueued_by"):
         enqueuer = tasks.enqueuer_of(data.get("task_id"))
         if enqueuer is not None:
@@ -165,6 +174,8 @@ def _with_links(data: dict[str, Any], url: str | None) -> dict[str, Any]:
         **data,
         "url": url,
         "remote": url is None,
+        # What the Requests tab opens it by: this process's by id, another's by process too.
+        "key": str(data["id"]) if url else f"{data['host']}:{data['pid']}:{data['id']}",
         "stream_url": f"{reverse('signal_dashboard:index')}?{urlencode(stream)}",
         "enqueued_by_id": _listed_here(data.get("enqueuer")),
         "enqueued": [_enqueued_task(task) for task in data.get("enqueued") or ()],
@@ -179,12 +190,19 @@ def _listed_here(link: dict[str, Any] | None) -> int | None:
 
 
 def _enqueued_task(task: dict[str, Any]) -> dict[str, Any]:
-    """A task an origin enqueued, with where its sends are: its latest run here, if listed
-    (``run_id``), and the stream filtered to it (every process's, with Redis)."""
+    """A task an origin enqueued, with where its sends are: its latest run listed here or by
+    another process (``run_key``, as the Requests tab opens it), and the stream filtered to it
+    (every process's, with Redis)."""
     task_id = task["task_id"]
     run = next((o for o in reversed(list(recorder.requests)) if o.task_id == task_id), None)
+    if run is not None:
+        run_key: str | None = str(run.id)
+    else:
+        others = [data for data in backend().other_requests() if data.get("task_id") == task_id]
+        latest = max(others, key=lambda data: data.get("finished_at") or 0, default=None)
+        run_key = None if latest is None else f"{latest['host']}:{latest['pid']}:{latest['id']}"
     return {
         **task,
-        "run_id": None if run is None else run.id,
+        "run_key": run_key,
         "stream_url": f"{reverse('signal_dashboard:index')}?{urlencode({'task': task_id})}",
     }

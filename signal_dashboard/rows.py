@@ -63,7 +63,8 @@ def row_html(row: Row, event_url: tuple[str, str] | None = None) -> str:
     origin = row["origin"]
     caused_by_title = _text(origin_label(origin))
     caused_by = breakable(origin_label(origin))
-    if origin["kind"] == "task":
+    if origin["kind"] == "task":  # its function's path in full in the title
+        caused_by = breakable(f"task {short_label(origin['name'])}")
         by = tasks.enqueued_by(origin)
         caused_by_title += f" {_text(origin['task_id'])}" + (
             f", enqueued by {_text(by)}" if by else ""

@@ -94,6 +94,7 @@ _ROW_FIELDS = (
     "task_status",
     "enqueued_by",
     "remote",
+    "key",
     "stream_url",
     "duration_ns",
     "signal_count",

@@ -20,11 +20,17 @@ from .access import dashboard_access
 from .backends import backend
 from .broadcast import broadcaster
 from .conf import get_config
-from .context import Origin
+from .context import HOST, PID, Origin
 from .events import Row
-from .filters import ORIGIN_KINDS, EventFilter, FilterError
+from .filters import ORIGIN_KIND_CHOICES, EventFilter, FilterError
 from .hygiene import KINDS, Finding, hygiene
-from .queries import page_state, recent_rows, request_summary, tables_context
+from .queries import (
+    other_request_summary,
+    page_state,
+    recent_rows,
+    request_summary,
+    tables_context,
+)
 from .recorder import recorder
 from .registry import doubled_receivers, signal_registry
 from .stats.table import TableQuery
@@ -61,7 +67,7 @@ def index(request: HttpRequest) -> HttpResponse:
             "transport": backend().status(),
             "recording": backend().recording(),
             "ws_url": f"/{config['WEBSOCKET_PATH']}" + state["page_query"],
-            "origin_kinds": ORIGIN_KINDS,
+            "origin_kinds": ORIGIN_KIND_CHOICES,
             "max_rows": config["MAX_ROWS"],
             "dropped": broadcaster.dropped,
             "tracing_installed": is_installed(),
@@ -183,8 +189,18 @@ def receiver_detail(request: HttpRequest) -> HttpResponse:
 
 
 @dashboard_access
-def request_detail(request: HttpRequest, origin_id: int) -> HttpResponse:
-    """One request or command: its sends as a waterfall against its timeline."""
+def request_detail(request: HttpRequest, origin_key: str) -> HttpResponse:
+    """One request, command or task run: its sends as a waterfall against its timeline. A
+    key "host:pid:id" names another process's, which the backend has."""
+    parts = origin_key.split(":")
+    if len(parts) == 1 and parts[0].isdigit():
+        host, pid, origin_id = HOST, PID, int(parts[0])
+    elif len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        host, pid, origin_id = parts[0], int(parts[1]), int(parts[2])
+    else:
+        raise Http404("No such request.")
+    if (host, pid) != (HOST, PID):
+        return _other_request(request, host, pid, origin_id)
     origin = _find_origin(origin_id)
     return render(
         request,
@@ -194,6 +210,19 @@ def request_detail(request: HttpRequest, origin_id: int) -> HttpResponse:
             "waterfall": waterfall.build(origin, list(recorder.events)),
         },
     )
+
+
+def _other_request(request: HttpRequest, host: str, pid: int, origin_id: int) -> HttpResponse:
+    """Another process's request, command or task run, from what the backend has of it."""
+    try:
+        summary = other_request_summary(host, pid, origin_id)
+        events = backend().origin_events(host, pid, origin_id) if summary else []
+    except Exception as error:
+        return HttpResponse(f"Redis unreachable: {error}", status=503)
+    if summary is None:
+        raise Http404("That request is no longer in the buffer.")
+    context = {"summary": summary, "waterfall": waterfall.build_recorded(summary, events)}
+    return render(request, "signal_dashboard/_waterfall.html", context)
 
 
 def _find_origin(origin_id: int) -> Origin:

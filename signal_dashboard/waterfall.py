@@ -7,9 +7,10 @@ started while it ran (sends its own code caused).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .context import Origin
@@ -33,6 +34,7 @@ class Bar:
     self_ns: int = 0
     ok: bool = True
     event_id: str = ""
+    history_id: str = ""  # another process's send: where the backend keeps it
     detail: str = ""  # the sender of a send, the location of a receiver
     queries: int = 0  # a receiver call's own queries
     total_queries: int = 0  # and with those of the sends it made (a send's: all its calls')
@@ -43,10 +45,9 @@ class Waterfall:
     origin: Origin
     bars: list[Bar] = field(default_factory=list)
     missing: int = 0  # sends of this request no longer in the recent-events buffer
-
-    @property
-    def span_ns(self) -> int:
-        return self.origin.duration_ns or 0
+    # Its timeline: the request's duration, or longer if a send ended after it (a request's
+    # request_finished is sent as the server closes the response).
+    span_ns: int = 0
 
 
 def build(origin: Origin, events: Iterable[SignalEvent]) -> Waterfall:
@@ -55,7 +56,7 @@ def build(origin: Origin, events: Iterable[SignalEvent]) -> Waterfall:
     waterfall = Waterfall(origin, missing=max(0, origin.signal_count - len(own)))
     start = origin.started_ns
     # request_finished is sent as the server closes the response, after the request's end.
-    span = max(
+    span = waterfall.span_ns = max(
         origin.duration_ns or 0,
         max((event.start_ns + event.duration_ns - start for event in own), default=0),
     )
@@ -77,6 +78,7 @@ def build(origin: Origin, events: Iterable[SignalEvent]) -> Waterfall:
     def add(event: SignalEvent, depth: int) -> None:
         send = bar("send", event.signal_label, depth, event.start_ns, event.duration_ns)
         send.ok, send.event_id, send.detail = event.ok, event.uid, event.sender_label
+        send.history_id = getattr(event, "history_id", "")
         send.self_ns = event.duration_ns - event.receiver_ns
         send.total_queries = event.queries_total["count"]
         waterfall.bars.append(send)
@@ -105,6 +107,54 @@ def build(origin: Origin, events: Iterable[SignalEvent]) -> Waterfall:
     for event in roots:
         add(event, 0)
     return waterfall
+
+
+def build_recorded(
+    summary: Mapping[str, Any], events: list[tuple[str, dict[str, Any]]]
+) -> Waterfall:
+    """The waterfall of another process's request, command or task run (its summary: see
+    ``queries.origin_data()``) from its sends the backend still has, each as (history id,
+    whole form): laid out by their recorded starts, each receiver call by its start in its
+    send, as :func:`build` lays out this process's."""
+    duration = summary.get("duration_ns") or 0
+    origin = SimpleNamespace(
+        started_ns=round(summary["finished_at"] * 1e9) - duration,
+        duration_ns=duration,
+        signal_count=summary.get("signal_count") or 0,
+    )
+    by_id: dict[str, SimpleNamespace] = {}
+    for history_id, data in sorted(events, key=lambda item: item[1]["timestamp"]):
+        start = round(data["timestamp"] * 1e9)
+        calls = [
+            SimpleNamespace(
+                label=call["receiver"],
+                location=call["location"],
+                start_ns=start + call.get("start_offset_ns", 0),
+                duration_ns=call["duration_ns"],
+                ok=call["error"] is None,
+                queries=SimpleNamespace(
+                    count=call["queries"]["count"], total_count=call["queries"]["total_count"]
+                ),
+            )
+            for call in data["receivers"]
+        ]
+        by_id[data["id"]] = SimpleNamespace(
+            origin=origin,
+            parent=data.get("parent_id"),  # an id until all are made
+            start_ns=start,
+            duration_ns=data["duration_ns"],
+            signal_label=data["signal"],
+            sender_label=data["sender"],
+            ok=data["ok"],
+            uid=data["id"],
+            history_id=history_id,
+            receiver_ns=sum(call.duration_ns for call in calls),
+            queries_total=data.get("queries_total") or {"count": 0},
+            receivers=calls,
+        )
+    for event in by_id.values():
+        event.parent = by_id.get(event.parent) if event.parent is not None else None
+    return build(origin, by_id.values())  # type: ignore[arg-type]
 
 
 def _start(event: SignalEvent) -> int:

@@ -34,6 +34,7 @@ def eager(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     yield celery_app
     celery_runs.uninstall()
     celery_app.app.conf.task_always_eager = False
+    recorder.clear()  # the runs' sends are no other test's
 
 
 @pytest.fixture

@@ -594,8 +594,10 @@ def ids(html: str) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def fresh_tables(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tables another test made are not this test's (they are kept for a while)."""
+    """Tables and buffered sends another test made are not this test's (tables are kept for
+    a while; the buffer holds whatever ran before in this process)."""
     monkeypatch.setattr(consumers, "shared_tables", consumers.SharedTables())
+    recorder.clear()
 
 
 @pytest.fixture

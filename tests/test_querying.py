@@ -161,3 +161,17 @@ def test_a_finished_request_keeps_no_statements_once_judged(n_plus_one: None, cl
     (request,) = [origin for origin in recorder.requests if origin.path == "/toppings/save/"]
     assert request.receiver_queries == {}
     assert request.receiver_query_count == REPEATS  # its figures stay
+
+
+def test_a_query_findings_detail_says_what_to_do_about_it(
+    n_plus_one: None, client: Any, django_user_model: Any
+) -> None:
+    assert client.get("/toppings/save/?name=basil").status_code == 200
+    (found,) = findings("query_repeated")
+    client.force_login(django_user_model.objects.create_user("cook", is_staff=True))
+    detail = client.get(f"/signals/events/{found.id}/").content.decode()
+    assert "N+1" in detail
+    assert "disconnect()" not in detail  # another finding's advice
+    assert "<dt>Signal</dt>" not in detail  # a receiver's queries across its sends
+    assert f"<dt>Defined at</dt><dd>{line_of(look_up_pizzas_each_time)}</dd>" in detail
+    assert "<dt>Statement</dt><dd><code>SELECT %s AS &quot;a&quot;" in detail

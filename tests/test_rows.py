@@ -173,3 +173,22 @@ def test_the_row_template_documents_row_html_exactly(settings: Any, separator: b
     for row in _varied_rows():
         templated = render_to_string("signal_dashboard/_row.html", {"row": row})
         assert templated == rows.row_html(row), row
+
+
+@pytest.mark.parametrize(
+    ("label", "short"),
+    [
+        ("django.db.models.signals.post_save", "signals.post_save"),
+        ("pizzeria.Topping", "pizzeria.Topping"),
+        (
+            "<django_tasks_db.backend.DatabaseBackend instance>",
+            "<backend.DatabaseBackend instance>",
+        ),
+        ("<int>", "<int>"),
+        ("", ""),
+    ],
+)
+def test_short_labels_keep_an_instances_brackets(label: str, short: str) -> None:
+    from signal_dashboard.labels import short_label
+
+    assert short_label(label) == short

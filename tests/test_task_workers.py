@@ -99,6 +99,11 @@ def test_a_db_worker_runs_the_task_a_request_enqueued_and_the_dashboard_links_th
         lambda: _request_rows(_page(f"{server.url}/signals/?kind=task", session_key)), bool
     )
     requests = _request_rows(_page(f"{server.url}/signals/?path=/tasks/", session_key))
+    run_key = re.search(r'data-id="([^"]+)"', runs[0]).group(1)  # type: ignore[union-attr]
+    request_key = re.search(r'data-id="([^"]+)"', requests[0]).group(1)  # type: ignore[union-attr]
+    enqueuer = html.unescape(_page(f"{server.url}/signals/requests/{request_key}/", session_key))
+    waterfall = _page(f"{server.url}/signals/requests/{run_key}/", session_key)
+    waterfall = html.unescape(waterfall).replace("<wbr>", "")
     # The task's sends name it, and what enqueued it: task_enqueued, sent where it was
     # enqueued (the server), and every send of its run, made by the worker.
     assert set(map(_signal, rows)) == {
@@ -116,17 +121,39 @@ def test_a_db_worker_runs_the_task_a_request_enqueued_and_the_dashboard_links_th
     # linked to its sends in the stream (its waterfall is the worker's)...
     [run] = runs
     assert "sd-remote" in run
-    assert "data-id=" not in run
+    assert run_key.split(":")[1] != str(server.pid)  # opened by its process and id
     assert "tasks.bake_in_oven" in run
     assert f"by GET /tasks/bake/{order_id}/" in run
     assert "successful" in run
-    assert f'href="/signals/?task={task_id}"' in run
     assert f":{server.pid}<" not in run
+    # Its waterfall, from what Redis has of it: its sends (task_enqueued was the server's),
+    # each receiver under its send, and what enqueued it.
+    assert f"<h2>task {TASK}</h2>" in waterfall
+    assert 'enqueued by <a href="#requests/' in waterfall
+    assert f'">GET /tasks/bake/{order_id}/</a>' in waterfall  # the server's own request
+    bars = re.findall(r'data-kind="(send|receiver)"', waterfall)
+    sends = re.findall(r'hx-get="/signals/events/[^"?]+\?h=[^"]+" [^>]*>([^<]+)</a>', waterfall)
+    assert len(sends) == bars.count("send")
+    # The body's saves and pizza_done, then the worker saving the result (pre_save of
+    # django-tasks-db's DBTaskResult), in the order they were sent.
+    assert [send.rpartition(".")[2] for send in sends] == [
+        "task_started",
+        "post_save",
+        "pizza_done",
+        "pre_save",
+        "task_finished",
+    ]
+    assert "signals.announce_pizza" in waterfall  # a receiver of pizza_done
+    assert "of its sends are no longer in the buffer" not in waterfall
+    assert f'<a href="/signals/?task={task_id}">its sends in the stream</a>' in waterfall
     # ... and the request that enqueued it, the server's own, counting the task.
     [request] = requests
     assert f"GET /tasks/bake/{order_id}/" in request
     assert "· 1 task" in request
     assert "sd-remote" not in request
+    # Its waterfall lists the task, linked to the worker's run.
+    assert "Tasks it enqueued" in enqueuer
+    assert f'<a href="#requests/{run_key}">' in enqueuer
 
 
 CELERY_TASK = "tests.celery_app.bake"
@@ -168,6 +195,6 @@ def test_a_celery_worker_runs_a_task_a_request_called_and_each_retry_is_a_run(
     runs = [row for row in runs if CELERY_TASK.rpartition(".")[2] in row]
     assert len(runs) == 2, worker_log
     assert all(f"by GET /celery/bake/{order_id}/" in row for row in runs)
-    retried = 'retry: <span class="sd-error-text">RuntimeError: the oven is not hot yet'
+    retried = 'retry</span>: <span class="sd-error-text">RuntimeError: the oven is not hot yet'
     assert any(retried in row for row in runs), runs
     assert any(">success<" in row for row in runs), runs

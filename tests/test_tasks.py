@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 from django.core.management import BaseCommand, call_command
 
+from signal_dashboard import waterfall
 from signal_dashboard.context import current_origin
 from signal_dashboard.demo.pizzeria.models import Order, Pizza
 from signal_dashboard.demo.pizzeria.signals import pizza_done
 from signal_dashboard.demo.pizzeria.tasks import bake_in_oven, burn, task
 from signal_dashboard.queries import request_summary
 from signal_dashboard.recorder import recorder
+from signal_dashboard.rows import ms
 from signal_dashboard.tracing import capture, install, uninstall
 
 from .receiving import connected
@@ -201,3 +203,21 @@ def test_a_failed_task_is_listed_as_failed(staff_client: Any, order: Order) -> N
     rows = listing.split('id="sd-request-rows"')[1].split("</tbody>")[0]
     assert "sd-failed" in rows
     assert f"RuntimeError: the oven burnt order #{order.pk}" in rows
+
+
+def test_a_waterfalls_timeline_reaches_its_last_send(staff_client: Any, order: Order) -> None:
+    staff_client.post(f"/pizzeria/orders/{order.pk}/bake-later/")
+    [request] = [o for o in finished("request") if o.path.endswith("/bake-later/")]
+    built = waterfall.build(request, list(recorder.events))
+    last_end = max(bar.start_ns + bar.duration_ns for bar in built.bars)
+    assert built.span_ns == max(last_end, request.duration_ns or 0)
+    assert built.span_ns > (request.duration_ns or 0)  # request_finished: sent after the end
+    page = staff_client.get(f"/signals/requests/{request.id}/").content.decode()
+    assert f"0 \N{EN DASH} {ms(built.span_ns)}" in page
+
+
+def test_the_caused_by_select_names_each_kind(staff_client: Any) -> None:
+    page = staff_client.get("/signals/?kind=process").content.decode()
+    assert '<option value="request">requests</option>' in page
+    assert '<option value="task">tasks</option>' in page
+    assert '<option value="process" selected>the process itself</option>' in page

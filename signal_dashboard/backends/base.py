@@ -45,6 +45,14 @@ class Backend:
         ``queries.origin_data()``), in no order; none if the backend reaches no other."""
         return []
 
+    def origin_events(
+        self, host: str, pid: int, origin_id: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Of the recent events of another process, those its request, command or task run
+        ``origin_id`` caused: (history id, whole form) each. May raise if the backend cannot
+        be read."""
+        return []
+
     def latency_store(self) -> LatencyStore:
         """The statistics the dashboards show."""
         raise NotImplementedError

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import transport
+from ..conf import get_config
 from ..recording import Switch
 from .local import LocalBackend
 
@@ -55,6 +56,17 @@ class RedisBackend(LocalBackend):
             return transport.other_requests()
         except Exception:
             return []
+
+    def origin_events(
+        self, host: str, pid: int, origin_id: int
+    ) -> list[tuple[str, dict[str, Any]]]:
+        limit = get_config()["HISTORY_SIZE"]
+        return [
+            (row["history_id"], event)
+            for row, event in transport.history_events(limit)
+            if (row["origin"].get("host"), row["origin"].get("pid"), row["origin"].get("id"))
+            == (host, pid, origin_id)
+        ]
 
     def latency_store(self) -> LatencyStore:
         return transport.merged_latency_store()
