@@ -190,6 +190,15 @@ def test_a_request_is_shown_by_method_and_path_a_command_by_name() -> None:
     assert f"  ok  command migrate  [{HOST}:{PID}]" in format_row(from_command)
 
 
+def test_a_task_run_is_shown_by_its_name_and_a_wrong_kind_is_refused() -> None:
+    run = Origin(kind="task", name="shop.tasks.send_receipt", task_id="abc", backend="default")
+    [from_task] = rows_for(Pizza, origin=run)
+    assert f"  ok  task shop.tasks.send_receipt  [{HOST}:{PID}]" in format_row(from_task)
+    with pytest.raises(CommandError) as info:
+        call_command("signals_tail", kind="tasks")
+    assert str(info.value) == "kind must be one of request, command, task, process; got 'tasks'."
+
+
 def test_an_error_stays_on_one_line_and_sends_no_escape_sequence() -> None:
     [row] = rows_for(Oven)
     line = format_row(row)

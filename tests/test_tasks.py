@@ -4,6 +4,7 @@ with the in-process backend. (Real workers: test_task_workers.py.)"""
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -13,7 +14,7 @@ import pytest
 from django.core.management import BaseCommand, call_command
 
 from signal_dashboard import waterfall
-from signal_dashboard.context import current_origin
+from signal_dashboard.context import PROCESS_ORIGIN, current_origin
 from signal_dashboard.demo.pizzeria.models import Order, Pizza
 from signal_dashboard.demo.pizzeria.signals import pizza_done
 from signal_dashboard.demo.pizzeria.tasks import bake_in_oven, burn, task
@@ -221,3 +222,20 @@ def test_the_caused_by_select_names_each_kind(staff_client: Any) -> None:
     assert '<option value="request">requests</option>' in page
     assert '<option value="task">tasks</option>' in page
     assert '<option value="process" selected>the process itself</option>' in page
+
+
+def test_the_download_of_a_tasks_sends_names_the_task(staff_client: Any, order: Order) -> None:
+    result = bake_in_oven.enqueue(order.pk)
+    response = staff_client.get(f"/signals/events.ndjson?task={result.id}")
+    records = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
+    assert [record["signal"].rpartition(".")[2] for record in records] == [
+        *TASK_SIGNALS[:2],
+        "post_save",
+        "pizza_done",
+        "task_finished",
+    ]
+    for record in records:
+        assert record["origin"]["kind"] == "task"
+        assert record["origin"]["task_id"] == result.id
+        assert record["origin"]["name"] == "signal_dashboard.demo.pizzeria.tasks.bake_in_oven"
+        assert record["origin"]["enqueued_by"] == f"process {PROCESS_ORIGIN.name}"
