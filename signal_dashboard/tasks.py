@@ -2,10 +2,11 @@
 backport on Django 5.2), in whatever backend runs them.
 
 A task run is an origin like a request: from its ``task_started`` send to its ``task_finished``
-send, every send made at the top level of its context names it. Every backend sends those
-signals around the task's body (the in-process ``ImmediateBackend`` inside ``enqueue()``, a
-worker such as ``django-tasks-db``'s ``db_worker`` in its own process), so the signals are the
-boundaries, found by tracing's send path as it finds request_started's.
+send, every send made at the top level of its context names it. Backends send those signals
+around the task's body (the in-process ``ImmediateBackend`` inside ``enqueue()``, a worker
+such as ``django-tasks-db``'s ``db_worker`` in its own process), so the signals are the
+boundaries, found by tracing's send path as it finds request_started's. (A backend that sends
+none runs tasks no origin names.) Celery's task runs begin and end here too (celery.py).
 
 ``task_enqueued`` is sent where the task is enqueued. The origin current there (a request, a
 command, another task) is recorded as the task's *enqueuer*: the task's origin names it, and
@@ -22,6 +23,7 @@ Nothing here keeps a task's result object, arguments or return value: origins ho
 from __future__ import annotations
 
 import sys
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from time import perf_counter_ns
@@ -45,11 +47,11 @@ MAX_ERROR = 200
 # sent, the origin the send belongs to.
 Boundary = Callable[[dict[str, Any], Origin], Origin]
 
-# id() of each task signal -> its boundary. The modules are imported by the project (Django
-# does not import django.tasks until something uses it), so they are looked for again as
-# signals are connected to (see notice()), never imported here: importing one connects
-# receivers of its own.
-boundaries: dict[int, Boundary] = {}
+# id() of each task signal -> (a weak reference to it, its boundary). The modules are imported
+# by the project (Django does not import django.tasks until something uses it), so they are
+# looked for again as signals are connected to (see notice()), never imported here: importing
+# one connects receivers of its own.
+boundaries: dict[int, tuple[weakref.ReferenceType[Any], Boundary]] = {}
 _modules_seen: set[str] = set()
 
 _enqueuers: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -70,7 +72,13 @@ def notice() -> None:
             continue  # not imported, or still being imported
         _modules_seen.add(name)
         for signal, boundary in zip(signals, _BOUNDARIES, strict=True):
-            boundaries[id(signal)] = boundary
+            boundaries[id(signal)] = (weakref.ref(signal), boundary)
+
+
+def boundary_of(signal: object) -> Boundary | None:
+    """What a send of ``signal`` does as a task boundary, if it is a task signal."""
+    entry = boundaries.get(id(signal))
+    return entry[1] if entry is not None and entry[0]() is signal else None
 
 
 def link(origin: Origin) -> dict[str, Any]:
@@ -248,4 +256,4 @@ _BOUNDARIES: tuple[Boundary, ...] = (_enqueued_origin, _started_origin, _finishe
 
 def is_enqueued(signal: object) -> bool:
     """Whether ``signal`` is a task_enqueued signal (of either module)."""
-    return boundaries.get(id(signal)) is _enqueued_origin
+    return boundary_of(signal) is _enqueued_origin

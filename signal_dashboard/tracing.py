@@ -401,10 +401,10 @@ def _new_event(
             return None
         if _ignored_senders and _ignores_sender(sender):
             return None
-        if tasks.boundaries and id(signal) in tasks.boundaries:
+        if tasks.boundaries and (boundary := tasks.boundary_of(signal)) is not None:
             # A task's own signals (see tasks.py): never folded, as each names its task.
             if parent is None:
-                origin = tasks.boundaries[id(signal)](named, current_origin.get())
+                origin = boundary(named, current_origin.get())
             else:  # sent inside a receiver: that send's, but the enqueuer is noted
                 origin = parent.origin
                 if tasks.is_enqueued(signal):

@@ -4,7 +4,9 @@ with the in-process backend. (Real workers: test_task_workers.py.)"""
 from __future__ import annotations
 
 import gc
+import importlib
 import json
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -239,3 +241,20 @@ def test_the_download_of_a_tasks_sends_names_the_task(staff_client: Any, order: 
         assert record["origin"]["task_id"] == result.id
         assert record["origin"]["name"] == "signal_dashboard.demo.pizzeria.tasks.bake_in_oven"
         assert record["origin"]["enqueued_by"] == f"process {PROCESS_ORIGIN.name}"
+
+
+def test_a_signal_at_a_dead_task_signals_address_is_no_boundary() -> None:
+    from django.conf import settings
+    from django.dispatch import Signal
+
+    from signal_dashboard import tasks
+
+    started = importlib.import_module(f"{settings.TASKS_MODULE}.signals").task_started
+    assert tasks.boundary_of(started) is not None
+    dead, alive = Signal(), Signal()
+    tasks.boundaries[id(alive)] = (weakref.ref(dead), tasks.boundary_of(started))  # type: ignore[assignment]
+    try:
+        # What is at the address now is not what was noted there.
+        assert tasks.boundary_of(alive) is None
+    finally:
+        del tasks.boundaries[id(alive)]
