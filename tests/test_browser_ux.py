@@ -592,6 +592,38 @@ class RequestListTests(UxTestCase):
             expect(requests).to_have_count(0)
 
 
+class TaskRunTests(UxTestCase):
+    def test_a_task_run_is_listed_by_kind_and_links_to_the_request_that_enqueued_it(
+        self,
+    ) -> None:
+        from signal_dashboard.demo.pizzeria.models import Order, Pizza
+
+        pizza = Pizza.objects.create(name="Marinara", price="8.00")
+        order = Order.objects.create(pizza=pizza, quantity=1, customer_name="Barbara")
+        with launch_browser() as browser:
+            page = self.open_dashboard(browser, "/signals/#requests")
+            assert self.request(f"/tasks/bake/{order.pk}/") == 200
+            page.select_option('#sd-filters [name="kind"]', "task")
+            runs = page.locator("#sd-request-rows tr.sd-req-row")
+            expect(runs).to_have_count(1, timeout=LIVE_WITHIN_MS * 2)
+            expect(runs.first).to_have_attribute("data-kind", "task")
+            expect(runs.first).to_contain_text(f"by GET /tasks/bake/{order.pk}/")
+            assert runs.locator("td").evaluate_all(MID_WORD_BREAKS) == []
+            runs.first.click()
+            detail = page.locator("#sd-request-detail")
+            expect(detail.locator(".sd-task-facts")).to_contain_text("successful · task ")
+            enqueuer = detail.locator(".sd-task-facts a")
+            expect(enqueuer).to_have_text(f"GET /tasks/bake/{order.pk}/")
+            enqueuer.click()
+            # The request it names opens, though the list shows tasks only.
+            expect(detail.locator("h2")).to_have_text(f"GET /tasks/bake/{order.pk}/")
+            expect(page).to_have_url(re.compile(r"#requests/\d+$"))
+            expect(detail.locator(".sd-enqueued li a").first).to_contain_text("bake_in_oven")
+            expect(page.locator("#sd-request-tools")).to_be_visible()
+            page.keyboard.press("Escape")
+            expect(page.locator("#sd-request-tools")).to_be_hidden()
+
+
 class PageTests(UxTestCase):
     def test_the_favicon_and_titles_say_what_is_shown(self) -> None:
         with launch_browser() as browser:
