@@ -79,9 +79,13 @@ def _matching_requests(event_filter: EventFilter) -> list[dict[str, Any]]:
             rows.append(summary)
             if len(rows) == MAX_REQUEST_ROWS:
                 break
+    try:
+        published = backend().other_requests()
+    except Exception:  # Redis cannot be read: this process's (the status line says why)
+        published = []
     others = [
         summary
-        for summary in map(_other_summary, backend().other_requests())
+        for summary in map(_other_summary, published)
         if event_filter.matches_request(summary)
     ]
     if not others:
@@ -198,7 +202,11 @@ def _enqueued_task(task: dict[str, Any]) -> dict[str, Any]:
     if run is not None:
         run_key: str | None = str(run.id)
     else:
-        others = [data for data in backend().other_requests() if data.get("task_id") == task_id]
+        try:
+            published = backend().other_requests()
+        except Exception:  # Redis cannot be read: no link to a run elsewhere
+            published = []
+        others = [data for data in published if data.get("task_id") == task_id]
         latest = max(others, key=lambda data: data.get("finished_at") or 0, default=None)
         run_key = None if latest is None else f"{latest['host']}:{latest['pid']}:{latest['id']}"
     return {

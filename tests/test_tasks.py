@@ -258,3 +258,22 @@ def test_a_signal_at_a_dead_task_signals_address_is_no_boundary() -> None:
         assert tasks.boundary_of(alive) is None
     finally:
         del tasks.boundaries[id(alive)]
+
+
+def test_another_processs_run_cannot_be_opened_while_redis_is_unreachable(
+    staff_client: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from signal_dashboard import transport
+    from signal_dashboard.testing.processes import free_port
+
+    monkeypatch.setattr(transport._OtherRequests, "read_at", float("-inf"))  # nothing cached
+
+    settings.SIGNAL_DASHBOARD = {
+        **settings.SIGNAL_DASHBOARD,
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+    }
+    response = staff_client.get("/signals/requests/elsewhere:4242:7/")
+    assert response.status_code == 503
+    assert response.content.decode().startswith("Redis unreachable: ")
+    assert staff_client.get("/signals/?kind=task").status_code == 200  # the list still shows
+    assert staff_client.get("/signals/requests/elsewhere:x:7/").status_code == 404

@@ -42,7 +42,8 @@ class Backend:
 
     def other_requests(self) -> list[dict[str, Any]]:
         """Other processes' recent requests, commands and task runs (each its
-        ``queries.origin_data()``), in no order; none if the backend reaches no other."""
+        ``queries.origin_data()``), in no order; none if the backend reaches no other. May
+        raise if the backend cannot be read."""
         return []
 
     def origin_events(

@@ -51,11 +51,7 @@ class RedisBackend(LocalBackend):
         return transport.history_event(history_id)
 
     def other_requests(self) -> list[dict[str, Any]]:
-        # None if Redis cannot be read: the status line says why.
-        try:
-            return transport.other_requests()
-        except Exception:
-            return []
+        return transport.other_requests()
 
     def origin_events(
         self, host: str, pid: int, origin_id: int
