@@ -11,6 +11,7 @@ from django.http import (
     HttpResponse,
     HttpResponseBadRequest,
     HttpResponseForbidden,
+    HttpResponseGone,
 )
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
@@ -20,7 +21,7 @@ from .access import dashboard_access
 from .backends import backend
 from .broadcast import broadcaster
 from .conf import get_config
-from .context import HOST, PID, Origin
+from .context import HOST, PID
 from .events import Row
 from .filters import ORIGIN_KIND_CHOICES, EventFilter, FilterError
 from .hygiene import KINDS, Finding, hygiene
@@ -104,7 +105,7 @@ def event_detail(request: HttpRequest, event_id: str) -> HttpResponse:
         except Exception as error:
             return HttpResponse(f"Redis unreachable: {error}", status=503)
     if data is None or data.get("id") != event_id:
-        raise Http404("That send is no longer in the buffer.")
+        return HttpResponseGone("That send is no longer in the buffer.")
     if data.get("type") in KINDS:  # a signal-hygiene finding
         return render(request, "signal_dashboard/_finding.html", {"finding": data})
     # Its nested sends, and the send it was made in, from the rows the page lists (by their
@@ -201,7 +202,9 @@ def request_detail(request: HttpRequest, origin_key: str) -> HttpResponse:
         raise Http404("No such request.")
     if (host, pid) != (HOST, PID):
         return _other_request(request, host, pid, origin_id)
-    origin = _find_origin(origin_id)
+    origin = next((o for o in list(recorder.requests) if o.id == origin_id), None)
+    if origin is None:
+        return HttpResponseGone("That request is no longer in the buffer.")
     return render(
         request,
         "signal_dashboard/_waterfall.html",
@@ -220,16 +223,9 @@ def _other_request(request: HttpRequest, host: str, pid: int, origin_id: int) ->
     except Exception as error:
         return HttpResponse(f"Redis unreachable: {error}", status=503)
     if summary is None:
-        raise Http404("That request is no longer in the buffer.")
+        return HttpResponseGone("That request is no longer in the buffer.")
     context = {"summary": summary, "waterfall": waterfall.build_recorded(summary, events)}
     return render(request, "signal_dashboard/_waterfall.html", context)
-
-
-def _find_origin(origin_id: int) -> Origin:
-    for origin in list(recorder.requests):
-        if origin.id == origin_id:
-            return origin
-    raise Http404("That request is no longer in the buffer.")
 
 
 @dashboard_access

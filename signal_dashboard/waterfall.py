@@ -113,9 +113,9 @@ def build_recorded(
     summary: Mapping[str, Any], events: list[tuple[str, dict[str, Any]]]
 ) -> Waterfall:
     """The waterfall of another process's request, command or task run (its summary: see
-    ``queries.origin_data()``) from its sends the backend still has, each as (history id,
-    whole form): laid out by their recorded starts, each receiver call by its start in its
-    send, as :func:`build` lays out this process's."""
+    ``queries.origin_data()``) from what the backend still has of it, each as (history id,
+    whole form): its sends (not its findings) laid out by their recorded starts, each receiver
+    call by its start in its send, as :func:`build` lays out this process's."""
     duration = summary.get("duration_ns") or 0
     origin = SimpleNamespace(
         started_ns=round(summary["finished_at"] * 1e9) - duration,
@@ -123,7 +123,8 @@ def build_recorded(
         signal_count=summary.get("signal_count") or 0,
     )
     by_id: dict[str, SimpleNamespace] = {}
-    for history_id, data in sorted(events, key=lambda item: item[1]["timestamp"]):
+    sends = [(history_id, data) for history_id, data in events if "receivers" in data]
+    for history_id, data in sorted(sends, key=lambda item: item[1]["timestamp"]):
         start = round(data["timestamp"] * 1e9)
         calls = [
             SimpleNamespace(

@@ -277,3 +277,37 @@ def test_another_processs_run_cannot_be_opened_while_redis_is_unreachable(
     assert response.content.decode().startswith("Redis unreachable: ")
     assert staff_client.get("/signals/?kind=task").status_code == 200  # the list still shows
     assert staff_client.get("/signals/requests/elsewhere:x:7/").status_code == 404
+
+
+def test_another_processs_waterfall_leaves_its_findings_out() -> None:
+    send = {
+        "id": "h:1:5",
+        "timestamp": 1_000.001,
+        "duration_ns": 2_000_000,
+        "parent_id": None,
+        "signal": "django.db.models.signals.post_save",
+        "sender": "pizzeria.Order",
+        "ok": True,
+        "queries_total": {"count": 1},
+        "receivers": [
+            {
+                "receiver": "shop.on_save",
+                "location": "shop.py:3",
+                "duration_ns": 1_500_000,
+                "start_offset_ns": 250_000,
+                "error": None,
+                "queries": {"count": 1, "total_count": 1},
+            }
+        ],
+    }
+    finding = {"id": "h:1:6", "type": "query_repeated", "timestamp": 1_000.002}
+    summary = {"finished_at": 1_000.01, "duration_ns": 10_000_000, "signal_count": 1}
+    built = waterfall.build_recorded(summary, [("1-0", send), ("1-1", finding)])
+    assert [(bar.kind, bar.label) for bar in built.bars] == [
+        ("send", "django.db.models.signals.post_save"),
+        ("receiver", "shop.on_save"),
+    ]
+    receiver = built.bars[1]
+    assert receiver.start_ns - built.bars[0].start_ns == 250_000  # as recorded in its send
+    assert built.bars[0].history_id == "1-0"
+    assert built.missing == 0

@@ -136,8 +136,13 @@ def test_request_waterfall_nests_sends_under_their_receiver(staff_client: Any) -
     assert "GET /order/" in html
 
 
-def test_unknown_request_is_404(staff_client: Any) -> None:
-    assert staff_client.get("/signals/requests/999999999/").status_code == 404
+def test_a_request_gone_from_the_buffer_is_410_saying_so(staff_client: Any) -> None:
+    # 410, not 404: the page shows the words (django-htmx's DEBUG page takes over a 404).
+    gone = staff_client.get("/signals/requests/999999999/")
+    assert (gone.status_code, gone.content) == (410, b"That request is no longer in the buffer.")
+    gone = staff_client.get("/signals/events/nowhere:1:2/")
+    assert (gone.status_code, gone.content) == (410, b"That send is no longer in the buffer.")
+    assert staff_client.get("/signals/requests/not-a-request/").status_code == 404
 
 
 def test_pages_need_staff(client: Any, django_user_model: Any) -> None:

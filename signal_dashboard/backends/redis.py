@@ -62,6 +62,7 @@ class RedisBackend(LocalBackend):
             for row, event in transport.history_events(limit)
             if (row["origin"].get("host"), row["origin"].get("pid"), row["origin"].get("id"))
             == (host, pid, origin_id)
+            and "receivers" in event  # a send, not a finding
         ]
 
     def latency_store(self) -> LatencyStore:

@@ -267,9 +267,24 @@
   });
   document.getElementById("sd-requests-show").addEventListener("click", showHeldRequests);
   document.getElementById("sd-request-close").addEventListener("click", closeRequest);
-  requestDetail.addEventListener("htmx:responseError", function () {
-    requestDetail.innerHTML =
-      '<p class="sd-muted">That request is no longer in the buffer.</p>';
+  // A detail that cannot be shown says why, in the server's words: gone from the buffer
+  // (410), or the backend unreachable (503).
+  root.addEventListener("htmx:responseError", function (event) {
+    const target = event.detail.target;
+    if (target !== requestDetail && target !== detail) {
+      return;
+    }
+    const status = event.detail.xhr.status;
+    const message = document.createElement("p");
+    message.className = "sd-muted";
+    message.textContent =
+      status === 410 || status === 503
+        ? event.detail.xhr.responseText
+        : "That could not be shown (HTTP " + status + ").";
+    target.replaceChildren(message);
+    if (target === detail) {
+      layout.classList.add("sd-open");
+    }
   });
 
   // A detail opened from a table is brought to where the person is looking, and focused; the
