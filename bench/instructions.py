@@ -499,37 +499,33 @@ def main() -> None:
 
 
 def print_tasks(tasks: int) -> None:
-    import django
-
-    print(
-        f"Python {platform.python_version()}, Django {django.get_version()}, "
-        f"instructions per task run over {tasks} runs, the body sending nothing (callgrind)"
+    print_cases(
+        f"instructions per task run over {tasks} runs, the body sending nothing",
+        tasks,
+        "--task-child",
+        TASK_CASES,
     )
-    header = f"{'case':<48}{'vanilla':>10}{'ours':>10}{'ratio':>8}"
-    print(header)
-    print("-" * len(header))
-    for label, backend in TASK_CASES:
-        vanilla, ours = (
-            per_unit(tasks, "--task-child", side, backend) for side in ("vanilla", "ours")
-        )
-        print(f"{label:<48}{vanilla:>10.0f}{ours:>10.0f}{ours / vanilla:>8.2f}")
-    print()
 
 
 def print_queries(queries: int) -> None:
+    print_cases(
+        f"instructions per query over {queries} queries outside receivers",
+        queries,
+        "--query-child",
+        QUERY_CASES,
+    )
+
+
+def print_cases(what: str, count: int, child: str, cases: tuple[tuple[str, str], ...]) -> None:
+    """A table of vanilla against ours, per unit, for each (label, child argument) case."""
     import django
 
-    print(
-        f"Python {platform.python_version()}, Django {django.get_version()}, "
-        f"instructions per query over {queries} queries outside receivers (callgrind)"
-    )
+    print(f"Python {platform.python_version()}, Django {django.get_version()}, {what} (callgrind)")
     header = f"{'case':<48}{'vanilla':>10}{'ours':>10}{'ratio':>8}"
     print(header)
     print("-" * len(header))
-    for label, how in QUERY_CASES:
-        vanilla, ours = (
-            per_unit(queries, "--query-child", side, how) for side in ("vanilla", "ours")
-        )
+    for label, how in cases:
+        vanilla, ours = (per_unit(count, child, side, how) for side in ("vanilla", "ours"))
         print(f"{label:<48}{vanilla:>10.0f}{ours:>10.0f}{ours / vanilla:>8.2f}")
     print()
 

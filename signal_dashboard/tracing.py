@@ -401,10 +401,12 @@ def _new_event(
             return None
         if _ignored_senders and _ignores_sender(sender):
             return None
-        if tasks.boundaries and (boundary := tasks.boundary_of(signal)) is not None:
-            # A task's own signals (see tasks.py): never folded, as each names its task.
+        # A task's own signals (see tasks.py; tasks.boundary_of(), inlined: this runs for
+        # every send): never folded, as each names its task.
+        entry = tasks.boundaries.get(id(signal)) if tasks.boundaries else None
+        if entry is not None and entry[0]() is signal:
             if parent is None:
-                origin = boundary(named, current_origin.get())
+                origin = entry[1](named, current_origin.get())
             else:  # sent inside a receiver: that send's, but the enqueuer is noted
                 origin = parent.origin
                 if tasks.is_enqueued(signal):
