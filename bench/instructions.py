@@ -102,8 +102,8 @@ def child(side: str, receivers: int, in_request: bool, sends: int) -> None:
     from django.dispatch import Signal
 
     from signal_dashboard import tracing
-    from signal_dashboard.context import Origin, current_origin
-    from signal_dashboard.recorder import recorder
+    from signal_dashboard.capture.context import Origin, current_origin
+    from signal_dashboard.record.recorder import recorder
 
     class Sender:
         pass
@@ -145,7 +145,7 @@ WARM_UP_QUERIES = 500
 
 def query_child(side: str, how: str, queries: int) -> None:
     """Queries made outside any receiver, on an in-memory SQLite database: what counting them
-    for their request costs (signal_dashboard/database.py)."""
+    for their request costs (signal_dashboard/capture/queries.py)."""
     sys.path.insert(0, str(REPO))
     import django
     from django.conf import settings
@@ -162,8 +162,8 @@ def query_child(side: str, how: str, queries: int) -> None:
     from django.db import connection
 
     from signal_dashboard import tracing
-    from signal_dashboard.context import Origin, current_origin
-    from signal_dashboard.recorder import recorder
+    from signal_dashboard.capture.context import Origin, current_origin
+    from signal_dashboard.record.recorder import recorder
 
     call_command("migrate", verbosity=0)
     if side == "ours":
@@ -243,17 +243,19 @@ def request_child(setup: str, requests: int) -> None:
 
     import django
 
-    from signal_dashboard import broadcast, transport
-    from signal_dashboard.recorder import recorder
+    from signal_dashboard.backends.redis import history, relay
+    from signal_dashboard.backends.redis import publisher as publishing
+    from signal_dashboard.record import broadcast
+    from signal_dashboard.record.recorder import recorder
 
     # No thread runs on a timer of its own: this child drains, flushes and publishes below, at
     # the pace of a server, by a clock it moves on by a request's share of a second each request.
     clock = types.SimpleNamespace(now=1000.0)
     virtual_time = types.SimpleNamespace(monotonic=lambda: clock.now, time=time.time)
-    for module in (broadcast, transport):
+    for module in (broadcast, publishing, history):
         module.time = virtual_time  # type: ignore[attr-defined]
     recorder.start = lambda: None  # type: ignore[method-assign]
-    transport.Publisher.start = lambda self: setattr(  # type: ignore[method-assign]
+    publishing.Publisher.start = lambda self: setattr(  # type: ignore[method-assign]
         self, "_unsubscribe", recorder.subscribe(self)
     )
 
@@ -268,9 +270,10 @@ def request_child(setup: str, requests: int) -> None:
     from django.test import Client
 
     from bench.demo_waits import skip_demo_waits
-    from signal_dashboard import consumers
+    from signal_dashboard.web import consumers, fragments
 
     consumers.time = virtual_time  # type: ignore[attr-defined]
+    fragments.time = virtual_time  # type: ignore[attr-defined]
     skip_demo_waits()
     call_command("migrate", verbosity=0)
     staff = get_user_model().objects.create_user("bench", is_staff=True)
@@ -278,7 +281,7 @@ def request_child(setup: str, requests: int) -> None:
     sockets: list[WebsocketCommunicator] = []
     publish = None
     if redis_on:
-        publish = loop.run_until_complete(_publishing(transport))
+        publish = loop.run_until_complete(_publishing())
     delivered = asyncio.Event()
 
     async def open_dashboards() -> None:
@@ -294,7 +297,7 @@ def request_child(setup: str, requests: int) -> None:
             async def note(batch: Any) -> None:
                 delivered.set()
 
-            await transport.relay.attach(note)
+            await relay.relay.attach(note)
 
     async def deliver() -> None:
         if publish is not None:
@@ -304,7 +307,7 @@ def request_child(setup: str, requests: int) -> None:
                 await delivered.wait()
         elif dashboards:
             await broadcast.broadcaster.flush()
-        fanout = transport.relay if redis_on else broadcast.broadcaster
+        fanout = relay.relay if redis_on else broadcast.broadcaster
         for receiver in fanout.receivers:
             consumer = getattr(receiver, "__self__", None)  # a DashboardConsumer's deliver()
             if consumer is not None and consumer.tables_refresh is not None:
@@ -330,9 +333,11 @@ def request_child(setup: str, requests: int) -> None:
     os._exit(0)
 
 
-async def _publishing(transport: Any) -> Any:
+async def _publishing() -> Any:
     """What the Redis publisher's thread does every flush, as a coroutine to await instead."""
-    publisher = transport.start_publisher()
+    from signal_dashboard.backends.redis import publisher as publishing
+
+    publisher = publishing.start_publisher()
     layer, client, append = publisher._connections()
     await client.flushdb()  # what another run left
 
@@ -385,7 +390,7 @@ def task_child(side: str, backend: str, tasks: int) -> None:
     from django.core.management import call_command
 
     from signal_dashboard import tracing
-    from signal_dashboard.recorder import recorder
+    from signal_dashboard.record.recorder import recorder
 
     logging.disable(logging.CRITICAL)  # the tasks framework logs every run
     task = importlib.import_module(module).task()(noop_task)
@@ -567,7 +572,7 @@ def print_requests(requests: int, with_redis: bool) -> None:
                 setups = [s for s in setups if not s[2]]
             else:
                 sys.path.insert(0, str(REPO))
-                from signal_dashboard.testing.redis_server import RedisServer
+                from signal_dashboard.integrations.testing.redis_server import RedisServer
 
                 url = stack.enter_context(RedisServer()).url
                 os.environ["BENCH_CHILD_REDIS_URL"] = url.rsplit("/", 1)[0]

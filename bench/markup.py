@@ -77,9 +77,9 @@ def stream_rows(count: int) -> list[dict[str, Any]]:
 
 
 def tables_context(latency_rows: int, requests: int) -> dict[str, Any]:
-    from signal_dashboard.stats.histogram import Histogram
-    from signal_dashboard.stats.store import Storms
-    from signal_dashboard.stats.table import TableQuery, TableRow
+    from signal_dashboard.capture.histogram import Histogram
+    from signal_dashboard.record.stats.series import Storms
+    from signal_dashboard.record.stats.table import TableQuery, TableRow
 
     rows = []
     for index in range(latency_rows):
@@ -138,8 +138,8 @@ def main() -> None:
     setup()
     from django.template.loader import get_template
 
-    from signal_dashboard.rows import event_url_parts, push_html, row_html
-    from signal_dashboard.tables import tables_html
+    from signal_dashboard.web.rows import event_url_parts, push_html, row_html
+    from signal_dashboard.web.tables import tables_html
 
     rows = stream_rows(100)
     row_template = get_template("signal_dashboard/_row.html")

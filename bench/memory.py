@@ -110,7 +110,7 @@ def senders_and_instances(many_senders: bool) -> list[tuple[type, Any]]:
 
 def attach_dashboard() -> dict[str, int]:
     """Attach a dashboard-like reader in this process; returns its live row count."""
-    from signal_dashboard.broadcast import broadcaster
+    from signal_dashboard.record.broadcast import broadcaster
 
     received = {"rows": 0}
     ready = threading.Event()
@@ -132,10 +132,10 @@ def run_child(config: str, sends: int, redis_url: str | None) -> dict[str, Any]:
     set_up_django(redis_url if config == "redis" else None)
     from django.db.models.signals import post_save
 
-    from signal_dashboard import tracing
-    from signal_dashboard.broadcast import broadcaster
-    from signal_dashboard.recorder import recorder
-    from signal_dashboard.transport import Publisher
+    from signal_dashboard.backends.redis.publisher import Publisher
+    from signal_dashboard.capture.failures import tracing_failures
+    from signal_dashboard.record.broadcast import broadcaster
+    from signal_dashboard.record.recorder import recorder
 
     for receiver in (on_saved_audit, on_saved_cache, on_saved_search):
         post_save.connect(receiver, weak=False)
@@ -163,7 +163,7 @@ def run_child(config: str, sends: int, redis_url: str | None) -> dict[str, Any]:
         "streamed": received["rows"] if received else (publisher.sent if publisher else 0),
         "series": len(recorder.latency.calls) + len(recorder.latency.sends),
         "overflow": recorder.latency.overflow,
-        "failures": tracing.tracing_failures(),
+        "failures": tracing_failures(),
     }
 
 
@@ -223,7 +223,7 @@ def main() -> None:
 
     import django
 
-    from signal_dashboard.testing.redis_server import RedisServer
+    from signal_dashboard.integrations.testing.redis_server import RedisServer
 
     configs = args.configs.split(",")
     checkpoints = [point for point in CHECKPOINTS if point <= args.sends]

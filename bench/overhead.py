@@ -62,8 +62,8 @@ django.setup()
 from django.dispatch import Signal  # noqa: E402
 
 from signal_dashboard import tracing  # noqa: E402
-from signal_dashboard.context import Origin, current_origin  # noqa: E402
-from signal_dashboard.recorder import recorder  # noqa: E402
+from signal_dashboard.capture.context import Origin, current_origin  # noqa: E402
+from signal_dashboard.record.recorder import recorder  # noqa: E402
 
 TARGETS = {0: 1.1, 1: 1.5, 5: 1.5}
 # Sends per request (Sentry transaction, our Origin); 5 receivers make 500 spans, under
@@ -153,7 +153,7 @@ def request_origin() -> Iterator[Origin]:
         current_origin.reset(token)
         origin.duration_ns = time.perf_counter_ns() - origin.started_ns
         origin.status = 200
-        recorder.record_request(origin)
+        recorder.record(origin)
 
 
 class SentryPatches:

@@ -52,14 +52,14 @@ from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
 from websockets.exceptions import ConnectionClosed  # noqa: E402
 from websockets.typing import Origin  # noqa: E402
 
-from signal_dashboard.testing.processes import (  # noqa: E402
+from signal_dashboard.integrations.testing.processes import (  # noqa: E402
     free_port,
     http_get,
     read_tail,
     stop_process,
     wait_until_ready,
 )
-from signal_dashboard.testing.redis_server import RedisServer  # noqa: E402
+from signal_dashboard.integrations.testing.redis_server import RedisServer  # noqa: E402
 
 PROJECT = "bench.stream_project"
 SIGNAL_LABEL = f"{PROJECT}.order_placed"

@@ -120,8 +120,8 @@ def produce(rate: float, seconds: float) -> dict[str, Any]:
 
 def _dropped() -> int:
     """Events this process dropped before they reached a channel layer, ever."""
-    from signal_dashboard.broadcast import broadcaster
-    from signal_dashboard.transport import Publisher
+    from signal_dashboard.backends.redis.publisher import Publisher
+    from signal_dashboard.record.broadcast import broadcaster
 
     publisher = Publisher.current
     return publisher.dropped if publisher is not None else broadcaster.dropped

@@ -68,7 +68,7 @@ sys.path.insert(0, str(REPO))
 import django  # noqa: E402
 from websockets.asyncio.client import ClientConnection  # noqa: E402
 
-from signal_dashboard.testing.processes import (  # noqa: E402
+from signal_dashboard.integrations.testing.processes import (  # noqa: E402
     OUTPUT_TAIL,
     ProcessError,
     free_port,
@@ -473,7 +473,7 @@ def main() -> None:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="signal-bench-")))
         redis_url = None
         if with_redis:
-            from signal_dashboard.testing.redis_server import RedisServer
+            from signal_dashboard.integrations.testing.redis_server import RedisServer
 
             redis_url = stack.enter_context(RedisServer()).url
         db_path = work / "demo.sqlite3"

@@ -9,7 +9,7 @@ expensive:
 - iterate ``--rows`` rows with one ``post_init`` receiver (``list(Topping.objects.all())``);
 - ``save()`` ``--saves`` new rows with a ``pre_save`` and a ``post_save`` receiver;
 - run ``--queries`` small queries outside any receiver (``.exists()`` by primary key): what
-  counting the request's queries costs (see signal_dashboard/database.py).
+  counting the request's queries costs (see signal_dashboard/capture/queries.py).
 
 Four sides alternate within each round, in a rotating order, so that machine noise hits them
 alike: vanilla (tracing not installed), "full" (every send in full detail), "folded"
@@ -101,12 +101,12 @@ def workloads(rows: int, saves: int, queries: int) -> dict[str, Callable[[], Non
 
 
 def span_exporter() -> Any:
-    """signal_dashboard.otel's exporter, to spans that go nowhere."""
+    """signal_dashboard.integrations.otel's exporter, to spans that go nowhere."""
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-    from signal_dashboard.otel import Exporter
+    from signal_dashboard.integrations.otel import Exporter
 
     class Dropped(SpanExporter):
         def export(self, spans: Any) -> SpanExportResult:
@@ -121,8 +121,8 @@ def timed(workload: Callable[[], None], side: str, otel: Any) -> float:
     from django.conf import settings
 
     from signal_dashboard import tracing
-    from signal_dashboard.context import Origin, current_origin
-    from signal_dashboard.recorder import recorder
+    from signal_dashboard.capture.context import Origin, current_origin
+    from signal_dashboard.record.recorder import recorder
 
     if side == "vanilla":
         tracing.uninstall()

@@ -11,22 +11,23 @@ class SignalDashboardConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from . import checks, conf, tracing, transport  # noqa: F401  (checks register themselves)
+        from . import checks, conf, tracing  # noqa: F401  (checks register themselves)
+        from .backends.redis import publisher
 
         if conf.tracing_enabled():
             tracing.install()
-            transport.start_publisher()
+            publisher.start_publisher()
             trace_celery = conf.get_config()["CELERY"]
             if trace_celery or (trace_celery is None and "celery" in sys.modules):
                 try:
-                    from . import celery
+                    from .integrations import celery
                 except ImportError:  # check E008 says what to install
                     pass
                 else:
                     celery.install()
             if conf.get_config()["OPENTELEMETRY"]:
                 try:
-                    from . import otel
+                    from .integrations import otel
                 except ImportError:  # check E007 says what to install
                     return
                 otel.start()

@@ -9,8 +9,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
+from .capture.labels import NotASignal, signal_at
 from .conf import DEFAULTS, SETTING_NAME
-from .labels import NotASignal, signal_at
 
 MIDDLEWARE_PATH = "signal_dashboard.middleware.SignalDashboardMiddleware"
 AUTH_MIDDLEWARE_PATH = "django.contrib.auth.middleware.AuthenticationMiddleware"
@@ -175,7 +175,7 @@ def _signal_path_warnings(key: str, paths: Iterable[str]) -> list[CheckMessage]:
 @register()
 def check_doubled_receivers(**kwargs: Any) -> list[CheckMessage]:
     """A receiver connected twice to one signal runs twice per send."""
-    from .registry import doubled_receivers
+    from .web.registry import doubled_receivers
 
     return [
         Warning(

@@ -13,9 +13,9 @@ from channels.auth import AuthMiddlewareStack
 from channels.routing import URLRouter
 from django.urls import path
 
-from .access import OriginValidator
 from .conf import get_config
-from .consumers import DashboardConsumer
+from .web.access import OriginValidator
+from .web.consumers import DashboardConsumer
 
 websocket_urlpatterns = [path(get_config()["WEBSOCKET_PATH"], DashboardConsumer.as_asgi())]
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import export, views
+from .web import export, views
 
 app_name = "signal_dashboard"
 

@@ -19,7 +19,7 @@ from django.db import connections
 from django.test import Client
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from signal_dashboard.recorder import recorder
+from signal_dashboard.record.recorder import recorder
 
 # Debian's Chromium, which tests/run.py installs; Playwright cannot download a browser here.
 CHROMIUM = "/usr/bin/chromium"

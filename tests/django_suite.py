@@ -126,7 +126,7 @@ def count_ignored_exceptions() -> SharedCount:
 def _drain_before_exiting() -> None:
     from multiprocessing.util import Finalize
 
-    from signal_dashboard.recorder import recorder
+    from signal_dashboard.record.recorder import recorder
 
     # A forked test worker exits through multiprocessing's finalizers: count its last sends.
     Finalize(None, recorder.drain, exitpriority=0)
@@ -136,7 +136,7 @@ def install_tracing(detail_limit: int | None) -> tuple[SharedCount, SharedCount]
     """Install tracing (with this DETAIL_LIMIT), and count every event it records and every
     send it folds, in this process and in forked ones."""
     from signal_dashboard import conf, tracing
-    from signal_dashboard.recorder import recorder
+    from signal_dashboard.record.recorder import recorder
 
     # Django's test settings have no SIGNAL_DASHBOARD: the defaults are what tracing reads.
     conf.DEFAULTS["DETAIL_LIMIT"] = detail_limit
@@ -242,7 +242,7 @@ def main(argv: list[str]) -> int:
     passed = run_django_tests(tests_dir, runtests_args)
     events = folds = None
     if counts is not None:
-        from signal_dashboard.recorder import recorder
+        from signal_dashboard.record.recorder import recorder
 
         recorder.drain()
         events, folds = counts[0].value, counts[1].value

@@ -1,6 +1,6 @@
 """Queries counted per receiver on a real PostgreSQL, in a process of its own.
 
-Run by tests/test_database.py as ``python -m tests.postgres_scenarios`` with
+Run by tests/test_queries.py as ``python -m tests.postgres_scenarios`` with
 ``DJANGO_SETTINGS_MODULE=tests.settings_postgres``; prints what it saw as one JSON object.
 """
 
@@ -25,7 +25,7 @@ from django.test.utils import CaptureQueriesContext, setup_test_environment  # n
 
 from signal_dashboard import tracing  # noqa: E402
 from signal_dashboard.demo.pizzeria.models import Pizza, Topping  # noqa: E402
-from signal_dashboard.recorder import recorder  # noqa: E402
+from signal_dashboard.record.recorder import recorder  # noqa: E402
 
 SECRET = "hunter2-never-shown"
 stocktake = Signal()

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-from signal_dashboard.testing.processes import free_port
+from signal_dashboard.integrations.testing.processes import free_port
 
 # How long pg_ctl waits for the server to start or stop (seconds).
 START_TIMEOUT = 60

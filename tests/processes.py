@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from signal_dashboard.testing.processes import (
+from signal_dashboard.integrations.testing.processes import (
     OUTPUT_TAIL,
     SESSION_COOKIE_NAME,
     ProcessError,

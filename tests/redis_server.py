@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from signal_dashboard.testing.redis_server import RedisServer
+from signal_dashboard.integrations.testing.redis_server import RedisServer
 
 
 @pytest.fixture

@@ -190,12 +190,17 @@ def prepare_venv(python: str, version: str, suite: Suite) -> Path:
 
 
 def lint(venv_python: Path) -> list[tuple[bool, str]]:
-    """Run ruff's linter and format check: (passed, summary line) for each."""
+    """Run ruff's linter and format check, and import-linter's contracts (pyproject.toml: the
+    folders' order, no circles): (passed, summary line) for each."""
+    commands = {
+        "ruff check": [venv_python, "-m", "ruff", "check", "."],
+        "ruff format": [venv_python, "-m", "ruff", "format", "--check", "."],
+        "lint-imports": [venv_python.parent / "lint-imports", "--no-cache"],
+    }
     results = []
-    for command in (["check", "."], ["format", "--check", "."]):
-        label = "ruff " + " ".join(command[:-1])
+    for label, command in commands.items():
         say(f"==> {label}")
-        ok = subprocess.run([venv_python, "-m", "ruff", *command], cwd=REPO).returncode == 0
+        ok = subprocess.run(command, cwd=REPO).returncode == 0
         results.append((ok, f"{label}: {'passed' if ok else 'failed'}"))
     return results
 
@@ -274,7 +279,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         choices=[version for suite in SUITES for version in suite.pythons],
         help="run only the suite for this Python version",
     )
-    parser.add_argument("--no-lint", action="store_true", help="skip ruff check and format")
+    parser.add_argument(
+        "--no-lint", action="store_true", help="skip ruff check and format, and lint-imports"
+    )
     django_suite = parser.add_mutually_exclusive_group()
     django_suite.add_argument(
         "--no-django-suite",

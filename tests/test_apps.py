@@ -38,7 +38,7 @@ def test_install_before_setup_and_no_settings_read_at_import() -> None:
         tracing.install()  # again, now that settings exist: re-reads them
 
         from django.dispatch import Signal
-        from signal_dashboard.recorder import recorder
+        from signal_dashboard.record.recorder import recorder
         signal = Signal()
         signal.connect(lambda sender, **kwargs: "ok", weak=False)
         with tracing.capture() as events:

@@ -9,9 +9,10 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.dispatch import Signal
 
-from signal_dashboard import broadcast, tracing
-from signal_dashboard.broadcast import broadcaster
-from signal_dashboard.recorder import Recorder, recorder
+from signal_dashboard.capture import send
+from signal_dashboard.record import broadcast
+from signal_dashboard.record.broadcast import broadcaster
+from signal_dashboard.record.recorder import Recorder, recorder
 
 soup_signal = Signal()
 
@@ -77,7 +78,7 @@ def test_a_flush_takes_what_the_recorder_has_not_drained_yet(
 ) -> None:
     # A recorder whose thread never runs: only the flush can drain it.
     idle = Recorder()
-    monkeypatch.setattr(tracing, "recorder", idle)
+    monkeypatch.setattr(send, "outbox", idle.outbox)
     monkeypatch.setattr(broadcast, "recorder", idle)
     dashboard = Dashboard()
 
@@ -152,7 +153,7 @@ def test_events_the_recorder_could_not_take_count_as_dropped(
         try:
             send_soups(1)
             await broadcaster.flush()
-            monkeypatch.setattr(recorder, "lost", recorder.lost + 4)
+            monkeypatch.setattr(recorder.outbox, "lost", recorder.lost + 4)
             send_soups(1)
             await broadcaster.flush()
         finally:

@@ -11,11 +11,11 @@ from celery import signals
 from django.conf import settings
 from django.test import override_settings
 
-from signal_dashboard import celery as celery_runs
 from signal_dashboard import checks
-from signal_dashboard.context import current_origin
+from signal_dashboard.capture.context import current_origin
 from signal_dashboard.demo.pizzeria.models import Order, Pizza
-from signal_dashboard.recorder import recorder
+from signal_dashboard.integrations import celery as celery_runs
+from signal_dashboard.record.recorder import recorder
 from signal_dashboard.tracing import capture
 
 pytestmark = pytest.mark.django_db
@@ -77,7 +77,7 @@ def test_a_failing_task_fails_as_untraced_and_its_run_says_why(eager: Any, order
 
 
 def test_a_publish_names_the_enqueuer_and_a_retry_does_not(eager: Any) -> None:
-    from signal_dashboard.context import Origin
+    from signal_dashboard.capture.context import Origin
 
     request = Origin(kind="request", name="POST /orders/1/bake/", method="POST", path="/o/")
     token = current_origin.set(request)
@@ -92,7 +92,7 @@ def test_a_publish_names_the_enqueuer_and_a_retry_does_not(eager: Any) -> None:
     assert request.enqueued == [
         {"name": "tests.celery_app.bake", "task_id": "abc", "backend": "celery"}
     ]
-    from signal_dashboard import tasks
+    from signal_dashboard.capture import tasks
 
     assert tasks.enqueuer_of("abc")["label"] == "POST /o/"  # type: ignore[index]
 
@@ -128,7 +128,7 @@ def test_the_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_task_run_eagerly_is_enqueued_by_what_called_it(eager: Any, order: Order) -> None:
-    from signal_dashboard.context import Origin
+    from signal_dashboard.capture.context import Origin
 
     command = Origin(kind="command", name="bake_all")
     token = current_origin.set(command)

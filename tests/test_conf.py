@@ -6,9 +6,9 @@ from typing import Any
 
 from django.test import override_settings
 
-from signal_dashboard import events
+from signal_dashboard.capture import events
 from signal_dashboard.conf import DEFAULTS, get_config, tracing_enabled
-from signal_dashboard.recorder import recorder
+from signal_dashboard.record.recorder import recorder
 
 
 def test_defaults_merged_with_setting(settings: Any) -> None:

@@ -19,23 +19,27 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser, User
 from django.dispatch import Signal
 
-from signal_dashboard import broadcast, consumers, transport
-from signal_dashboard.broadcast import GROUP, broadcaster
+from signal_dashboard.backends.redis import relay as relay_module
+from signal_dashboard.backends.redis.connection import channel_layer
+from signal_dashboard.backends.redis.publisher import Publisher
+from signal_dashboard.backends.redis.relay import relay
 from signal_dashboard.conf import get_config
-from signal_dashboard.consumers import (
+from signal_dashboard.integrations.testing.redis_server import RedisServer
+from signal_dashboard.record import broadcast
+from signal_dashboard.record.broadcast import GROUP, broadcaster
+from signal_dashboard.record.filters import EventFilter
+from signal_dashboard.record.recorder import recorder
+from signal_dashboard.record.stats.table import TableQuery
+from signal_dashboard.routing import websocket_application
+from signal_dashboard.web import consumers, fragments
+from signal_dashboard.web.consumers import (
     MAX_MESSAGE_BYTES,
     MAX_PUSH_BYTES,
     TRANSPORT_DOWN,
     DashboardConsumer,
 )
-from signal_dashboard.filters import EventFilter
-from signal_dashboard.recorder import recorder
-from signal_dashboard.routing import websocket_application
-from signal_dashboard.rows import row_html
-from signal_dashboard.stats.table import TableQuery
-from signal_dashboard.tables import tables_html
-from signal_dashboard.testing.redis_server import RedisServer
-from signal_dashboard.transport import Publisher, channel_layer, relay
+from signal_dashboard.web.rows import row_html
+from signal_dashboard.web.tables import tables_html
 
 # channels closes old database connections around each message, which counts as database access.
 pytestmark = pytest.mark.django_db
@@ -546,7 +550,7 @@ def test_the_relay_renews_its_membership_while_dashboards_stay_open(
     settings: Any, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _redis_transport(settings, redis_server.url)
-    monkeypatch.setattr(transport, "REJOIN_INTERVAL", 0.05)
+    monkeypatch.setattr(relay_module, "REJOIN_INTERVAL", 0.05)
 
     def joined_at() -> float:
         with redis.Redis.from_url(redis_server.url) as client:
@@ -596,7 +600,7 @@ def ids(html: str) -> list[str]:
 def fresh_tables(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tables and buffered sends another test made are not this test's (tables are kept for
     a while; the buffer holds whatever ran before in this process)."""
-    monkeypatch.setattr(consumers, "shared_tables", consumers.SharedTables())
+    monkeypatch.setattr(fragments, "shared_tables", fragments.SharedTables())
     recorder.clear()
 
 
@@ -628,7 +632,7 @@ def test_five_dashboards_render_each_row_once(monkeypatch: pytest.MonkeyPatch) -
         rendered_ids.append(row["id"])
         return row_html(row, event_url)
 
-    monkeypatch.setattr(consumers, "row_html", counting_row_html)
+    monkeypatch.setattr(fragments, "row_html", counting_row_html)
 
     async def test() -> None:
         dashboards = [await connect(staff()) for _ in range(5)]
@@ -716,7 +720,7 @@ def test_dashboards_with_the_same_table_share_one_rendering(
         renders.append(context)
         return tables_html(context)
 
-    monkeypatch.setattr(consumers, "tables_html", recording_tables_html)
+    monkeypatch.setattr(fragments, "tables_html", recording_tables_html)
 
     async def test() -> None:
         first = await connect(staff(), "signal=test_consumers")
@@ -736,14 +740,14 @@ def test_dashboards_with_the_same_table_share_one_rendering(
 
 def test_slow_statistics_do_not_hold_up_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
     release = threading.Event()
-    real = consumers.tables_context
+    real = fragments.tables_context
 
     def slow_tables_context(*args: Any) -> dict[str, Any]:
         release.wait(TIMEOUT * 2)  # Redis taking its time
         return real(*args)
 
-    monkeypatch.setattr(consumers, "tables_context", slow_tables_context)
-    monkeypatch.setattr(consumers, "shared_tables", consumers.SharedTables())
+    monkeypatch.setattr(fragments, "tables_context", slow_tables_context)
+    monkeypatch.setattr(fragments, "shared_tables", fragments.SharedTables())
 
     async def test() -> None:
         communicator = await connect(staff())
@@ -788,10 +792,10 @@ def test_tables_that_take_long_to_make_are_made_less_often(
         time.sleep(0.1)
         return (len(made), 0), f"<div>{len(made)}</div>"
 
-    monkeypatch.setattr(consumers, "_make_tables", slow_make)
-    monkeypatch.setattr(consumers, "TABLES_INTERVAL", 0.0)  # only the share limits them
-    monkeypatch.setattr(consumers, "TABLES_SHARE", share)
-    tables = consumers.SharedTables()
+    monkeypatch.setattr(fragments, "_make_tables", slow_make)
+    monkeypatch.setattr(fragments, "TABLES_INTERVAL", 0.0)  # only the share limits them
+    monkeypatch.setattr(fragments, "TABLES_SHARE", share)
+    tables = fragments.SharedTables()
 
     async def test() -> None:
         for _ in range(2):

@@ -137,7 +137,7 @@ def _free_port() -> int:
 
 SHOW_FINDINGS = """
 from signal_dashboard.demo.pizzeria import mistakes
-from signal_dashboard.recorder import recorder
+from signal_dashboard.record.recorder import recorder
 mistakes.connect_in_the_login_view()
 for finding in recorder.findings:
     print(finding.kind, finding.receiver)

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.dispatch import Signal
 
-from signal_dashboard.errors import ErrorInfo
+from signal_dashboard.capture.errors import ErrorInfo
 from signal_dashboard.tracing import capture
 
 # The column markers Python's tracebacks add under a frame's source line ("^^^", "~~~^^").

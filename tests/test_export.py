@@ -15,11 +15,11 @@ from django.conf import settings
 from django.dispatch import Signal
 from django.test import AsyncClient, Client
 
-from signal_dashboard.events import SignalEvent
-from signal_dashboard.filters import EventFilter, FilterError
-from signal_dashboard.recorder import recorder
-from signal_dashboard.stats.histogram import Histogram
-from signal_dashboard.stats.table import GROUPS, TableQuery
+from signal_dashboard.capture.events import SignalEvent
+from signal_dashboard.capture.histogram import Histogram
+from signal_dashboard.record.filters import EventFilter, FilterError
+from signal_dashboard.record.recorder import recorder
+from signal_dashboard.record.stats.table import GROUPS, TableQuery
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 import pytest
 from django.http import QueryDict
 
-from signal_dashboard.filters import EventFilter, FilterError
+from signal_dashboard.record.filters import EventFilter, FilterError
 
 KNOWN = (
     "Known: sender, signal, receiver, path, process, task, kind, min_duration_ms, errors_only, "

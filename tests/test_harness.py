@@ -12,10 +12,10 @@ import pytest
 import redis
 from websockets.exceptions import ConnectionClosed
 
-from signal_dashboard.consumers import FORBIDDEN
 from signal_dashboard.demo.pizzeria.models import Topping
-from signal_dashboard.testing.processes import http_get, open_dashboard_socket
-from signal_dashboard.testing.redis_server import RedisServer, RedisServerNotFound
+from signal_dashboard.integrations.testing.processes import http_get, open_dashboard_socket
+from signal_dashboard.integrations.testing.redis_server import RedisServer, RedisServerNotFound
+from signal_dashboard.web.consumers import FORBIDDEN
 from tests.processes import (
     DaphneServer,
     migrate,

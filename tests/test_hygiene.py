@@ -20,11 +20,12 @@ from django.test import Client, override_settings
 
 from signal_dashboard import tracing
 from signal_dashboard.backends import backend
-from signal_dashboard.context import Origin, current_origin
-from signal_dashboard.filters import EventFilter
-from signal_dashboard.hygiene import Finding, hygiene
-from signal_dashboard.labels import signal_label
-from signal_dashboard.recorder import recorder
+from signal_dashboard.capture.context import Origin, current_origin
+from signal_dashboard.capture.finding import Finding
+from signal_dashboard.capture.hygiene import hygiene
+from signal_dashboard.capture.labels import signal_label
+from signal_dashboard.record.filters import EventFilter
+from signal_dashboard.record.recorder import recorder
 from tests import doubled_receiver
 from tests.urls import on_every_order, pizza_ordered
 

@@ -17,11 +17,11 @@ from django.db import close_old_connections
 from django.db.models.signals import post_save
 from django.test import AsyncClient
 
+from signal_dashboard.capture.origins import excluded_paths
 from signal_dashboard.demo.pizzeria.models import Topping
-from signal_dashboard.middleware import excluded_paths
-from signal_dashboard.queries import request_summary
-from signal_dashboard.recorder import recorder
+from signal_dashboard.record.recorder import recorder
 from signal_dashboard.tracing import capture
+from signal_dashboard.web.reading import request_summary
 
 pytestmark = pytest.mark.django_db
 
@@ -142,7 +142,7 @@ def test_sample_rate_decides_whether_a_request_is_traced(
 def test_half_of_the_requests_are_sampled(client: Any, settings: Any, monkeypatch: Any) -> None:
     settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "SAMPLE_RATE": 0.5}
     draws = iter([0.1, 0.7, 0.49, 0.5])
-    monkeypatch.setattr("signal_dashboard.middleware.random.random", lambda: next(draws))
+    monkeypatch.setattr("signal_dashboard.capture.origins.random.random", lambda: next(draws))
     with capture() as events:
         for index in range(4):
             client.get(f"/toppings/save/?name=s{index}")

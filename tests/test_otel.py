@@ -21,11 +21,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from signal_dashboard import checks, otel
+from signal_dashboard import checks
 from signal_dashboard.demo.pizzeria.models import Topping
-from signal_dashboard.otel import DURATION_METRIC, Exporter
-from signal_dashboard.recorder import recorder
-from signal_dashboard.testing.processes import free_port
+from signal_dashboard.integrations import otel
+from signal_dashboard.integrations.otel import DURATION_METRIC, Exporter
+from signal_dashboard.integrations.testing.processes import free_port
+from signal_dashboard.record.recorder import recorder
 from tests.urls import pizza_ordered
 
 slice_ordered = Signal()

@@ -60,7 +60,9 @@ def test_wheel_registers_the_pytest_plugin(wheel: zipfile.ZipFile) -> None:
     entry_points.read_string(
         wheel.read(f"signal_dashboard-{version}.dist-info/entry_points.txt").decode()
     )
-    assert dict(entry_points["pytest11"]) == {"signal_dashboard": "signal_dashboard.pytest_plugin"}
+    assert dict(entry_points["pytest11"]) == {
+        "signal_dashboard": "signal_dashboard.integrations.pytest_plugin"
+    }
 
 
 # --- Installed from a checkout, as users install it today ------------------------------------

@@ -1,4 +1,4 @@
-"""Tests for signal_dashboard.payload: summaries are bounded, redacted, and run no user code."""
+"""Tests for capture/payload.py: summaries are bounded, redacted, and run no user code."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ from django.utils.functional import SimpleLazyObject
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext_lazy
 
-from signal_dashboard import payload
+from signal_dashboard.capture import payload
+from signal_dashboard.capture.payload import Limits, summarize, summarize_kwargs
 from signal_dashboard.conf import DEFAULTS
-from signal_dashboard.payload import Limits, summarize, summarize_kwargs
 
 SECRET = "s3cr3t-value-that-must-not-leak"
 COOKIE = "cookie-value-that-must-not-leak"
@@ -213,7 +213,10 @@ def test_classes_and_functions_are_named(limits: Limits) -> None:
         "len",
         "list.append",
     ]
-    assert summarize(limits.is_sensitive, limits) == "signal_dashboard.payload.Limits.is_sensitive"
+    assert (
+        summarize(limits.is_sensitive, limits)
+        == "signal_dashboard.capture.payload.Limits.is_sensitive"
+    )
 
 
 def test_exceptions_are_named_without_their_message(limits: Limits) -> None:

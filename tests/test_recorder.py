@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from django.dispatch import Signal
 
-from signal_dashboard.context import Origin
-from signal_dashboard.events import SignalEvent
-from signal_dashboard.recorder import Recorder, recorder
-from signal_dashboard.stats.table import TableQuery
+from signal_dashboard.capture.context import Origin
+from signal_dashboard.capture.events import SignalEvent
+from signal_dashboard.record.recorder import Recorder, recorder
+from signal_dashboard.record.stats.table import TableQuery
 from signal_dashboard.tracing import capture
 
 
@@ -101,7 +101,7 @@ def test_the_recorder_thread_drains_without_a_reader() -> None:
 def test_events_beyond_the_pending_limit_are_counted_as_lost(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("signal_dashboard.recorder.PENDING_LIMIT", 2)
+    monkeypatch.setattr("signal_dashboard.capture.outbox.PENDING_LIMIT", 2)
     ring = Recorder(size=5)
     events = sent(3)
     for event in events:
@@ -116,7 +116,7 @@ def test_a_finished_request_is_accounted_after_the_sends_it_made() -> None:
     [event] = sent(1)
     event.origin = origin
     ring.record(event)
-    ring.record_request(origin)
+    ring.record(origin)
     assert list(ring.requests) == [origin]
     assert origin.receiver_call_counts() == {event.calls[0][0]: 1}
 

@@ -17,16 +17,16 @@ from django.test import override_settings
 
 from signal_dashboard.demo.pizzeria.models import Topping
 from signal_dashboard.demo.pizzeria.signals import pizza_done
-from signal_dashboard.recorder import recorder
-from signal_dashboard.registry import (
+from signal_dashboard.record.recorder import recorder
+from signal_dashboard.record.stats.store import LatencyStore
+from signal_dashboard.tracing import capture
+from signal_dashboard.web.registry import (
     DEAD_RECEIVER,
     ReceiverInfo,
     SignalInfo,
     known_signals,
     signal_registry,
 )
-from signal_dashboard.stats.store import LatencyStore
-from signal_dashboard.tracing import capture
 
 bell = Signal()
 gong = Signal()

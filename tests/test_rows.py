@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from django.template.loader import render_to_string
 
-from signal_dashboard import rows
-from signal_dashboard.rows import clock, push_html, transport_html
+from signal_dashboard.web import rows
+from signal_dashboard.web.rows import clock, push_html, transport_html
 
 LOCAL = {"shared": False, "up": True, "error": ""}
 
@@ -189,6 +189,6 @@ def test_the_row_template_documents_row_html_exactly(settings: Any, separator: b
     ],
 )
 def test_short_labels_keep_an_instances_brackets(label: str, short: str) -> None:
-    from signal_dashboard.labels import short_label
+    from signal_dashboard.capture.labels import short_label
 
     assert short_label(label) == short

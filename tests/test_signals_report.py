@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from signal_dashboard.hygiene import Finding
-from signal_dashboard.pytest_report import BUSIEST_SHOWN, SignalCoverage, report_lines, summary
+from signal_dashboard.capture.finding import Finding
+from signal_dashboard.integrations.pytest_coverage import SignalCoverage
+from signal_dashboard.integrations.pytest_report import BUSIEST_SHOWN, report_lines, summary
 
 SIGNALS = """
 from django.dispatch import Signal

@@ -13,18 +13,19 @@ import pytest
 from django.dispatch import Signal
 from django.test import override_settings
 
-from signal_dashboard.context import Origin, current_origin
-from signal_dashboard.filters import EventFilter
-from signal_dashboard.stats.histogram import (
+from signal_dashboard.capture.context import Origin, current_origin
+from signal_dashboard.capture.histogram import (
     UNBUCKETED_LIMIT,
     Histogram,
     SealedHistogram,
     bucket_bounds,
     bucket_index,
 )
-from signal_dashboard.stats.merge import MergedStore
-from signal_dashboard.stats.store import LatencyStore, Series, Storms
-from signal_dashboard.stats.table import TableQuery
+from signal_dashboard.record.filters import EventFilter
+from signal_dashboard.record.stats.merge import MergedStore
+from signal_dashboard.record.stats.series import Series, Storms
+from signal_dashboard.record.stats.store import LatencyStore
+from signal_dashboard.record.stats.table import TableQuery
 from signal_dashboard.tracing import capture
 
 oven = Signal()
@@ -505,7 +506,7 @@ def test_table_query_parses_and_rejects() -> None:
 def test_a_receiver_running_more_than_the_threshold_in_one_request_is_a_storm(
     receivers: None,
 ) -> None:
-    from signal_dashboard.recorder import recorder
+    from signal_dashboard.record.recorder import recorder
 
     busy = Origin(kind="request", name="GET /busy/", request_id="busy")
     calm = Origin(kind="request", name="GET /calm/", request_id="calm")
@@ -523,8 +524,8 @@ def test_a_receiver_running_more_than_the_threshold_in_one_request_is_a_storm(
                 oven.send(sender=Pizza)
         finally:
             current_origin.reset(token)
-    recorder.record_request(busy)
-    recorder.record_request(calm)
+    recorder.record(busy)
+    recorder.record(calm)
     recorder.drain()  # storms are noted off the request thread
     assert busy.storms == [("tests.test_stats.fast", 4)]
     assert calm.storms == []
@@ -549,7 +550,7 @@ def test_series_beyond_the_key_limit_are_counted_as_overflow(receivers: None) ->
     SIGNAL_DASHBOARD={"ENABLED": True, "STATS_WINDOW_SECONDS": 60, "STATS_MAX_KEYS": 7}
 )
 def test_settings_reach_the_store() -> None:
-    from signal_dashboard.recorder import recorder
+    from signal_dashboard.record.recorder import recorder
 
     assert recorder.latency.window_seconds == 60
     assert recorder.latency.max_keys == 7

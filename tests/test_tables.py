@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from signal_dashboard.stats.histogram import Histogram
-from signal_dashboard.stats.store import Storms
-from signal_dashboard.stats.table import TableQuery, TableRow
-from signal_dashboard.tables import (
+from signal_dashboard.capture.histogram import Histogram
+from signal_dashboard.record.stats.series import Storms
+from signal_dashboard.record.stats.table import TableQuery, TableRow
+from signal_dashboard.web.tables import (
     SPARKLINE_BINS,
     latency_table_html,
     request_rows_html,

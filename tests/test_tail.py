@@ -19,15 +19,15 @@ from django.core.management.base import CommandError
 from django.dispatch import Signal
 
 from signal_dashboard.backends import RedisBackend
-from signal_dashboard.broadcast import GROUP
-from signal_dashboard.context import HOST, PID, PROCESS_ORIGIN, Origin, current_origin
-from signal_dashboard.filters import EventFilter
+from signal_dashboard.capture.context import HOST, PID, PROCESS_ORIGIN, Origin, current_origin
 from signal_dashboard.management.commands import signals_tail
 from signal_dashboard.management.commands.signals_tail import (
     MAX_ERROR_LENGTH,
     format_row,
     matching_rows,
 )
+from signal_dashboard.record.broadcast import GROUP
+from signal_dashboard.record.filters import EventFilter
 from signal_dashboard.tracing import capture
 
 # A receive that waits this long means the command missed its way out (seconds).

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from signal_dashboard.testing.processes import http_get
-from signal_dashboard.testing.redis_server import RedisServer
+from signal_dashboard.integrations.testing.processes import http_get
+from signal_dashboard.integrations.testing.redis_server import RedisServer
 from tests.processes import CeleryWorker, DaphneServer, run_command, session_cookie
 
 pytestmark = pytest.mark.redis

@@ -15,17 +15,16 @@ from typing import Any
 import pytest
 from django.core.management import BaseCommand, call_command
 
-from signal_dashboard import waterfall
-from signal_dashboard.context import PROCESS_ORIGIN, current_origin
+from signal_dashboard.capture.context import PROCESS_ORIGIN, current_origin
 from signal_dashboard.demo.pizzeria.models import Order, Pizza
 from signal_dashboard.demo.pizzeria.signals import pizza_done
 from signal_dashboard.demo.pizzeria.tasks import bake_in_oven, burn, task
-from signal_dashboard.queries import request_summary
-from signal_dashboard.recorder import recorder
-from signal_dashboard.rows import ms
+from signal_dashboard.record.recorder import recorder
 from signal_dashboard.tracing import capture, install, uninstall
-
-from .receiving import connected
+from signal_dashboard.web import waterfall
+from signal_dashboard.web.reading import request_summary
+from signal_dashboard.web.rows import ms
+from tests.receiving import connected
 
 pytestmark = pytest.mark.django_db
 
@@ -247,7 +246,7 @@ def test_a_signal_at_a_dead_task_signals_address_is_no_boundary() -> None:
     from django.conf import settings
     from django.dispatch import Signal
 
-    from signal_dashboard import tasks
+    from signal_dashboard.capture import tasks
 
     started = importlib.import_module(f"{settings.TASKS_MODULE}.signals").task_started
     assert tasks.boundary_of(started) is not None
@@ -263,10 +262,10 @@ def test_a_signal_at_a_dead_task_signals_address_is_no_boundary() -> None:
 def test_another_processs_run_cannot_be_opened_while_redis_is_unreachable(
     staff_client: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from signal_dashboard import transport
-    from signal_dashboard.testing.processes import free_port
+    from signal_dashboard.backends.redis import history
+    from signal_dashboard.integrations.testing.processes import free_port
 
-    monkeypatch.setattr(transport._OtherRequests, "read_at", float("-inf"))  # nothing cached
+    monkeypatch.setattr(history._OtherRequests, "read_at", float("-inf"))  # nothing cached
 
     settings.SIGNAL_DASHBOARD = {
         **settings.SIGNAL_DASHBOARD,

@@ -23,13 +23,15 @@ from django.contrib.auth.models import User
 from django.dispatch import Signal, dispatcher
 
 from signal_dashboard import conf, tracing
-from signal_dashboard import events as events_module
-from signal_dashboard.consumers import DashboardConsumer
-from signal_dashboard.context import PROCESS_ORIGIN, Origin, current_origin
+from signal_dashboard.capture import events as events_module
+from signal_dashboard.capture import failures
+from signal_dashboard.capture import send as send_path
+from signal_dashboard.capture.context import PROCESS_ORIGIN, Origin, current_origin
 from signal_dashboard.demo.pizzeria.models import Topping
-from signal_dashboard.recorder import recorder
-from signal_dashboard.registry import signal_registry
-from signal_dashboard.stats.table import TableQuery
+from signal_dashboard.record.recorder import recorder
+from signal_dashboard.record.stats.table import TableQuery
+from signal_dashboard.web.consumers import DashboardConsumer
+from signal_dashboard.web.registry import signal_registry
 
 
 @pytest.fixture
@@ -366,7 +368,7 @@ def test_a_receivers_traceback_starts_at_the_receiver(method: str, is_async: boo
     frames = [line for line in error.traceback.splitlines() if line.startswith("  File ")]
     assert frames, error.traceback
     assert frames[0].endswith(f", in {'async_fails' if is_async else 'fails'}")
-    assert tracing.__file__ not in error.traceback
+    assert send_path.__file__ not in error.traceback
 
 
 @pytest.mark.parametrize("traced", [False, True], ids=["untraced", "traced"])
@@ -525,7 +527,7 @@ def test_install_and_uninstall_are_idempotent_and_restore_django() -> None:
     tracing.install()
     assert tracing.is_installed()
     patched = {name: dispatcher.Signal.__dict__[name] for name in names}
-    assert all(m.__code__.co_filename == tracing.__file__ for m in patched.values())
+    assert all(m.__code__.co_filename == send_path.__file__ for m in patched.values())
     tracing.uninstall()
     tracing.uninstall()
     try:
@@ -696,7 +698,7 @@ def test_tracing_failure_never_reaches_the_app(
         raise RuntimeError("summary failed")
 
     monkeypatch.setattr(events_module, "summarize_kwargs", broken)
-    monkeypatch.setattr(tracing._Failures, "count", 0)
+    monkeypatch.setattr(failures.Failures, "count", 0)
     signal = Signal()
     signal.connect(lambda sender, **kwargs: "still works", weak=False)
     toppings = ["ham"]  # not a plain value, so it is summarized at send time
@@ -708,7 +710,7 @@ def test_tracing_failure_never_reaches_the_app(
         assert [r[1] for r in async_to_sync(signal.asend)(sender=Sender, toppings=toppings)] == [
             "still works"
         ]
-    assert tracing._Failures.count == 3
+    assert failures.Failures.count == 3
     assert len([r for r in caplog.records if r.name == "signal_dashboard"]) == 1
 
 
@@ -891,9 +893,9 @@ def test_outside_requests_the_detail_limit_is_per_second(detail_limit: int) -> N
     with tracing.capture(limit_detail=True) as events:
         for _ in range(5):
             signal.send(sender=Sender)
-        for tally in tracing._process_tallies.tallies.values():  # a second later
+        for tally in send_path._process_tallies.tallies.values():  # a second later
             tally.until_ns = 0
-        tracing._process_tallies.since -= 1_000_000_000
+        send_path._process_tallies.since -= 1_000_000_000
         for _ in range(5):
             signal.send(sender=Sender)
     assert len(events) == 2 * detail_limit

@@ -23,17 +23,20 @@ from django.core.management import call_command
 from django.test import Client
 from websockets.exceptions import ConnectionClosed
 
-from signal_dashboard import consumers, tracing, transport
 from signal_dashboard.backends import backend
+from signal_dashboard.backends.redis import connection, history
+from signal_dashboard.backends.redis import publisher as publishing
+from signal_dashboard.backends.redis.connection import SOURCE, STATS_KEY_PREFIX
+from signal_dashboard.capture import send
+from signal_dashboard.capture.histogram import Histogram, SealedHistogram
 from signal_dashboard.conf import DEFAULTS
-from signal_dashboard.recorder import Recorder, recorder
-from signal_dashboard.stats.histogram import Histogram, SealedHistogram
-from signal_dashboard.stats.merge import MergedStore
-from signal_dashboard.stats.store import LatencyStore
-from signal_dashboard.testing.processes import http_get, open_dashboard_socket
-from signal_dashboard.testing.redis_server import RedisServer
+from signal_dashboard.integrations.testing.processes import http_get, open_dashboard_socket
+from signal_dashboard.integrations.testing.redis_server import RedisServer
+from signal_dashboard.record.recorder import Recorder, recorder
+from signal_dashboard.record.stats.merge import MergedStore
+from signal_dashboard.record.stats.store import LatencyStore
 from signal_dashboard.tracing import capture
-from signal_dashboard.transport import SOURCE, STATS_KEY_PREFIX
+from signal_dashboard.web import consumers, fragments
 from tests.processes import (
     REPO,
     DaphneServer,
@@ -255,14 +258,14 @@ def test_statistics_read_from_redis_are_other_processes_only(
     redis_server: RedisServer, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
-    monkeypatch.setattr(transport._MergedCache, "store", None)
+    monkeypatch.setattr(history.MergedCache, "store", None)
     other = _store_of_another_process()
     with redis.Redis.from_url(redis_server.url) as client:
         # What this process wrote earlier is not read back: its own figures are fresher.
         client.set(STATS_KEY_PREFIX + SOURCE, "not even JSON")
         assert backend().latency_store() is recorder.latency
         client.set(STATS_KEY_PREFIX + "otherhost:1", json.dumps(other.snapshot("otherhost:1")))
-    monkeypatch.setattr(transport._MergedCache, "read_at", 0.0)
+    monkeypatch.setattr(history.MergedCache, "read_at", 0.0)
     merged = backend().latency_store()
     assert isinstance(merged, MergedStore)
     assert merged.sources == ["otherhost:1", SOURCE]
@@ -280,10 +283,10 @@ def test_statistics_that_cannot_be_read_are_skipped_and_the_rest_merged(
 ) -> None:
     settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
     for name in ("store", "read_at", "ttl"):  # put back after the test
-        monkeypatch.setattr(transport._MergedCache, name, getattr(transport._MergedCache, name))
-    monkeypatch.setattr(transport._MergedCache, "store", None)
-    monkeypatch.setattr(transport, "MERGED_STATS_TTL", 3600.0)  # the pages read the same merge
-    monkeypatch.setattr(transport._MergedCache, "unreadable", 0)
+        monkeypatch.setattr(history.MergedCache, name, getattr(history.MergedCache, name))
+    monkeypatch.setattr(history.MergedCache, "store", None)
+    monkeypatch.setattr(history, "MERGED_STATS_TTL", 3600.0)  # the pages read the same merge
+    monkeypatch.setattr(history.MergedCache, "unreadable", 0)
     other = _store_of_another_process()
     older = {**other.snapshot("otherhost:3"), "format": 1}
     keys = [STATS_KEY_PREFIX + name for name in ("otherhost:1", "otherhost:2", "otherhost:3")]
@@ -305,7 +308,7 @@ def test_statistics_that_cannot_be_read_are_skipped_and_the_rest_merged(
         recorder.latency.receiver_histogram(label).count + 1
     )
     assert backend().status()["up"]
-    assert transport._MergedCache.unreadable == 2
+    assert history.MergedCache.unreadable == 2
     assert sorted(merged.unreadable) == [
         "The statistics of 'otherhost:3' are in format 1; this version reads format 2.",
         f"{keys[1]} is not JSON (Expecting value: line 1 column 1 (char 0)).",
@@ -475,7 +478,7 @@ def test_the_publisher_appends_every_event_and_trims_the_history(
     redis_server: RedisServer, settings: Any
 ) -> None:
     def publish(*names: str) -> list[Any]:
-        publisher = transport.Publisher(redis_server.url, buffer_size=100)
+        publisher = publishing.Publisher(redis_server.url, buffer_size=100)
         publisher.start()
         pizza_ordered.connect(_noted, weak=False)
         try:
@@ -494,20 +497,20 @@ def test_the_publisher_appends_every_event_and_trims_the_history(
     with redis.Redis.from_url(redis_server.url) as client:
         # Whole stream nodes are trimmed: one entry per node makes "about N" exactly N.
         client.config_set("stream-node-max-entries", 1)
-        client.delete(transport.EVENTS_KEY)
-        client.xadd(transport.EVENTS_KEY, {"row": b"", "event": b""}, id="1-0")  # long past
+        client.delete(connection.EVENTS_KEY)
+        client.xadd(connection.EVENTS_KEY, {"row": b"", "event": b""}, id="1-0")  # long past
     settings.SIGNAL_DASHBOARD = {**config, "HISTORY_SIZE": 100}
     events = publish("margherita", "marinara", "diavola")
-    history = transport.history(10)
-    assert [row["id"] for row in history] == [event.uid for event in reversed(events)]
-    newest = transport.history_event(history[0]["history_id"])
+    rows = history.recent_rows(10)
+    assert [row["id"] for row in rows] == [event.uid for event in reversed(events)]
+    newest = history.event(rows[0]["history_id"])
     assert newest == json.loads(json.dumps(events[-1].as_dict()))
     assert newest["payload"] == {"name": "diavola"}
     assert newest["receivers"][0]["result"] == "noted"
 
     settings.SIGNAL_DASHBOARD = {**config, "HISTORY_SIZE": 2}
     [last] = publish("capricciosa")
-    assert [row["id"] for row in transport.history(10)] == [last.uid, events[-1].uid]
+    assert [row["id"] for row in history.recent_rows(10)] == [last.uid, events[-1].uid]
 
 
 def test_the_publisher_drains_the_recorder_itself(
@@ -516,14 +519,14 @@ def test_the_publisher_drains_the_recorder_itself(
     settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
     # A recorder whose thread never runs: only the publisher can drain it.
     idle = Recorder()
-    monkeypatch.setattr(tracing, "recorder", idle)
-    monkeypatch.setattr(transport, "recorder", idle)
+    monkeypatch.setattr(send, "outbox", idle.outbox)
+    monkeypatch.setattr(publishing, "recorder", idle)
 
-    async def no_statistics(self: transport.Publisher, client: Any) -> None:
+    async def no_statistics(self: publishing.Publisher, client: Any) -> None:
         pass  # reading them would drain the recorder too, a flush later
 
-    monkeypatch.setattr(transport.Publisher, "_write_stats", no_statistics)
-    publisher = transport.Publisher(redis_server.url, buffer_size=10)
+    monkeypatch.setattr(publishing.Publisher, "_write_stats", no_statistics)
+    publisher = publishing.Publisher(redis_server.url, buffer_size=10)
     publisher.start()
     pizza_ordered.connect(_noted, weak=False)
     try:
@@ -536,7 +539,7 @@ def test_the_publisher_drains_the_recorder_itself(
         pizza_ordered.disconnect(_noted)
         publisher.close()
     assert sent_while_running == 1
-    [row] = transport.history(1)
+    [row] = history.recent_rows(1)
     assert row["sender"] == "drained"
 
 
@@ -546,9 +549,9 @@ def test_statistics_that_take_long_to_write_are_written_less_often(
     settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
     # Without the share, every change would be written at once; with this one, any write takes
     # "too long" and holds the next one back for ages.
-    monkeypatch.setattr(transport, "STATS_INTERVAL", 0.0)
-    monkeypatch.setattr(transport, "STATS_SHARE", 1e-12)
-    publisher = transport.Publisher(redis_server.url, buffer_size=10)
+    monkeypatch.setattr(publishing, "STATS_INTERVAL", 0.0)
+    monkeypatch.setattr(publishing, "STATS_SHARE", 1e-12)
+    publisher = publishing.Publisher(redis_server.url, buffer_size=10)
     key = STATS_KEY_PREFIX + SOURCE
 
     def send_and_write(name: str) -> Any:
@@ -582,12 +585,12 @@ def test_statistics_that_take_long_to_merge_are_merged_less_often(
     redis_server: RedisServer, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
-    monkeypatch.setattr(transport._MergedCache, "store", None)
-    monkeypatch.setattr(transport._MergedCache, "ttl", 0.0)
+    monkeypatch.setattr(history.MergedCache, "store", None)
+    monkeypatch.setattr(history.MergedCache, "ttl", 0.0)
     # Without the share, statistics would be merged afresh at every read; with this one, any
     # merge takes "too long" and its result is kept for ages.
-    monkeypatch.setattr(transport, "MERGED_STATS_TTL", 0.0)
-    monkeypatch.setattr(transport, "STATS_SHARE", 1e-12)
+    monkeypatch.setattr(history, "MERGED_STATS_TTL", 0.0)
+    monkeypatch.setattr(history, "STATS_SHARE", 1e-12)
     other_key = STATS_KEY_PREFIX + "otherhost:1"
     with redis.Redis.from_url(redis_server.url) as client:
         client.set(other_key, json.dumps(LatencyStore().snapshot("otherhost:1")))
@@ -596,7 +599,7 @@ def test_statistics_that_take_long_to_merge_are_merged_less_often(
         client.set(other_key + "0", json.dumps(LatencyStore().snapshot("otherhost:10")))
         assert backend().latency_store() is merged
         assert merged.sources == ["otherhost:1", SOURCE]
-        assert transport._MergedCache.ttl > 3600
+        assert history.MergedCache.ttl > 3600
         client.delete(other_key, other_key + "0")
 
 
@@ -618,8 +621,8 @@ PAGE_ROW = re.compile(r'<tr class="sd-row[^"]*" data-id="([^"]+)"[^>]*hx-get="([
 def merged_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the pages cache of every process's statistics is put back after the test."""
     for name in ("store", "read_at", "ttl", "error"):
-        monkeypatch.setattr(transport._MergedCache, name, getattr(transport._MergedCache, name))
-    monkeypatch.setattr(transport._MergedCache, "store", None)
+        monkeypatch.setattr(history.MergedCache, name, getattr(history.MergedCache, name))
+    monkeypatch.setattr(history.MergedCache, "store", None)
 
 
 def test_another_process_send_is_detailed_with_its_nested_sends(
@@ -632,11 +635,11 @@ def test_another_process_send_is_detailed_with_its_nested_sends(
     settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
     command = run_command(["shell", "-c", SEND_WITH_NESTED_SENDS], project_db, redis_server.url)
     assert command.returncode == 0, command.stderr
-    history = transport.history(100)
+    rows = history.recent_rows(100)
     [ordered] = [
-        row for row in history if row["signal"] == "tests.urls.pizza_ordered" and "type" not in row
+        row for row in rows if row["signal"] == "tests.urls.pizza_ordered" and "type" not in row
     ]
-    nested = [row for row in reversed(history) if row["parent_id"] == ordered["id"]]
+    nested = [row for row in reversed(rows) if row["parent_id"] == ordered["id"]]
     assert "django.db.models.signals.post_save" in {row["signal"] for row in nested}
     # Each send's detail URL, as the page's rows link to it.
     urls = dict(PAGE_ROW.findall(admin_client.get("/signals/").content.decode()))
@@ -687,8 +690,8 @@ def test_the_events_download_lists_every_process_events_as_the_page_does(
     assert ordered["origin"]["kind"] == "command"
     assert ordered["pid"] != here.origin.pid
     assert ordered["receivers"][0]["result"] == "calzone"
-    [row] = [row for row in transport.history(100) if row["id"] == ordered["id"]]
-    assert ordered == transport.history_event(row["history_id"])
+    [row] = [row for row in history.recent_rows(100) if row["id"] == ordered["id"]]
+    assert ordered == history.event(row["history_id"])
     # Without Redis, both fall back to this process's own.
     redis_server.stop()
     ids, events = listed({"signal": "pizza_ordered"})
@@ -706,8 +709,8 @@ def test_stop_recording_stops_every_process_and_says_who(
         assert http_get(f"{second.url}/toppings/save/?name={name}")[0] == 200
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            history = transport.history(500)
-            if any(row["origin"].get("path") == "/toppings/save/" for row in history):
+            rows = history.recent_rows(500)
+            if any(row["origin"].get("path") == "/toppings/save/" for row in rows):
                 return True
             time.sleep(0.2)
         return False
@@ -716,12 +719,12 @@ def test_stop_recording_stops_every_process_and_says_who(
         switch = backend().set_recording(False, "chef")
         assert (switch.on, switch.by) == (False, "chef")
         # The other processes' publishers read the switch within RECORDING_POLL.
-        time.sleep(transport.RECORDING_POLL * 2.5)
+        time.sleep(connection.RECORDING_POLL * 2.5)
         assert not saves_recorded("unseen", within=3.0)  # a send reaches Redis in 0.1 s
         stored = backend().recording()
         assert (stored.on, stored.by) == (False, "chef")
         backend().set_recording(True, "chef")
-        time.sleep(transport.RECORDING_POLL * 2.5)
+        time.sleep(connection.RECORDING_POLL * 2.5)
         assert saves_recorded("seen", within=EVENT_TIMEOUT)
     finally:
         backend().set_recording(True, "")
@@ -731,15 +734,15 @@ def test_a_process_without_a_publisher_reads_the_switch_at_most_once_a_poll(
     redis_server: RedisServer, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "REDIS_URL": redis_server.url}
-    monkeypatch.setattr(transport.Publisher, "current", None)
-    monkeypatch.setattr(transport, "_switch_read", None)
+    monkeypatch.setattr(publishing.Publisher, "current", None)
+    monkeypatch.setattr(publishing, "_switch_read", None)
     reads = []
-    real = transport._read_switch
-    monkeypatch.setattr(transport, "_read_switch", lambda client: reads.append(1) or real(client))
+    real = publishing._read_switch
+    monkeypatch.setattr(publishing, "_read_switch", lambda client: reads.append(1) or real(client))
     for _ in range(50):  # as many pushes of the dashboards
         assert backend().recording().on
     assert len(reads) == 1
-    monkeypatch.setattr(transport, "RECORDING_POLL", 0.0)
+    monkeypatch.setattr(publishing, "RECORDING_POLL", 0.0)
     assert backend().recording().on
     assert len(reads) == 2
 
@@ -763,7 +766,7 @@ def test_another_process_findings_reach_the_page_and_the_download(
     assert command.returncode == 0, command.stderr
     [lost] = [
         row
-        for row in transport.history(100)
+        for row in history.recent_rows(100)
         if row.get("type") == "lost" and row["receivers"][0].endswith("on_order")
     ]
     assert lost["signal"] == "tests.urls.pizza_ordered"
@@ -848,7 +851,7 @@ def _backends(settings: Any, url: str) -> Iterator[int]:
     # The other process wrote its events and, as it exited, its statistics to Redis.
     assert any(
         row["sender"] == "storm" and row["origin"]["pid"] != os.getpid()
-        for row in transport.history(500)
+        for row in history.recent_rows(500)
     )
     merged = backend().latency_store()
     assert isinstance(merged, MergedStore)
@@ -914,7 +917,7 @@ def test_the_socket_pushes_the_table_of_a_path_on_both_backends_with_every_storm
 
     for storms in _backends(settings, redis_server.url):
         # Tables another backend's socket was sent are not this one's.
-        monkeypatch.setattr(consumers, "shared_tables", consumers.SharedTables())
+        monkeypatch.setattr(fragments, "shared_tables", fragments.SharedTables())
         flagged = STORM_ROW.search(async_to_sync(pushed_table)())
         assert flagged is not None, storms
         assert flagged.groups() == (str(storms), str(STORM_CALLS))

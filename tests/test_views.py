@@ -14,9 +14,9 @@ from django.dispatch import Signal
 from django.urls import reverse
 
 from signal_dashboard.demo.pizzeria.models import Topping
-from signal_dashboard.recorder import recorder
+from signal_dashboard.record.recorder import recorder
 from signal_dashboard.tracing import capture
-from signal_dashboard.waterfall import build
+from signal_dashboard.web.waterfall import build
 from tests.urls import pizza_ordered
 
 pytestmark = pytest.mark.django_db
@@ -207,8 +207,8 @@ def test_a_failing_command_is_an_origin_with_its_error(staff_client: Any) -> Non
 def test_staff_stop_and_start_recording_and_everyone_is_told(client: Any) -> None:
     from django.contrib.auth import get_user_model
 
-    from signal_dashboard import tracing
     from signal_dashboard.backends import backend
+    from signal_dashboard.capture import send
 
     staff = get_user_model().objects.create_user("chef", password="pw", is_staff=True)
     client.force_login(staff)
@@ -220,7 +220,7 @@ def test_staff_stop_and_start_recording_and_everyone_is_told(client: Any) -> Non
         assert stopped.status_code == 200
         assert 'data-on="false"' in stopped.content.decode()
         assert "recording stopped</strong> by chef at" in stopped.content.decode()
-        assert not tracing.is_recording()
+        assert not send.is_recording()
         baked = Signal()
         baked.connect(on_baked)
         with capture() as events:
@@ -242,14 +242,14 @@ def test_staff_stop_and_start_recording_and_everyone_is_told(client: Any) -> Non
 def test_only_staff_may_switch_recording(client: Any, settings: Any) -> None:
     from django.contrib.auth import get_user_model
 
-    from signal_dashboard import tracing
+    from signal_dashboard.capture import send
 
     settings.SIGNAL_DASHBOARD = {**settings.SIGNAL_DASHBOARD, "ACCESS": "tests.test_views.anyone"}
     user = get_user_model().objects.create_user("guest", password="pw")
     client.force_login(user)
     response = client.post(reverse("signal_dashboard:recording"), {"on": "false"})
     assert response.status_code == 403
-    assert tracing.is_recording()
+    assert send.is_recording()
 
 
 def anyone(user: Any) -> bool:

@@ -19,7 +19,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 
 from signal_dashboard.demo.pizzeria.models import Pizza, Topping  # noqa: E402
-from signal_dashboard.recorder import recorder  # noqa: E402
+from signal_dashboard.record.recorder import recorder  # noqa: E402
 
 
 def count_pizzas(sender: Any, instance: Topping, **kwargs: Any) -> None:

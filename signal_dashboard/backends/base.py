@@ -12,15 +12,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from channels.layers import BaseChannelLayer
 
-    from ..broadcast import BatchReceiver
-    from ..events import Row
-    from ..filters import EventFilter
-    from ..recording import Switch
-    from ..stats.store import LatencyStore
+    from ..capture.events import Row
+    from ..capture.recording import Switch
+    from ..record.broadcast import BatchReceiver
+    from ..record.filters import EventFilter
+    from ..record.stats.store import LatencyStore
 
 
 class NotShared(Exception):
     """The backend carries no events between processes (so there is nothing to tail)."""
+
+
+class TransportDown(Exception):
+    """The dashboards' group cannot be joined: the backend's server does not answer."""
 
 
 class Backend:

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .. import tracing
-from ..broadcast import broadcaster
-from ..recorder import recorder
-from ..recording import Switch
+from ..capture import send
+from ..capture.recording import Switch
+from ..record.broadcast import broadcaster
+from ..record.recorder import recorder
 from .base import Backend, NotShared
 
 if TYPE_CHECKING:
     from channels.layers import BaseChannelLayer
 
-    from ..broadcast import BatchReceiver
-    from ..filters import EventFilter
-    from ..stats.store import LatencyStore
+    from ..record.broadcast import BatchReceiver
+    from ..record.filters import EventFilter
+    from ..record.stats.store import LatencyStore
 
 NOT_SHARED = (
     "signals_tail needs the Redis transport: without it each server process keeps its events "
@@ -35,7 +35,7 @@ class LocalBackend(Backend):
 
     def set_recording(self, on: bool, by: str) -> Switch:
         self._switch = Switch.set(on, by)
-        tracing.set_recording(on)
+        send.set_recording(on)
         return self._switch
 
     def recent_rows(self, limit: int) -> list[dict[str, Any]]:

@@ -7,9 +7,9 @@ from typing import Any
 from django import template
 from django.utils.safestring import mark_safe
 
-from ..labels import last_part, origin_label, short_label
-from ..rows import breakable, clock, is_slow, ms, percent, row_html
-from ..tables import request_failed, request_rows_html, sort_headings, sparkline_bars
+from ..capture.labels import last_part, origin_label, short_label
+from ..web.rows import breakable, clock, is_slow, ms, percent, row_html
+from ..web.tables import request_failed, request_rows_html, sort_headings, sparkline_bars
 
 register = template.Library()
 

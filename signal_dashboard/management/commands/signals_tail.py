@@ -19,11 +19,11 @@ from channels.layers import BaseChannelLayer
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from signal_dashboard.backends import NotShared, backend
-from signal_dashboard.broadcast import GROUP
-from signal_dashboard.context import suspended
-from signal_dashboard.events import Row
-from signal_dashboard.filters import EventFilter, FilterError
-from signal_dashboard.labels import origin_label, short_label
+from signal_dashboard.capture.context import suspended
+from signal_dashboard.capture.events import Row
+from signal_dashboard.capture.labels import origin_label, short_label
+from signal_dashboard.record.broadcast import GROUP
+from signal_dashboard.record.filters import EventFilter, FilterError
 
 # Errors can carry a whole exception message; the line shows its start, --json all of it.
 MAX_ERROR_LENGTH = 120

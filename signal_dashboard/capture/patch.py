@@ -1,0 +1,63 @@
+"""install()/uninstall(): the class-level patches, made once and undone exactly.
+
+``Signal``'s four send methods (send.py), its ``connect()`` and ``disconnect()`` (hygiene.py),
+``BaseCommand.execute`` (a command's origin, origins.py) and the database cursors' query count
+(queries.py). Each is replaced on the class, so every instance is traced, whenever it was made.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.core.management.base import BaseCommand
+from django.dispatch import Signal
+
+from .. import conf
+from . import hygiene, queries, tasks
+from .origins import make_execute
+from .send import make_asend, make_send, ran_as_traced
+
+# The original methods, set while tracing is installed.
+_originals: dict[tuple[type, str], Callable[..., Any]] = {}
+
+_PATCHES: tuple[tuple[type, str, Callable[[], Callable[..., Any]]], ...] = (
+    (Signal, "send", lambda: make_send("send", robust=False)),
+    (Signal, "send_robust", lambda: make_send("send_robust", robust=True)),
+    (Signal, "asend", lambda: make_asend("asend", robust=False)),
+    (Signal, "asend_robust", lambda: make_asend("asend_robust", robust=True)),
+    (BaseCommand, "execute", make_execute),
+    # Signal hygiene (hygiene.py): connect() and disconnect() as Django's, then noted.
+    *(
+        (Signal, name, functools.partial(make, Signal.__dict__[name]))
+        for name, make in hygiene.PATCHES
+    ),
+)
+
+
+def install() -> None:
+    """Patch the classes, unless they are patched already; the settings are read again."""
+    conf.reset()
+    if _originals:
+        return
+    hygiene.hygiene.ran = ran_as_traced
+    hygiene.after_connect = tasks.notice
+    tasks.notice()
+    for owner, name, make in _PATCHES:
+        _originals[(owner, name)] = owner.__dict__[name]
+        setattr(owner, name, make())
+    queries.install()
+
+
+def uninstall() -> None:
+    """Put Django's own methods back, exactly as they were."""
+    queries.uninstall()
+    hygiene.after_connect = None
+    while _originals:
+        (owner, name), original = _originals.popitem()
+        setattr(owner, name, original)
+
+
+def is_installed() -> bool:
+    return bool(_originals)
