@@ -9,6 +9,7 @@ from time import perf_counter_ns
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.db.models.signals import post_init, post_save
 
 from signal_dashboard import tracing
@@ -27,6 +28,14 @@ REPEATS = 12
 def look_up_pizzas_each_time(sender: Any, instance: Topping, **kwargs: Any) -> None:
     for index in range(REPEATS):
         Pizza.objects.filter(name=f"pizza-{index}").exists()  # the N+1: one statement, N times
+
+
+def save_in_savepoints(sender: Any, instance: Topping, **kwargs: Any) -> None:
+    # Each outer atomic() is a BEGIN and its COMMIT, and the inner one a SAVEPOINT of the same
+    # name each time (Django numbers them afresh in each transaction) and its RELEASE.
+    for index in range(REPEATS):
+        with transaction.atomic(), transaction.atomic():
+            Pizza.objects.create(name=f"pizza-{index}", price=10)
 
 
 def count_pizzas_on_init(sender: Any, instance: Topping, **kwargs: Any) -> None:
@@ -176,3 +185,14 @@ def test_a_query_findings_detail_says_what_to_do_about_it(
     assert "<dt>Signal</dt>" not in detail  # a receiver's queries across its sends
     assert f"<dt>Defined at</dt><dd>{line_of(look_up_pizzas_each_time)}</dd>" in detail
     assert "<dt>Statement</dt><dd><code>SELECT %s AS &quot;a&quot;" in detail
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transaction_control_is_never_the_repeated_query(client: Any) -> None:
+    # SAVEPOINT and RELEASE SAVEPOINT run as often as the INSERT: only the INSERT is a query a
+    # receiver could batch.
+    with connected(post_save, save_in_savepoints, sender=Topping):
+        assert client.get("/toppings/save/?name=basil").status_code == 200
+    (found,) = findings("query_repeated")
+    assert found.count == REPEATS
+    assert found.statement.startswith('INSERT INTO "pizzeria_pizza"')

@@ -371,3 +371,25 @@ def test_receivers_of_a_sender_that_is_gone() -> None:
     ]
     # Django 6 holds the sender weakly, so the receiver dies with it; 5.2 keeps only its id.
     assert [r.dead for r in receivers] == [False, django.VERSION >= (6,)]
+
+
+def test_signal_dashboards_own_receivers_are_not_listed_but_the_demos_are() -> None:
+    from django.core.signals import setting_changed
+
+    from signal_dashboard import conf
+    from signal_dashboard.demo.pizzeria import signals as demo_signals
+
+    registry = {info.label: info for info in signal_registry()}
+    # The settings' reset, connected to setting_changed by conf.py, is ours: not the project's.
+    changed = registry["django.core.signals.setting_changed"]
+    assert conf.__file__ not in {
+        receiver.location.rpartition(":")[0] for receiver in changed.receivers
+    }
+    assert setting_changed.has_listeners()
+    demo = [
+        receiver
+        for info in registry.values()
+        for receiver in info.receivers
+        if receiver.location.startswith(demo_signals.__file__)
+    ]
+    assert demo  # the demo is a project like any other

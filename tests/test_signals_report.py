@@ -596,3 +596,39 @@ def test_query_findings_say_their_worst_case_and_a_long_list_says_it_goes_on(
     assert "      20  kitchen.receivers.r0  in test_orders.py::test_rush_hour" in lines
     assert "  and 2 more (--signals-json lists them)" in lines
     assert not any("kitchen.receivers.r6" in line for line in lines)
+
+
+def test_every_project_receiver_with_queries_reaches_the_json_whatever_the_others_ran(
+    tmp_path: Path,
+) -> None:
+    # Sixty installed-package receivers ran more queries than any of the project's: the top
+    # fifty of all pairs would have left every one of the project's out.
+    coverage = SignalCoverage()
+    phase = coverage.begin("test_orders.py::test_rush_hour", setup=False)
+    known = {}
+    for index in range(60):
+        label = f"thirdparty.receivers.r{index}"
+        coverage.queries_per_phase[phase, label] = 100 + index
+        known[label] = "/site-packages/thirdparty/receivers.py:1"
+    for index in range(3):
+        label = f"kitchen.receivers.own{index}"
+        coverage.queries_per_phase[phase, label] = 1 + index
+        known[label] = f"{tmp_path}/kitchen/receivers.py:{index + 1}"
+    result = summary(coverage.data(known, {}, [], 50), tmp_path, all_receivers=False)
+    assert [item["receiver"] for item in result["queries"]] == [
+        "kitchen.receivers.own2",
+        "kitchen.receivers.own1",
+        "kitchen.receivers.own0",
+    ]
+
+
+def test_signal_dashboards_own_receivers_are_never_the_projects_even_inside_its_root() -> None:
+    from signal_dashboard import conf
+
+    root = Path(conf.__file__).parent.parent  # a checkout that holds signal_dashboard
+    ours = f"{conf.__file__}:180"
+    demo = f"{root}/signal_dashboard/demo/pizzeria/signals.py:20"
+    coverage = SignalCoverage()
+    connected = {"signal_dashboard.conf.reset_on_change": ours, "pizzeria.bake": demo}
+    result = summary(coverage.data(connected, {}, [], 50), root, all_receivers=False)
+    assert result["never_ran"] == [{"receiver": "pizzeria.bake", "location": demo}]

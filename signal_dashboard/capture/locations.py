@@ -20,6 +20,10 @@ _INSTALLED = tuple(
     )
 )
 _PACKAGE_DIRS = (f"{os.sep}site-packages{os.sep}", f"{os.sep}dist-packages{os.sep}")
+# This package, wherever it is installed from (an editable install, a checkout), but for its
+# demo, which is a project like any other.
+_OURS = str(Path(__file__).resolve().parent.parent) + os.sep
+_DEMO = f"{_OURS}demo{os.sep}"
 
 
 def path_of(location: str) -> str:
@@ -30,14 +34,29 @@ def path_of(location: str) -> str:
 
 def is_installed(location: str) -> bool:
     """Whether the file of ``location`` is Python's, Django's or an installed package's (a
-    virtualenv's inside the project included)."""
+    virtualenv's inside the project included, and signal_dashboard's own)."""
     path = path_of(location)
     if path.startswith("<frozen "):
         return True
     if not path or path.startswith("<"):  # code typed into a shell, or made by exec()
         return False
     resolved = str(Path(path).resolve())
-    return resolved.startswith(_INSTALLED) or any(part in resolved for part in _PACKAGE_DIRS)
+    return (
+        resolved.startswith(_INSTALLED)
+        or any(part in resolved for part in _PACKAGE_DIRS)
+        or _is_ours(resolved)
+    )
+
+
+def is_ours(location: str) -> bool:
+    """Whether the file of ``location`` is signal_dashboard's own (its demo's is not): its
+    receivers are never listed among a project's."""
+    path = path_of(location)
+    return bool(path) and not path.startswith("<") and _is_ours(str(Path(path).resolve()))
+
+
+def _is_ours(resolved: str) -> bool:
+    return resolved.startswith(_OURS) and not resolved.startswith(_DEMO)
 
 
 def is_project_code(location: str) -> bool:

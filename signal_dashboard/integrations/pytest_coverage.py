@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from ..capture.finding import Finding
     from ..capture.tally import Tally
 
-# (test or set-up, receiver) pairs with queries a test process passes on, the most first.
-QUERIES_KEPT = 50
 # Where installed packages live: a receiver there is a third party's (or Django's).
 # Sent for every model class as it is imported, inside django.setup(): unseen if tracing
 # started after it (see SignalCoverage.started_late).
@@ -215,10 +213,11 @@ class SignalCoverage:
             # Receivers run more than the threshold inside one test, or one set-up.
             "storms": self._storms(storm_threshold, setup=False),
             "setup_storms": self._storms(storm_threshold, setup=True),
-            # [test or set-up, receiver, its queries there], the most first.
+            # [test or set-up, receiver, its queries there], the most first: every pair, as
+            # which are the project's is judged only once the workers' figures are merged.
             "queries": [
                 [phase.name, label, count]
-                for (phase, label), count in self.queries_per_phase.most_common(QUERIES_KEPT)
+                for (phase, label), count in self.queries_per_phase.most_common()
             ],
             "started_late": self.started_late,
             "class_prepared_receivers": sorted(class_prepared_receivers),

@@ -16,6 +16,7 @@ left out unless ``HYGIENE_INCLUDE_INSTALLED`` is on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -84,7 +85,11 @@ def judge(origin: Any) -> None:
     judged, origin.receiver_queries = origin.receiver_queries, {}
     for key, count, statements in judged.values():
         label, location = receiver_label(key)
-        sql, times = max(statements.items(), key=lambda item: item[1], default=("", 0))
+        sql, times = max(
+            ((sql, times) for sql, times in statements.items() if not _controls(sql)),
+            key=lambda item: item[1],
+            default=("", 0),
+        )
         if times >= repeat:
             hygiene.found(
                 Finding(
@@ -118,3 +123,14 @@ def _found_in_init(signal: Any, key: Any, count: int) -> None:
         return
     _init_found.add(label)
     hygiene.found(Finding("query_in_init", signal_label(signal), label, [location], count=count))
+
+
+# Transaction control: run as often as the transactions and savepoints a receiver opens, and
+# never a query it could batch, so never "the same query N times".
+_TRANSACTION_CONTROL = re.compile(
+    r"\s*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE|START\s+TRANSACTION)\b", re.IGNORECASE
+)
+
+
+def _controls(sql: Any) -> bool:
+    return _TRANSACTION_CONTROL.match(str(sql)) is not None

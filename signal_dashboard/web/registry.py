@@ -33,6 +33,7 @@ from ..capture.labels import (
     sender_label,
     signal_label,
 )
+from ..capture.locations import is_ours
 from ..record.stats.store import LatencyStore
 
 DEAD_RECEIVER = "<dead receiver>"
@@ -197,7 +198,8 @@ def _receivers(signal: Signal, usage: _Usage, senders: dict[int, Any]) -> list[R
     except AttributeError:  # a Signal subclass that did not run Signal.__init__()
         return []
     infos = (_receiver_info(signal, entry, usage, senders) for entry in entries)
-    return [info for info in infos if info is not None]
+    # signal_dashboard's own receivers (the settings' reset) are not the project's to read.
+    return [info for info in infos if info is not None and not is_ours(info.location)]
 
 
 def _receiver_info(
