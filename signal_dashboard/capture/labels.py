@@ -3,8 +3,10 @@ weakly, and the labels the dashboard shows."""
 
 from __future__ import annotations
 
+import ast
 import functools
 import sys
+import tokenize
 import weakref
 from collections.abc import Mapping
 from types import CodeType
@@ -131,8 +133,10 @@ def signal_at(path: str) -> Signal:
 
 
 def _find_signal_path(signal: Signal) -> str | None:
-    # A signal is usually imported into many modules; rank the candidates so the
-    # defining module wins: a module named "signals" first, then the shortest path.
+    """The dotted path of the module attribute that holds ``signal``, preferring the module
+    that defines it: a signal is imported into many modules (``blog/signals.py`` importing
+    ``post_save``), and is named by the one that assigns it (``post_save = ModelSignal(...)``).
+    Among the rest, a module named "signals" first, then the shortest path."""
     candidates = []
     for module_name, module in list(sys.modules.items()):
         namespace = getattr(module, "__dict__", None)
@@ -141,11 +145,50 @@ def _find_signal_path(signal: Signal) -> str | None:
         in_signals_module = module_name.rpartition(".")[2] == "signals"
         for name, value in list(namespace.items()):
             if value is signal:
-                candidates.append((not in_signals_module, len(module_name), module_name, name))
+                candidates.append((module, in_signals_module, module_name, name))
     if not candidates:
         return None
-    _, _, module_name, name = min(candidates)
+    _, _, module_name, name = min(
+        candidates,
+        key=lambda found: (
+            found[3] not in _assigned_names(found[0]),
+            not found[1],
+            len(found[2]),
+            found[2],
+        ),
+    )
     return f"{module_name}.{name}"
+
+
+_assigned: dict[str, frozenset[str]] = {}
+
+
+def _assigned_names(module: Any) -> frozenset[str]:
+    """The names a module's source assigns at its top level (read once per file), none if its
+    source cannot be read."""
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str) or not path.endswith(".py"):
+        return frozenset()
+    names = _assigned.get(path)
+    if names is None:
+        try:
+            with tokenize.open(path) as source:
+                tree = ast.parse(source.read(), path)
+        except (OSError, SyntaxError, ValueError):
+            tree = ast.Module(body=[], type_ignores=[])
+        targets = []
+        for node in tree.body:
+            if isinstance(node, ast.Assign):
+                targets += node.targets
+            elif isinstance(node, ast.AnnAssign) and node.value is not None:
+                targets.append(node.target)
+        names = _assigned[path] = frozenset(
+            element.id
+            for target in targets
+            for element in (target.elts if isinstance(target, ast.Tuple) else [target])
+            if isinstance(element, ast.Name)
+        )
+    return names
 
 
 def sender_label(sender: Any) -> str:
