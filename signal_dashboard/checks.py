@@ -179,9 +179,9 @@ def check_doubled_receivers(**kwargs: Any) -> list[CheckMessage]:
 
     return [
         Warning(
-            f"{doubled.receiver} ({doubled.location}) is connected "
-            f"{len(doubled.senders)} times to {doubled.signal}: it runs "
-            f"{len(doubled.senders)} times per send.",
+            f"{doubled.receiver} ({doubled.location}) is connected {doubled.runs} times to "
+            f"{doubled.signal} for {_whom(doubled)}: it runs {doubled.runs} times per send"
+            f"{'' if doubled.runs_for is None else f' from {doubled.runs_for}'}.",
             hint="Its module is probably imported under two names, or connect() runs more "
             "than once. Give connect() (or @receiver) a dispatch_uid, such as "
             f"dispatch_uid={doubled.receiver!r}, so that connecting it again replaces it.",
@@ -189,6 +189,15 @@ def check_doubled_receivers(**kwargs: Any) -> list[CheckMessage]:
         )
         for doubled in doubled_receivers()
     ]
+
+
+def _whom(doubled: Any) -> str:
+    """The senders a doubled receiver's connections that run together are for."""
+    if doubled.runs_for is None:
+        return "any sender"
+    if None in doubled.senders:
+        return f"{doubled.runs_for} or any sender"
+    return doubled.runs_for
 
 
 @register()

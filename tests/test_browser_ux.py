@@ -717,7 +717,7 @@ class HygieneDoubledTests(UxTestCase):
             page.goto(self.live_server_url + "/signals/registry/")
             section = page.locator("section.sd-doubled")
             expect(section).to_contain_text("tests.doubled_receiver.open_windows")
-            expect(section).to_contain_text("connected 2 times")
+            expect(section).to_contain_text("runs 2 times per send from")
             expect(section).to_contain_text("connected at ")
             expect(section).to_contain_text("tests/urls.py:")
             expect(page.locator("section.sd-missed")).to_contain_text(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from django.core.checks import Error, Warning
+from django.dispatch import Signal
 
 from signal_dashboard.checks import check_middleware, check_settings
 
@@ -164,8 +166,6 @@ def test_a_receiver_connected_twice_is_a_warning_naming_dispatch_uid() -> None:
     import sys
     from pathlib import Path
 
-    from django.dispatch import Signal
-
     # The same module imported under a second name: a second code object, the same code.
     path = Path(__file__).parent / "doubled_receiver.py"
     spec = importlib.util.spec_from_file_location("tests_doubled_copy", path)
@@ -187,7 +187,8 @@ def test_a_receiver_connected_twice_is_a_warning_naming_dispatch_uid() -> None:
         assert messages == [
             Warning(
                 f"tests.doubled_receiver.open_windows ({location}) is connected 2 times to "
-                "tests.doubled_receiver.kitchen_opened: it runs 2 times per send.",
+                "tests.doubled_receiver.kitchen_opened for any sender: it runs 2 times per "
+                "send.",
                 hint="Its module is probably imported under two names, or connect() runs more "
                 "than once. Give connect() (or @receiver) a dispatch_uid, such as "
                 "dispatch_uid='tests.doubled_receiver.open_windows', so that connecting it "
@@ -218,8 +219,39 @@ def test_the_registry_page_lists_doubled_receivers(admin_client: Any) -> None:
         page = admin_client.get("/signals/registry/").content.decode()
         assert "Receivers connected more than once" in page
         assert 'data-receiver="tests.doubled_receiver.open_windows"' in page
-        assert "connected 2 times,\n        for any sender, morning" in page
+        assert (
+            "runs 2 times per send from morning,\n        connected for any sender, morning"
+        ) in page
     finally:
         assert signal.disconnect(dispatch_uid="again", sender="morning")
     page = admin_client.get("/signals/registry/").content.decode()
     assert "Receivers connected more than once" not in page
+
+
+def test_a_receiver_connected_for_several_senders_runs_once_for_each_and_twice_for_a_repeat() -> (
+    None
+):
+    from signal_dashboard.demo.pizzeria.models import Order, Pizza, Topping
+    from tests import doubled_receiver
+
+    signal = Signal()
+    holder = sys.modules[__name__]
+    holder.several_senders = signal  # type: ignore[attr-defined]
+    function = doubled_receiver.open_windows
+    for sender in (Topping, Pizza, Order):
+        signal.connect(function, sender=sender, weak=False)
+    location = f"{doubled_receiver.__file__}:{function.__code__.co_firstlineno}"
+    label = "tests.doubled_receiver.open_windows"
+    try:
+        assert signal.send(sender=Order) == [(function, "open")]  # sent: the registry knows it
+        # Once for each of three senders: once per send, whichever it is.
+        assert [m for m in check_settings_and_doubles() if label in m.msg] == []
+        signal.connect(function, sender=Topping, weak=False, dispatch_uid="again")
+        assert [m.msg for m in check_settings_and_doubles() if label in m.msg] == [
+            f"{label} ({location}) is connected 2 times to {__name__}.several_senders for "
+            "pizzeria.Topping: it runs 2 times per send from pizzeria.Topping."
+        ]
+        assert signal.send(sender=Topping) == [(function, "open"), (function, "open")]
+        assert signal.send(sender=Pizza) == [(function, "open")]
+    finally:
+        del holder.several_senders

@@ -27,6 +27,7 @@ from signal_dashboard.capture.labels import signal_label
 from signal_dashboard.record.filters import EventFilter
 from signal_dashboard.record.recorder import recorder
 from tests import doubled_receiver
+from tests.receiving import connected
 from tests.urls import on_every_order, pizza_ordered
 
 HERE = Path(__file__)
@@ -499,3 +500,39 @@ def test_a_receiver_that_ran_before_it_was_let_go_is_not_lost() -> None:
     other.connect(lambda sender, **kwargs: None)  # never ran: lost
     gc.collect()
     assert [finding.signal for finding in findings("lost")] == [signal_label(other)]
+
+
+def test_receivers_behind_one_decorator_are_each_their_own_and_never_doubled() -> None:
+    from tests import decorated_receivers as kitchen
+
+    signal = kitchen.pizza_baked
+    with (
+        connected(signal, kitchen.box_it),
+        connected(signal, kitchen.slice_it),
+        connected(signal, kitchen.serve_it),
+        connected(signal, kitchen.plate_it),
+        tracing.capture() as events,
+    ):
+        signal.send(sender=None)
+    assert findings("doubled") == []
+    [event] = events
+    assert [(call.label, call.result) for call in event.receivers] == [
+        ("tests.decorated_receivers.box_it", "boxed"),
+        ("tests.decorated_receivers.slice_it", "sliced"),
+        ("tests.decorated_receivers.serve_it", "served"),
+        ("tests.decorated_receivers.plate_it", "plated"),
+    ]
+    assert [call.location.rpartition(":")[2] for call in event.receivers] == [
+        str(kitchen.box_it.__wrapped__.__code__.co_firstlineno),
+        str(kitchen.slice_it.__wrapped__.__code__.co_firstlineno),
+        str(kitchen.serve_it.__closure__[0].cell_contents.__code__.co_firstlineno),
+        str(kitchen.plate_it.__closure__[0].cell_contents.__code__.co_firstlineno),
+    ]
+    recorder.drain()
+    labels = {recorder.latency.receiver_name(key)[0] for _, _, key in recorder.latency.calls}
+    assert {
+        "tests.decorated_receivers.box_it",
+        "tests.decorated_receivers.slice_it",
+        "tests.decorated_receivers.serve_it",
+        "tests.decorated_receivers.plate_it",
+    } <= labels

@@ -38,7 +38,7 @@ from django.dispatch import Signal, dispatcher
 from .. import conf
 from .context import PROCESS_ORIGIN, current_origin
 from .finding import Finding
-from .labels import receiver_key, receiver_label, signal_label
+from .labels import note_receiver, receiver_key, receiver_label, signal_label
 from .outbox import outbox
 
 _DISPATCHER_FILE = dispatcher.__file__
@@ -85,7 +85,7 @@ class Hygiene:
     ) -> None:
         """Django's connect() added ``receiver`` to ``signal`` (called only when it did)."""
         lookup_key = (dispatch_uid or dispatcher._make_id(receiver), dispatcher._make_id(sender))
-        code = receiver_key(receiver)
+        code = note_receiver(receiver)
         # Two instances' methods, or two callable objects, are two receivers.
         instance = (
             id(receiver.__self__)

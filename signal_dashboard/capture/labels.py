@@ -9,7 +9,7 @@ import sys
 import tokenize
 import weakref
 from collections.abc import Mapping
-from types import CodeType
+from types import CodeType, FunctionType
 from typing import Any
 
 from django.dispatch import Signal
@@ -29,9 +29,75 @@ def receiver_key(receiver: Any) -> Any:
     """What an event keeps to name a receiver: its code object, never the receiver itself.
 
     Keeping the receiver would hold weakly connected receivers alive. Bound methods expose
-    their function's ``__code__``; for other callables, see :func:`callable_key`.
+    their function's ``__code__``; a function behind a decorator (its code one of
+    ``WRAPPER_CODES``) is named by the function it wraps; for other callables, see
+    :func:`callable_key`.
     """
-    return getattr(receiver, "__code__", None) or callable_key(receiver)
+    code = getattr(receiver, "__code__", None)
+    if code is None:
+        return callable_key(receiver)
+    if WRAPPER_CODES and id(code) in WRAPPER_CODES:
+        return wrapped_code(receiver)
+    return code
+
+
+# The code of decorators' wrappers (by id; the code kept, so that its id stays its own): one
+# code object that many receivers share, each wrapping a function of its own. Noted as they
+# are connected (note_receiver()), so that the send path asks only for the codes here.
+WRAPPER_CODES: dict[int, CodeType] = {}
+
+
+# Wrappers without functools.wraps seen so far, by id of their code: the id of the first
+# function seen with it. A second function with the same code makes it a wrapper's.
+_CLOSURES: dict[int, tuple[CodeType, int]] = {}
+
+
+def note_receiver(receiver: Any) -> Any:
+    """The key of a receiver being connected (or listed), noting first whether it is a
+    decorator's wrapper: one made with functools.wraps, or functions that share their code and
+    each hold another function in their closure."""
+    function = getattr(receiver, "__func__", receiver)
+    code = getattr(function, "__code__", None)
+    if code is not None and id(code) not in WRAPPER_CODES and _wrapped(function) is not None:
+        if getattr(function, "__wrapped__", None) is not None:
+            WRAPPER_CODES[id(code)] = code
+        else:
+            seen = _CLOSURES.setdefault(id(code), (code, id(function)))
+            if seen[0] is code and seen[1] != id(function):
+                WRAPPER_CODES[id(code)] = code
+    return receiver_key(receiver)
+
+
+def wrapped_code(receiver: Any) -> CodeType:
+    """The code of the function a person wrote, behind the decorators' wrappers around it."""
+    function = getattr(receiver, "__func__", receiver)
+    for _ in range(_MAX_WRAPPERS):
+        inner = _wrapped(function)
+        if inner is None:
+            break
+        function = inner
+    return function.__code__
+
+
+_MAX_WRAPPERS = 20
+
+
+def _wrapped(function: Any) -> Any:
+    """The function a wrapper wraps (functools.wraps' ``__wrapped__``, or the one function its
+    closure holds), or None if it wraps none."""
+    inner = getattr(function, "__wrapped__", None)
+    if inner is not None:
+        inner = getattr(inner, "__func__", inner)
+        return inner if getattr(inner, "__code__", None) is not None else None
+    held = []
+    for cell in getattr(function, "__closure__", None) or ():
+        try:
+            content = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if isinstance(content, FunctionType):
+            held.append(content)
+    return held[0] if len(held) == 1 else None
 
 
 def callable_key(receiver: Any) -> Any:

@@ -37,7 +37,16 @@ from .context import PROCESS_ORIGIN, SUSPENDED, Origin, current_event, current_o
 from .errors import ErrorInfo
 from .events import Call, SignalEvent, call_duration, error_info, summarize_result
 from .failures import Failures
-from .labels import Handle, callable_key, handle_of, receiver_key, sender_label, signal_at
+from .labels import (
+    WRAPPER_CODES,
+    Handle,
+    callable_key,
+    handle_of,
+    receiver_key,
+    sender_label,
+    signal_at,
+    wrapped_code,
+)
 from .origins import finished_origin, started_origin
 from .outbox import outbox
 from .tally import SLOT_KEY, LightSend, Tally, promoted
@@ -547,6 +556,8 @@ def make_send(method: str, robust: bool) -> Callable[..., Any]:
                         end = perf_counter_ns()
                         duration = end - start
                         code = getattr(receiver, "__code__", None) or callable_key(receiver)
+                        if WRAPPER_CODES and id(code) in WRAPPER_CODES:  # receiver_key()
+                            code = wrapped_code(receiver)
                         if event is None and duration < slow_ns:
                             counts = slots.get(id(code)) or tally.slot(code)  # type: ignore[union-attr]
                             timed.append((counts, start, duration))
@@ -616,10 +627,12 @@ def make_send(method: str, robust: bool) -> Callable[..., Any]:
                     raise
                 end = perf_counter_ns()
                 if calls is not None:
+                    code = getattr(receiver, "__code__", None) or callable_key(receiver)
+                    if WRAPPER_CODES and id(code) in WRAPPER_CODES:  # receiver_key()
+                        code = wrapped_code(receiver)
                     calls.append(
                         (
-                            getattr(receiver, "__code__", None)
-                            or callable_key(receiver),  # receiver_key()
+                            code,
                             False,
                             start,
                             end - start,

@@ -28,7 +28,7 @@ from django.dispatch.dispatcher import _make_id
 from ..capture.labels import (
     Handle,
     key_label,
-    receiver_key,
+    note_receiver,
     receiver_label,
     sender_label,
     signal_label,
@@ -138,18 +138,22 @@ def signal_registry(store: LatencyStore | None = None) -> list[SignalInfo]:
 @dataclass(frozen=True)
 class Doubled:
     """One receiver (the same code, so the same label and location) connected to a signal
-    more than once, for senders that overlap: it runs that many times per send."""
+    more than once for the same sender (or for any sender): it runs that many times per send
+    from that sender."""
 
     signal: str
     receiver: str
     location: str
-    senders: list[str | None]  # each connection's sender (None: any)
+    senders: list[str | None]  # the connections that run together (None: for any sender)
+    runs: int  # how many times it runs per send from ``runs_for``
+    runs_for: str | None  # the sender it runs the most for (None: any sender)
 
 
 def doubled_receivers(registry: list[SignalInfo] | None = None) -> list[Doubled]:
-    """Receivers connected more than once to one signal under different lookup keys, for
-    senders that overlap (one of them any sender, or the same one): a module imported under
-    two names, or a connect() that runs more than once without a ``dispatch_uid``."""
+    """Receivers that run more than once per send: connected more than once to one signal
+    under different lookup keys, for the same sender or for any sender (a module imported under
+    two names, or a connect() that runs more than once without a ``dispatch_uid``). A receiver
+    connected once for each of several senders runs once per send, and is not one."""
     found = []
     for info in signal_registry() if registry is None else registry:
         by_code: dict[tuple[str, str, int | None], list[ReceiverInfo]] = {}
@@ -159,9 +163,16 @@ def doubled_receivers(registry: list[SignalInfo] | None = None) -> list[Doubled]
                 by_code.setdefault(key, []).append(receiver)
         for (label, location, _), same in by_code.items():
             senders = [receiver.sender for receiver in same]
-            overlapping = None in senders or len(set(senders)) < len(senders)
-            if len(same) > 1 and overlapping:
-                found.append(Doubled(info.label, label, location, senders))
+            # A send from a sender runs the connections for it and those for any sender.
+            anywhere = senders.count(None)
+            runs, runs_for = anywhere, None
+            for sender in sorted({sender for sender in senders if sender is not None}):
+                together = senders.count(sender) + anywhere
+                if together > runs:
+                    runs, runs_for = together, sender
+            if runs > 1:
+                running = [sender for sender in senders if sender in (None, runs_for)]
+                found.append(Doubled(info.label, label, location, running, runs, runs_for))
     return found
 
 
@@ -265,7 +276,7 @@ def _unnamed_sender(sender_id: Any) -> str:
 def _label(receiver: Any) -> tuple[Any, str, str]:
     """The receiver's key (see labels.receiver_key()), label and location."""
     try:
-        key = receiver_key(receiver)
+        key = note_receiver(receiver)
     except Exception:  # attribute access on a callable object is user code
         key = type(receiver)
     try:
