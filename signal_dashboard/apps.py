@@ -3,6 +3,9 @@ from __future__ import annotations
 import sys
 
 from django.apps import AppConfig
+from django.conf import settings
+
+from . import conf
 
 
 class SignalDashboardConfig(AppConfig):
@@ -11,7 +14,7 @@ class SignalDashboardConfig(AppConfig):
     default_auto_field = "django.db.models.AutoField"
 
     def ready(self) -> None:
-        from . import checks, conf, tracing  # noqa: F401  (checks register themselves)
+        from . import checks, tracing  # noqa: F401  (checks register themselves)
         from .backends.redis import publisher
 
         if conf.tracing_enabled():
@@ -31,3 +34,16 @@ class SignalDashboardConfig(AppConfig):
                 except ImportError:  # check E007 says what to install
                     return
                 otel.start()
+
+
+def _watch_connections() -> None:
+    """Watch connect() and disconnect() from now on: Django imports every app's AppConfig
+    before any app's models, so the receivers the models modules and the apps' ready() connect
+    (a doubled one, say) are seen. The sends are traced from ready() on."""
+    if settings.configured and conf.tracing_enabled():
+        from .capture import patch
+
+        patch.watch_connections()
+
+
+_watch_connections()

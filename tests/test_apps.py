@@ -71,3 +71,24 @@ def test_app_config_installs_tracing_when_enabled(
         """
     )
     assert output == expected
+
+
+def test_connections_made_as_the_models_are_imported_are_watched() -> None:
+    # Django imports every app's AppConfig, then every app's models, then runs the ready()
+    # methods: a receiver doubled by a models module is seen from our AppConfig's import on.
+    output = run_python(
+        """
+        import django
+        from django.conf import settings
+        settings.configure(
+            DEBUG=True, INSTALLED_APPS=["signal_dashboard", "tests.early_app"]
+        )
+        django.setup()
+        from signal_dashboard.record.recorder import recorder
+        for finding in recorder.findings:
+            print(finding.kind, finding.receiver, finding.signal)
+        """
+    )
+    assert output == (
+        "doubled tests.early_app.models.light_the_oven tests.early_app.models.oven_lit"
+    )

@@ -22,32 +22,47 @@ from .send import make_asend, make_send, ran_as_traced
 # The original methods, set while tracing is installed.
 _originals: dict[tuple[type, str], Callable[..., Any]] = {}
 
-_PATCHES: tuple[tuple[type, str, Callable[[], Callable[..., Any]]], ...] = (
+Patches = tuple[tuple[type, str, Callable[[], Callable[..., Any]]], ...]
+
+# Signal hygiene (hygiene.py): connect() and disconnect() as Django's, then noted.
+_WATCH: Patches = tuple(
+    (Signal, name, functools.partial(make, Signal.__dict__[name])) for name, make in hygiene.PATCHES
+)
+_PATCHES: Patches = (
     (Signal, "send", lambda: make_send("send", robust=False)),
     (Signal, "send_robust", lambda: make_send("send_robust", robust=True)),
     (Signal, "asend", lambda: make_asend("asend", robust=False)),
     (Signal, "asend_robust", lambda: make_asend("asend_robust", robust=True)),
     (BaseCommand, "execute", make_execute),
-    # Signal hygiene (hygiene.py): connect() and disconnect() as Django's, then noted.
-    *(
-        (Signal, name, functools.partial(make, Signal.__dict__[name]))
-        for name, make in hygiene.PATCHES
-    ),
+    *_WATCH,
 )
+
+
+def watch_connections() -> None:
+    """Patch connect() and disconnect() alone, ahead of the rest (as Django imports our
+    AppConfig, before any models module): the connections the models and the apps' ready()
+    make are seen. Nothing is judged lost until the sends are traced too."""
+    hygiene.after_connect = tasks.notice
+    _patch(_WATCH)
 
 
 def install() -> None:
     """Patch the classes, unless they are patched already; the settings are read again."""
     conf.reset()
-    if _originals:
+    if is_installed():
         return
     hygiene.hygiene.ran = ran_as_traced
     hygiene.after_connect = tasks.notice
     tasks.notice()
-    for owner, name, make in _PATCHES:
-        _originals[(owner, name)] = owner.__dict__[name]
-        setattr(owner, name, make())
+    _patch(_PATCHES)
     queries.install()
+
+
+def _patch(patches: Patches) -> None:
+    for owner, name, make in patches:
+        if (owner, name) not in _originals:
+            _originals[(owner, name)] = owner.__dict__[name]
+            setattr(owner, name, make())
 
 
 def uninstall() -> None:
@@ -60,4 +75,5 @@ def uninstall() -> None:
 
 
 def is_installed() -> bool:
-    return bool(_originals)
+    """Whether the sends are traced (connect() and disconnect() may be watched alone)."""
+    return (Signal, "send") in _originals
