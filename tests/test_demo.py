@@ -136,9 +136,15 @@ def _free_port() -> int:
 
 
 SHOW_FINDINGS = """
+from signal_dashboard.capture.context import Origin, current_origin
 from signal_dashboard.demo.pizzeria import mistakes
 from signal_dashboard.record.recorder import recorder
-mistakes.connect_in_the_login_view()
+login = Origin(kind="request", name="POST /login/", method="POST", path="/login/")
+token = current_origin.set(login)
+mistakes.connect_in_the_login_view()  # as the login view does, and leaves connected
+current_origin.reset(token)
+recorder.record(login)  # the request ends
+recorder.drain()
 for finding in recorder.findings:
     print(finding.kind, finding.receiver)
 """

@@ -15,6 +15,7 @@ from typing import Any
 
 import django
 import pytest
+from django.db.models.signals import pre_save
 from django.dispatch import Signal, receiver
 from django.test import Client, override_settings
 
@@ -199,7 +200,9 @@ def test_a_connect_while_a_request_runs_is_recorded_with_the_request() -> None:
     finally:
         pizza_ordered.disconnect(on_every_order)
     # Django connected it once: connecting the same receiver again (its lookup key known)
-    # adds nothing, so it is no finding.
+    # adds nothing, so it is no finding. (Judged as the request is drained, recorded at the
+    # next drain.)
+    recorder.drain()
     [connected] = findings("connected")
     assert connected.origin["path"] == "/connect/"
     assert connected.receiver == "tests.urls.on_every_order"
@@ -210,7 +213,8 @@ def test_a_connect_while_a_request_runs_is_recorded_with_the_request() -> None:
 def test_a_connect_that_adds_nothing_is_no_finding() -> None:
     signal = Signal()
     signal.connect(on_every_order, dispatch_uid="orders")
-    token = current_origin.set(Origin(kind="command", name="bake", started_ns=0))
+    bake = Origin(kind="command", name="bake", started_ns=0)
+    token = current_origin.set(bake)
     try:
         # As Django's translation module does on every use: the same dispatch_uid again, which
         # Django ignores (it keeps the first receiver), so nothing was connected or doubled.
@@ -218,11 +222,14 @@ def test_a_connect_that_adds_nothing_is_no_finding() -> None:
         signal.connect(doubled_receiver.open_windows, dispatch_uid="orders")
         signal.connect(on_every_order, dispatch_uid="orders", weak=False)
         assert len(signal.receivers) == 1
-        assert list(recorder.findings) == []
         signal.connect(doubled_receiver.open_windows)
-        assert [finding.kind for finding in recorder.findings] == ["connected"]
     finally:
         current_origin.reset(token)
+    try:
+        recorder.record(bake)  # the command ends, with the one receiver it added still connected
+        recorder.drain()  # (judged as the command is drained, recorded at the next drain)
+        assert [finding.kind for finding in recorder.findings] == ["connected"]
+    finally:
         signal.disconnect(dispatch_uid="orders")
 
 
@@ -408,21 +415,30 @@ def test_a_model_signal_is_placed_at_the_projects_connect_not_inside_django() ->
 def test_findings_about_installed_code_are_left_out_unless_asked_for() -> None:
     from django.core.files.storage import FileSystemStorage
 
+    def collectstatic() -> None:
+        """A command that makes a storage: Django's storage connects setting_changed as it is
+        made, and leaves it connected, which is a finding about Django's code, not the
+        project's."""
+        command = Origin(kind="command", name="collectstatic", started_ns=0)
+        token = current_origin.set(command)
+        try:
+            FileSystemStorage()
+        finally:
+            current_origin.reset(token)
+        recorder.record(command)  # the command ends
+        recorder.drain()
+
     seen: list[Finding] = []
     unwatch = hygiene.watch(seen.append)
-    token = current_origin.set(Origin(kind="command", name="collectstatic", started_ns=0))
     try:
-        # Django's storage connects setting_changed as it is made: while a command runs, that
-        # is a finding about Django's code, not the project's.
-        FileSystemStorage()
+        collectstatic()
         with override_settings(SIGNAL_DASHBOARD={"HYGIENE_INCLUDE_INSTALLED": True}):
             recorder.clear()
-            FileSystemStorage()
+            collectstatic()
             assert [finding.kind for finding in recorder.findings] == ["connected"]
             recorder.clear()
-        FileSystemStorage()
+        collectstatic()
     finally:
-        current_origin.reset(token)
         unwatch()
     assert list(recorder.findings) == []
     assert [finding.kind for finding in seen] == ["connected"] * 3  # watchers see all
@@ -536,3 +552,20 @@ def test_receivers_behind_one_decorator_are_each_their_own_and_never_doubled() -
         "tests.decorated_receivers.serve_it",
         "tests.decorated_receivers.plate_it",
     } <= labels
+
+
+def test_a_receiver_connected_and_disconnected_within_each_request_is_no_finding(
+    admin_client: Client,
+) -> None:
+    before = hygiene.runtime_connects["django.db.models.signals.pre_save"]
+    receivers = len(pre_save.receivers)
+    for _ in range(3):
+        assert admin_client.get("/connect-for-the-request/").status_code == 200
+    recorder.drain()
+    recorder.drain()  # (judged as each request is drained, recorded at the next drain)
+    assert findings("connected") == []
+    assert len(pre_save.receivers) == receivers
+    assert hygiene.runtime_connects["django.db.models.signals.pre_save"] == before
+    page = admin_client.get("/signals/registry/").content.decode()
+    runtime = page.partition('<section class="sd-runtime-connects">')[2].partition("</section>")
+    assert "pre_save" not in runtime[0]

@@ -196,7 +196,9 @@ def test_a_task_run_is_shown_by_its_name_and_a_wrong_kind_is_refused() -> None:
     assert f"  ok  task shop.tasks.send_receipt  [{HOST}:{PID}]" in format_row(from_task)
     with pytest.raises(CommandError) as info:
         call_command("signals_tail", kind="tasks")
-    assert str(info.value) == "kind must be one of request, command, task, process; got 'tasks'."
+    assert (
+        str(info.value) == "kind must be one of request, command, task, test, process; got 'tasks'."
+    )
 
 
 def test_an_error_stays_on_one_line_and_sends_no_escape_sequence() -> None:

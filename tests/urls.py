@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 
+from django.db.models.signals import pre_save
 from django.dispatch import Signal
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
@@ -96,6 +97,17 @@ def connect_in_view(request: HttpRequest) -> HttpResponse:
     return HttpResponse("connected")
 
 
+def connect_for_the_request(request: HttpRequest) -> HttpResponse:
+    """As a middleware does that connects a receiver for the request's user: connected, then
+    disconnected before the request ends."""
+    pre_save.connect(on_every_order, dispatch_uid=("for the request", id(request)))
+    try:
+        Topping.objects.create(name=f"basil {Topping.objects.count()}")
+    finally:
+        pre_save.disconnect(dispatch_uid=("for the request", id(request)))
+    return HttpResponse("ok")
+
+
 def lose_a_receiver(request: HttpRequest) -> HttpResponse:
     """Connects a local function, held weakly: it is lost once the view returns."""
 
@@ -150,6 +162,7 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("order/", order_pizza),
     path("long/", long_labels),
     path("connect/", connect_in_view),
+    path("connect-for-the-request/", connect_for_the_request),
     path("lose/", lose_a_receiver),
     path("double/", double_a_receiver),
     path("miss/", miss_a_disconnect),

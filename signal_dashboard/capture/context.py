@@ -25,14 +25,14 @@ _next_origin_id = itertools.count(1).__next__
 
 @dataclass(eq=False)
 class Origin:
-    """What caused a send: an HTTP request, a management command, a task run, or the
-    process itself.
+    """What caused a send: an HTTP request, a management command, a task run, a test (under
+    Django's runner), or the process itself.
 
     One object is shared by every event sent on its behalf; the request fields
     (``status``, ``user_id``) and the task fields are filled in as they become known.
     """
 
-    kind: str  # "request", "command", "task" or "process"
+    kind: str  # "request", "command", "task", "test" or "process"
     name: str  # "GET /pizzas/", "migrate", the task's function path, or the script's name
     request_id: str | None = None
     method: str | None = None
@@ -77,6 +77,9 @@ class Origin:
     # events.Tally, folding those past it (the process's are counted per second and thread:
     # see send._ProcessTallies).
     sent: dict[tuple[int, int], Any] = field(default_factory=dict, repr=False)
+    # Receivers connected here and not disconnected yet, by (id of signal, lookup key): each
+    # a "connected" finding (capture/finding.py) if it is still there when this origin ends.
+    connects: dict[Any, Any] = field(default_factory=dict, repr=False)
     # Names the request or command in this process's dashboard URLs (request ids may repeat).
     id: int = field(default_factory=_next_origin_id)
     pid: int = field(default=PID)

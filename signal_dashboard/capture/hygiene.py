@@ -98,7 +98,17 @@ class Hygiene:
         signal_name = signal_label(signal)
         origin = current_origin.get()
         if origin is not PROCESS_ORIGIN:
-            self.found(Finding("connected", signal_name, label, [location], origin.as_dict()))
+            # A finding only if still connected when its origin ends: a connect undone within
+            # the request, command, task run or test (a middleware's, a test's setUp and
+            # tearDown) leaves nothing growing. See connects_left().
+            origin.connects[(id(signal), lookup_key)] = Finding(
+                "connected",
+                signal_name,
+                label,
+                [location],
+                origin.as_dict(),
+                connected_ns=time.perf_counter_ns(),
+            )
         with self._lock:
             known = self._known(signal)
             if lookup_key in known:
@@ -147,6 +157,8 @@ class Hygiene:
         location: str,
     ) -> None:
         lookup_key = (dispatch_uid or dispatcher._make_id(receiver), dispatcher._make_id(sender))
+        if removed:
+            current_origin.get().connects.pop((id(signal), lookup_key), None)
         with self._lock:
             entry = self._connections.get(id(signal))
             connection = entry[1].pop(lookup_key, None) if entry is not None else None
@@ -199,6 +211,13 @@ class Hygiene:
         for key, entry in list(self._connections.items()):
             if entry[0] is reference:
                 self._connections.pop(key, None)
+
+    def connects_left(self, origin: Any) -> None:
+        """An origin ended: the connects it made and did not undo are findings now (off the
+        sending thread, as the recorder takes the origin)."""
+        left, origin.connects = origin.connects, {}
+        for finding in left.values():
+            self.found(finding)
 
     def found(self, finding: Finding) -> None:
         """Hand a finding to the watchers (each has a scope of its own), and to the recorder

@@ -1,5 +1,6 @@
-"""Origins begun and ended: requests (from their request_started send and the middleware) and
-management commands; and a finished origin as data, as any process shows it.
+"""Origins begun and ended: requests (from their request_started send and the middleware),
+management commands and the tests of Django's runner; and a finished origin as data, as any
+process shows it.
 
 A request's origin is made as its request_started is sent, from the environ or scope the
 request is then built around, and taken up by the middleware (``begin_request()``); the
@@ -9,10 +10,12 @@ the patched ``BaseCommand.execute``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 import re
 import threading
+import unittest
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -297,6 +300,68 @@ def make_execute() -> Callable[..., Any]:
                 Failures.add()
 
     return functools.wraps(original)(execute)
+
+
+# --- Tests under Django's runner --------------------------------------------------------------
+# Each test a runner runs (Django's DiscoverRunner, or unittest's) is an origin of its own, from
+# its result's startTest() to its stopTest(), which TestCase.run() calls around the test in one
+# frame: query thresholds and run-time connects count within one test, as pytest --signals
+# charges each test its own. (pytest runs unittest tests with a result of its own, and charges
+# them itself.) Set-up wider than one test (setUpClass, fixtures) stays the command's.
+
+
+# The tests whose origin is current on this thread: (test, its origin, the token to reset).
+class _RunningTests(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[tuple[Any, Origin, Any]] = []
+
+
+_running_tests = _RunningTests()
+MAX_TEST_NAME = 200
+
+
+def make_start_test() -> Callable[..., Any]:
+    original = unittest.TestResult.startTest
+
+    def startTest(self: unittest.TestResult, test: Any) -> None:
+        original(self, test)
+        try:
+            if current_origin.get().kind not in ("command", "process"):
+                return
+            origin = Origin(kind="test", name=_test_name(test), started_ns=perf_counter_ns())
+            _running_tests.stack.append((test, origin, current_origin.set(origin)))
+        except Exception:
+            Failures.add()
+
+    return functools.wraps(original)(startTest)
+
+
+def make_stop_test() -> Callable[..., Any]:
+    original = unittest.TestResult.stopTest
+
+    def stopTest(self: unittest.TestResult, test: Any) -> None:
+        try:
+            stack = _running_tests.stack
+            if stack and stack[-1][0] is test:
+                _, origin, token = stack.pop()
+                # (Set in another context, it leaves nothing of ours to restore.)
+                with contextlib.suppress(ValueError):
+                    current_origin.reset(token)
+                origin.duration_ns = perf_counter_ns() - origin.started_ns
+                outbox.put(origin)
+        except Exception:
+            Failures.add()
+        original(self, test)
+
+    return functools.wraps(original)(stopTest)
+
+
+def _test_name(test: Any) -> str:
+    try:
+        name = test.id()
+    except Exception:  # a test's id() is user code
+        name = type(test).__qualname__
+    return str(name)[:MAX_TEST_NAME]
 
 
 # --- A finished origin as data --------------------------------------------------------------

@@ -1,13 +1,15 @@
 """install()/uninstall(): the class-level patches, made once and undone exactly.
 
 ``Signal``'s four send methods (send.py), its ``connect()`` and ``disconnect()`` (hygiene.py),
-``BaseCommand.execute`` (a command's origin, origins.py) and the database cursors' query count
+``BaseCommand.execute`` and ``unittest.TestResult``'s ``startTest()`` and ``stopTest()`` (a
+command's origin and a test's, origins.py) and the database cursors' query count
 (queries.py). Each is replaced on the class, so every instance is traced, whenever it was made.
 """
 
 from __future__ import annotations
 
 import functools
+import unittest
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +18,7 @@ from django.dispatch import Signal
 
 from .. import conf
 from . import hygiene, queries, tasks
-from .origins import make_execute
+from .origins import make_execute, make_start_test, make_stop_test
 from .send import make_asend, make_send, ran_as_traced
 
 # The original methods, set while tracing is installed.
@@ -34,6 +36,8 @@ _PATCHES: Patches = (
     (Signal, "asend", lambda: make_asend("asend", robust=False)),
     (Signal, "asend_robust", lambda: make_asend("asend_robust", robust=True)),
     (BaseCommand, "execute", make_execute),
+    (unittest.TestResult, "startTest", make_start_test),
+    (unittest.TestResult, "stopTest", make_stop_test),
     *_WATCH,
 )
 

@@ -29,12 +29,13 @@ _MAX_UNKNOWN_LISTED = 5
 
 _TEXT_FIELDS = ("sender", "signal", "receiver", "path", "process", "task")
 # What may have caused a send (Origin.kind): the "kind" field admits one of them.
-ORIGIN_KINDS = ("request", "command", "task", "process")
+ORIGIN_KINDS = ("request", "command", "task", "test", "process")
 # How the page's "Caused by" select names each.
 ORIGIN_KIND_CHOICES = (
     ("request", "requests"),
     ("command", "commands"),
     ("task", "tasks"),
+    ("test", "tests (Django's test runner)"),
     ("process", "the process itself"),
 )
 # Exact labels, comma-separated, of what the page hides (its "hide" buttons add to them).

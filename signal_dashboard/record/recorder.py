@@ -23,6 +23,7 @@ from ..capture import context
 from ..capture.events import CALL_KEY, SignalEvent
 from ..capture.finding import Finding
 from ..capture.histogram import Histogram, growth
+from ..capture.hygiene import hygiene
 from ..capture.labels import handle_of
 from ..capture.outbox import Outbox, outbox
 from ..capture.tally import SLOT_KEY, SLOT_QUERY_MAX, SLOT_TOTAL_QUERIES, SLOT_TOTAL_QUERY_NS, Tally
@@ -180,6 +181,7 @@ class Recorder:
                 item.storms = latency.record_origin(item)
                 findings.count_tallies(tally for tally in item.sent.values() if tally.folded)
                 findings.judge(item)
+                hygiene.connects_left(item)
                 self._requests.append(item)
                 self.requests_added += 1
                 continue
