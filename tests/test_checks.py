@@ -253,5 +253,11 @@ def test_a_receiver_connected_for_several_senders_runs_once_for_each_and_twice_f
         ]
         assert signal.send(sender=Topping) == [(function, "open"), (function, "open")]
         assert signal.send(sender=Pizza) == [(function, "open")]
+        signal.connect(function, sender=Pizza, weak=False, dispatch_uid="and again")
+        assert [m.msg for m in check_settings_and_doubles() if label in m.msg] == [
+            f"{label} ({location}) is connected 2 times to {__name__}.several_senders for "
+            f"{model}: it runs 2 times per send from {model}."
+            for model in ("pizzeria.Pizza", "pizzeria.Topping")
+        ]
     finally:
         del holder.several_senders

@@ -569,3 +569,23 @@ def test_a_receiver_connected_and_disconnected_within_each_request_is_no_finding
     page = admin_client.get("/signals/registry/").content.decode()
     runtime = page.partition('<section class="sd-runtime-connects">')[2].partition("</section>")
     assert "pre_save" not in runtime[0]
+
+
+def test_a_receiver_disconnected_and_connected_again_within_one_test_is_no_finding() -> None:
+    # As a test's setUp() unregisters a model's receivers and its tearDown() registers them
+    # again: the signal has the same receivers before and after.
+    signal = Signal()
+    signal.connect(doubled_receiver.open_windows, dispatch_uid="registered")
+    test = Origin(kind="test", name="tests.UnregisterTest.test_unregister_create", started_ns=0)
+    token = current_origin.set(test)
+    try:
+        assert signal.disconnect(dispatch_uid="registered")
+        signal.connect(doubled_receiver.open_windows, dispatch_uid="registered")
+    finally:
+        current_origin.reset(token)
+    recorder.record(test)  # the test ends
+    recorder.drain()
+    try:
+        assert findings("connected") == []
+    finally:
+        signal.disconnect(dispatch_uid="registered")

@@ -78,7 +78,8 @@ class Origin:
     # see send._ProcessTallies).
     sent: dict[tuple[int, int], Any] = field(default_factory=dict, repr=False)
     # Receivers connected here and not disconnected yet, by (id of signal, lookup key): each
-    # a "connected" finding (capture/finding.py) if it is still there when this origin ends.
+    # a "connected" finding (capture/finding.py) if it is still there when this origin ends
+    # (or a marker of one connected before and disconnected here: see hygiene.py).
     connects: dict[Any, Any] = field(default_factory=dict, repr=False)
     # Names the request or command in this process's dashboard URLs (request ids may repeat).
     id: int = field(default_factory=_next_origin_id)

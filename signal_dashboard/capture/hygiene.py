@@ -97,10 +97,13 @@ class Hygiene:
         label = receiver_label(code)[0]
         signal_name = signal_label(signal)
         origin = current_origin.get()
-        if origin is not PROCESS_ORIGIN:
+        if origin is not PROCESS_ORIGIN and (
+            origin.connects.pop((id(signal), lookup_key), _NEW) is _NEW
+        ):
             # A finding only if still connected when its origin ends: a connect undone within
             # the request, command, task run or test (a middleware's, a test's setUp and
-            # tearDown) leaves nothing growing. See connects_left().
+            # tearDown) leaves nothing growing, and one that puts back what it disconnected
+            # changes nothing. See connects_left().
             origin.connects[(id(signal), lookup_key)] = Finding(
                 "connected",
                 signal_name,
@@ -157,8 +160,11 @@ class Hygiene:
         location: str,
     ) -> None:
         lookup_key = (dispatch_uid or dispatcher._make_id(receiver), dispatcher._make_id(sender))
-        if removed:
-            current_origin.get().connects.pop((id(signal), lookup_key), None)
+        origin = current_origin.get()
+        if removed and origin is not PROCESS_ORIGIN:
+            key = (id(signal), lookup_key)
+            if origin.connects.pop(key, _NEW) is _NEW:
+                origin.connects[key] = _DISCONNECTED  # connected before: put back, no finding
         with self._lock:
             entry = self._connections.get(id(signal))
             connection = entry[1].pop(lookup_key, None) if entry is not None else None
@@ -217,7 +223,8 @@ class Hygiene:
         sending thread, as the recorder takes the origin)."""
         left, origin.connects = origin.connects, {}
         for finding in left.values():
-            self.found(finding)
+            if finding is not _DISCONNECTED:
+                self.found(finding)
 
     def found(self, finding: Finding) -> None:
         """Hand a finding to the watchers (each has a scope of its own), and to the recorder
@@ -285,6 +292,10 @@ def _weak_sender(sender: Any) -> weakref.ReferenceType[Any] | None:
 
 
 _ANY = dispatcher._make_id(None)
+# In Origin.connects: no entry (_NEW), or a receiver connected before the origin and
+# disconnected in it, which connecting again puts back.
+_NEW = object()
+_DISCONNECTED = object()
 hygiene = Hygiene()
 
 

@@ -146,7 +146,7 @@ class Doubled:
     location: str
     senders: list[str | None]  # the connections that run together (None: for any sender)
     runs: int  # how many times it runs per send from ``runs_for``
-    runs_for: str | None  # the sender it runs the most for (None: any sender)
+    runs_for: str | None  # the sender (None: any sender)
 
 
 def doubled_receivers(registry: list[SignalInfo] | None = None) -> list[Doubled]:
@@ -163,16 +163,17 @@ def doubled_receivers(registry: list[SignalInfo] | None = None) -> list[Doubled]
                 by_code.setdefault(key, []).append(receiver)
         for (label, location, _), same in by_code.items():
             senders = [receiver.sender for receiver in same]
-            # A send from a sender runs the connections for it and those for any sender.
+            # A send from a sender runs the connections for it and those for any sender: one
+            # entry for any sender, and one for each sender that adds to it.
             anywhere = senders.count(None)
-            runs, runs_for = anywhere, None
+            if anywhere > 1:
+                running = [None] * anywhere
+                found.append(Doubled(info.label, label, location, running, anywhere, None))
             for sender in sorted({sender for sender in senders if sender is not None}):
                 together = senders.count(sender) + anywhere
-                if together > runs:
-                    runs, runs_for = together, sender
-            if runs > 1:
-                running = [sender for sender in senders if sender in (None, runs_for)]
-                found.append(Doubled(info.label, label, location, running, runs, runs_for))
+                if together > max(anywhere, 1):
+                    running = [each for each in senders if each in (None, sender)]
+                    found.append(Doubled(info.label, label, location, running, together, sender))
     return found
 
 
