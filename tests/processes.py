@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -62,6 +63,21 @@ if not client.login(username=username, password=password):
     sys.exit(f"cannot log in as {username!r}")
 print(client.cookies[cookie_name].value)
 """
+
+
+def run_python(code: str, timeout: float = 60) -> str:
+    """Run ``code`` (dedented) in a fresh interpreter from the repository root, with nothing
+    set up: what it prints, once it exited 0."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
 
 
 def project_env(db_path: Path | str, redis_url: str) -> dict[str, str]:

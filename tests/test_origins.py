@@ -3,12 +3,7 @@ test its own."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.processes import run_python
 
 RUN_DJANGO_TESTS = """
 import django
@@ -36,16 +31,7 @@ for finding in recorder.findings:
 
 
 def test_each_test_is_an_origin_and_a_connect_undone_in_its_tear_down_is_no_finding() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(RUN_DJANGO_TESTS)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    lines = run_python(RUN_DJANGO_TESTS, timeout=120).splitlines()
     tests = [line.split()[1] for line in lines if line.startswith("test ")]
     assert tests == [
         f"tests.runner_cases.KitchenTests.test_{name}"
